@@ -1,0 +1,1 @@
+"""adamae-hf: AdaMAE for the HuggingFace stack."""
