@@ -1,0 +1,88 @@
+import pytest
+
+from configuration_adamae import AdaMaeConfig
+from tiny_configs import tiny_config
+
+
+def test_defaults_are_the_papers_vit_b_setting():
+    config = AdaMaeConfig()
+    assert config.token_grid == (8, 14, 14)
+    assert config.num_patches == 1568
+    assert config.patch_dim == 1536
+    # int(1568 * (1 - 0.95)) = 78 in float arithmetic (DESIGN.md §1.3)
+    assert config.get_num_visible_tokens() == 78
+    assert (config.mask_type, config.mask_ratio, config.sampling_loss_weight) == ("adaptive", 0.95, 1e-4)
+    assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads) == (768, 12, 12)
+    assert (config.decoder_hidden_size, config.decoder_num_hidden_layers, config.decoder_num_attention_heads) == (
+        384,
+        4,
+        6,
+    )
+    assert config.layer_norm_eps == 1e-6 and config.qkv_bias and config.norm_pix_loss and config.use_mean_pooling
+    assert (config.sampler_hidden_size, config.sampler_num_attention_heads, config.sampler_intermediate_size) == (
+        768,
+        8,
+        3072,
+    )
+    assert (config.sampler_dropout_prob, config.sampler_layer_norm_eps, config.sampler_num_hidden_layers) == (
+        0.1,
+        1e-5,
+        1,
+    )
+    # transformers' VideoMAE layers read `qv_bias`
+    assert config.qv_bias is True
+
+
+@pytest.mark.parametrize(
+    "mask_type, mask_ratio, visible",
+    [
+        ("adaptive", 0.95, 78),
+        ("tube", 0.9, 8 * 20),  # VideoMAE masks int(0.9 * 196) = 176 patches per slice
+        ("tube", 0.75, 8 * 49),
+        ("random", 0.9, 1568 - 1411),
+        ("frame", 0.875, 196),  # 7 of 8 slices masked
+    ],
+)
+def test_visible_token_count_rounds_like_each_reference(mask_type, mask_ratio, visible):
+    config = AdaMaeConfig(mask_type=mask_type, mask_ratio=mask_ratio)
+    assert config.get_num_visible_tokens() == visible
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        (dict(mask_type="checkerboard"), "mask_type"),
+        (dict(mask_ratio=1.0), "mask_ratio"),
+        (dict(mask_ratio=0.0), "mask_ratio"),
+        (dict(mask_ratio=0.99), "visible"),  # adaptive: int(64 * 0.01) = 0 visible tokens
+        (dict(mask_type="random", mask_ratio=0.01), "masked"),  # int(0.01 * 64) = 0 masked tokens
+        (dict(mask_type="frame", mask_ratio=0.2), "masked"),  # int(0.2 * 4) = 0 of 4 slices masked
+        (dict(image_size=36), "patch_size"),
+        (dict(image_size=[32, 36]), "patch_size"),
+        (dict(num_frames=7), "tubelet_size"),
+        (dict(hidden_size=33), "num_attention_heads"),
+        (dict(decoder_hidden_size=15), "decoder_num_attention_heads"),
+        (dict(sampler_num_attention_heads=3), "sampler_num_attention_heads"),
+        (dict(num_hidden_layers=0), "num_hidden_layers"),
+        (dict(drop_path_rate=1.5), "drop_path_rate"),
+    ],
+)
+def test_invalid_configurations_raise_naming_the_field(overrides, field):
+    with pytest.raises(ValueError, match=field):
+        tiny_config(**overrides)
+
+
+def test_error_message_states_the_allowed_range():
+    with pytest.raises(ValueError, match=r"\(0, 1\)"):
+        tiny_config(mask_ratio=1.2)
+    with pytest.raises(ValueError, match=r"1 <= visible tokens <= 63"):
+        tiny_config(mask_ratio=0.99)
+
+
+def test_json_round_trip(tmp_path):
+    config = tiny_config(mask_type="tube", mask_ratio=0.5, image_size=[32, 48], sampler_hidden_size=16)
+    config.save_pretrained(tmp_path)
+    loaded = AdaMaeConfig.from_pretrained(tmp_path)
+    assert loaded.to_dict() == config.to_dict()
+    assert loaded.frame_size == (32, 48) and loaded.num_patches == 4 * 4 * 6
+    assert loaded.sampler_intermediate_size == 64
