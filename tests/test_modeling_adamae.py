@@ -1,0 +1,567 @@
+import itertools
+import logging
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForPreTraining,
+    AutoModelForVideoClassification,
+    VideoMAEConfig,
+    VideoMAEForPreTraining,
+    VideoMAEForVideoClassification,
+)
+from transformers.models.videomae.modeling_videomae import get_sinusoid_encoding_table
+
+import adamae_hf  # noqa: F401  (registers the Auto classes)
+from configuration_adamae import AdaMaeConfig
+from modeling_adamae import (
+    AdaMaeForPreTraining,
+    AdaMaeForVideoClassification,
+    AdaMaeModel,
+    gumbel_top_k,
+    sinusoid_position_table,
+)
+from tiny_configs import TINY, tiny_config
+
+
+IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406])
+IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225])
+
+
+def pixel_values(batch_size=2, config=None, seed=0):
+    config = config or tiny_config()
+    generator = torch.Generator().manual_seed(seed)
+    height, width = config.frame_size
+    return torch.randn(batch_size, config.num_frames, config.num_channels, height, width, generator=generator)
+
+
+def noise_for(batch_size, config, seed=1):
+    return torch.rand(batch_size, config.num_patches, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture
+def no_dropout_config():
+    return tiny_config(sampler_dropout_prob=0.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The sampler
+
+
+def exact_inclusion_probabilities(probs: list[float], num_samples: int):
+    """Sequential sampling without replacement, enumerated: P(token i in the sample) and P(sample == set S)."""
+    inclusion = [0.0] * len(probs)
+    set_probability = {}
+    for sequence in itertools.permutations(range(len(probs)), num_samples):
+        probability, remaining = 1.0, 1.0
+        for index in sequence:
+            probability *= probs[index] / remaining
+            remaining -= probs[index]
+        for index in sequence:
+            inclusion[index] += probability
+        key = frozenset(sequence)
+        set_probability[key] = set_probability.get(key, 0.0) + probability
+    return inclusion, set_probability
+
+
+def test_gumbel_top_k_always_draws_k_distinct_indices():
+    torch.manual_seed(0)
+    logits = torch.randn(500, 64) * 3
+    indices = gumbel_top_k(torch.log_softmax(logits, -1), 16, torch.rand(500, 64))
+    assert indices.shape == (500, 16)
+    assert all(len(set(row.tolist())) == 16 for row in indices)
+    assert indices.min() >= 0 and indices.max() < 64
+
+
+def test_gumbel_top_k_matches_sequential_sampling_without_replacement():
+    """Empirical inclusion frequencies match the exact enumerated probabilities of K sequential draws without
+    replacement (the distribution of torch.multinomial(p, K, replacement=False)). Tolerance: 5 binomial standard
+    errors per token / per set, with n = 200,000 draws."""
+    probs = [0.4, 0.25, 0.15, 0.1, 0.07, 0.03]
+    num_samples, draws = 3, 200_000
+    inclusion, set_probability = exact_inclusion_probabilities(probs, num_samples)
+    assert math.isclose(sum(inclusion), num_samples)
+
+    generator = torch.Generator().manual_seed(1234)
+    log_probs = torch.tensor(probs).log().expand(draws, -1)
+    indices = gumbel_top_k(log_probs, num_samples, torch.rand(draws, len(probs), generator=generator))
+
+    counts = torch.zeros(len(probs)).index_add_(0, indices.flatten(), torch.ones(indices.numel()))
+    for token, (count, exact) in enumerate(zip(counts.tolist(), inclusion)):
+        standard_error = math.sqrt(exact * (1 - exact) / draws)
+        assert abs(count / draws - exact) < 5 * standard_error, f"token {token}: {count / draws:.4f} vs {exact:.4f}"
+
+    sets = {}
+    for row in indices.sort(dim=1).values.tolist():
+        sets[frozenset(row)] = sets.get(frozenset(row), 0) + 1
+    for key, exact in set_probability.items():
+        standard_error = math.sqrt(exact * (1 - exact) / draws)
+        assert abs(sets.get(key, 0) / draws - exact) < 5 * standard_error + 1e-6, f"set {sorted(key)}"
+
+
+def test_sampler_probabilities_are_a_distribution_over_tokens():
+    model = AdaMaeForPreTraining(tiny_config()).eval()
+    outputs = model(pixel_values())
+    assert outputs.token_probs.shape == (2, 64)
+    torch.testing.assert_close(outputs.token_probs.sum(-1), torch.ones(2))
+
+
+def test_adaptive_mask_follows_the_sampler():
+    """Tokens the sampler puts (almost) all probability on are the visible ones."""
+    model = AdaMaeForPreTraining(tiny_config()).eval()
+    logits = torch.full((3, 64), -30.0)
+    favourites = torch.stack([torch.randperm(64)[:16] for _ in range(3)])
+    logits.scatter_(1, favourites, 30.0)
+    mask = model.generate_mask(3, sampler_logits=logits)
+    expected = torch.ones(3, 64, dtype=torch.bool).scatter(1, favourites, False)
+    assert torch.equal(mask, expected)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Masks
+
+
+@pytest.mark.parametrize("mask_type", ["adaptive", "tube", "random", "frame"])
+def test_same_noise_gives_the_same_mask_and_outputs(mask_type):
+    config = tiny_config(mask_type=mask_type)
+    model = AdaMaeForPreTraining(config).eval()
+    video, noise = pixel_values(), noise_for(2, config)
+    first, second = model(video, noise=noise), model(video, noise=noise)
+    assert torch.equal(first.mask, second.mask)
+    torch.testing.assert_close(first.logits, second.logits)
+    other = model(video, noise=noise_for(2, config, seed=2))
+    assert not torch.equal(first.mask, other.mask)
+
+
+@pytest.mark.parametrize(
+    "mask_type, mask_ratio", [("adaptive", 0.75), ("adaptive", 0.9), ("tube", 0.75), ("random", 0.6), ("frame", 0.5)]
+)
+def test_each_mask_type_masks_the_configured_count_with_its_structure(mask_type, mask_ratio):
+    config = tiny_config(mask_type=mask_type, mask_ratio=mask_ratio)
+    model = AdaMaeForPreTraining(config).eval()
+    batch_size = 6
+    outputs = model(pixel_values(batch_size, config), noise=noise_for(batch_size, config))
+    mask = outputs.mask
+    num_masked = config.num_patches - config.get_num_visible_tokens()
+    assert mask.dtype == torch.bool and mask.shape == (batch_size, 64)
+    assert mask.sum(dim=1).tolist() == [num_masked] * batch_size
+    assert outputs.logits.shape == (batch_size, num_masked, config.patch_dim)
+    per_slice = mask.view(batch_size, 4, 16)  # (B, time slices, h * w)
+    if mask_type == "tube":
+        assert torch.equal(per_slice, per_slice[:, :1].expand_as(per_slice))
+    if mask_type == "frame":
+        assert torch.equal(per_slice, per_slice[:, :, :1].expand_as(per_slice))
+    assert (outputs.token_probs is None) == (mask_type != "adaptive")
+    assert (outputs.sampling_loss is None) == (mask_type != "adaptive")
+    assert (model.sampler is None) == (mask_type != "adaptive")
+
+
+def test_generate_mask_takes_another_type_and_ratio():
+    model = AdaMaeForPreTraining(tiny_config())
+    mask = model.generate_mask(2, mask_type="tube", mask_ratio=0.5)
+    assert mask.sum(dim=1).tolist() == [32, 32]
+    with pytest.raises(ValueError, match="mask_ratio"):
+        model.generate_mask(2, mask_type="random", mask_ratio=1.0)
+    with pytest.raises(ValueError, match="sampler_logits"):
+        model.generate_mask(2, mask_type="adaptive")
+
+
+def test_given_mask_overrides_sampling_and_the_sampler_still_reports():
+    config = tiny_config()
+    model = AdaMaeForPreTraining(config).eval()
+    mask = torch.zeros(2, 64, dtype=torch.bool)
+    mask[:, 10:50] = True  # 24 visible instead of the configured 16
+    outputs = model(pixel_values(), bool_masked_pos=mask)
+    assert torch.equal(outputs.mask, mask)
+    assert outputs.logits.shape == (2, 40, config.patch_dim)
+    assert outputs.token_probs is not None and outputs.sampling_loss is not None
+    ragged = mask.clone()
+    ragged[1, 0] = True
+    with pytest.raises(ValueError, match="same number of visible tokens"):
+        model(pixel_values(), bool_masked_pos=ragged)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Losses
+
+
+def reference_targets(video: torch.Tensor, config: AdaMaeConfig) -> torch.Tensor:
+    """Targets written out token by token: (B, N, 1536-style) with pixels (t, y, x, c), normalised per patch."""
+    frames = video * IMAGENET_STD[None, None, :, None, None] + IMAGENET_MEAN[None, None, :, None, None]
+    time_slices, rows, columns = config.token_grid
+    t, p = config.tubelet_size, config.patch_size
+    batch = []
+    for b in range(video.shape[0]):
+        tokens = []
+        for ti, hi, wi in itertools.product(range(time_slices), range(rows), range(columns)):
+            patch = frames[b, ti * t : (ti + 1) * t, :, hi * p : (hi + 1) * p, wi * p : (wi + 1) * p]
+            patch = patch.permute(0, 2, 3, 1).reshape(-1, config.num_channels)  # (t*p*p, C)
+            patch = (patch - patch.mean(0)) / (patch.std(0, unbiased=True) + 1e-6)
+            tokens.append(patch.flatten())
+        batch.append(torch.stack(tokens))
+    return torch.stack(batch)
+
+
+def test_losses_equal_a_per_sample_reference_computation():
+    config = tiny_config()
+    model = AdaMaeForPreTraining(config).eval()
+    video = pixel_values(3, config)
+    outputs = model(video, noise=noise_for(3, config))
+    targets = reference_targets(video, config)
+
+    per_token, sampling = [], []
+    for b in range(3):
+        masked_targets = targets[b][outputs.mask[b]]  # masked tokens in ascending order
+        l_r = ((outputs.logits[b] - masked_targets) ** 2).mean(-1)
+        per_token.append(l_r)
+        categorical = torch.distributions.Categorical(probs=outputs.token_probs[b])
+        log_probs = categorical.log_prob(torch.arange(config.num_patches))[outputs.mask[b]]
+        sampling.append(-(log_probs * l_r.detach()).mean())
+    torch.testing.assert_close(outputs.reconstruction_loss, torch.cat(per_token).mean())
+    torch.testing.assert_close(outputs.sampling_loss, 1e-4 * torch.stack(sampling).mean())
+    torch.testing.assert_close(outputs.loss, outputs.reconstruction_loss + outputs.sampling_loss)
+
+
+def test_targets_without_norm_pix_loss_are_unnormalised_pixels():
+    config = tiny_config(norm_pix_loss=False)
+    model = AdaMaeForPreTraining(config)
+    video = pixel_values(1, config)
+    frames = video * IMAGENET_STD[None, None, :, None, None] + IMAGENET_MEAN[None, None, :, None, None]
+    targets = model.compute_targets(video)
+    first_patch = frames[0, 0:2, :, 0:8, 0:8].permute(0, 2, 3, 1).flatten()
+    torch.testing.assert_close(targets[0, 0], first_patch)
+    torch.testing.assert_close(model.unpatchify(targets), frames)
+
+
+def test_sampling_loss_reaches_the_sampler_and_the_patch_embedding():
+    model = AdaMaeForPreTraining(tiny_config()).eval()
+    outputs = model(pixel_values())
+    sampler_params = [p for p in model.sampler.parameters()]
+    patch_embedding = model.videomae.embeddings.patch_embeddings.projection.weight
+    grads = torch.autograd.grad(outputs.sampling_loss, sampler_params + [patch_embedding], allow_unused=True)
+    assert all(g is not None for g in grads)
+    assert grads[-1].abs().sum() > 0
+    assert sum(g.abs().sum() for g in grads[:-1]) > 0
+    # The decoder gets no gradient from the sampling loss: the reconstruction error is a stopped reward.
+    decoder_grads = torch.autograd.grad(outputs.sampling_loss, list(model.decoder.parameters()), allow_unused=True)
+    assert all(g is None for g in decoder_grads)
+
+
+def test_reconstruction_gradients_do_not_flow_through_p():
+    model = AdaMaeForPreTraining(tiny_config()).eval()
+    outputs = model(pixel_values())
+    grads = torch.autograd.grad(outputs.reconstruction_loss, list(model.sampler.parameters()), allow_unused=True)
+    assert all(g is None for g in grads)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Model API
+
+
+def test_pretraining_outputs_hidden_states_and_tuples():
+    config = tiny_config()
+    model = AdaMaeForPreTraining(config).eval()
+    video, noise = pixel_values(), noise_for(2, config)
+    outputs = model(video, noise=noise, output_hidden_states=True)
+    assert len(outputs.hidden_states) == config.num_hidden_layers + 1
+    assert all(h.shape == (2, 16, 32) for h in outputs.hidden_states)
+    as_tuple = model(video, noise=noise, return_dict=False)
+    assert isinstance(as_tuple, tuple) and len(as_tuple) == 6
+    torch.testing.assert_close(as_tuple[0], outputs.loss)
+    torch.testing.assert_close(as_tuple[3], outputs.logits)
+
+
+def test_bad_pixel_values_shape_names_expected_and_got():
+    model = AdaMaeForPreTraining(tiny_config())
+    with pytest.raises(ValueError, match=r"\(batch_size, 8, 3, 32, 32\).*got \(2, 3, 8, 32, 32\)"):
+        model(torch.randn(2, 3, 8, 32, 32))
+
+
+def test_base_model_encodes_all_or_visible_tokens():
+    config = tiny_config(use_mean_pooling=False)
+    model = AdaMaeModel(config).eval()
+    video = pixel_values()
+    assert model(video).last_hidden_state.shape == (2, 64, 32)
+    mask = torch.zeros(2, 64, dtype=torch.bool)
+    mask[:, ::2] = True
+    visible = model(video, bool_masked_pos=mask).last_hidden_state
+    assert visible.shape == (2, 32, 32)
+    assert model.layernorm is not None and AdaMaeModel(tiny_config()).layernorm is None
+
+
+def test_classification_mean_pooling_head():
+    config = tiny_config(num_labels=5)
+    model = AdaMaeForVideoClassification(config).eval()
+    video = pixel_values()
+    outputs = model(video, output_hidden_states=True)
+    sequence = model.videomae(video).last_hidden_state
+    expected = model.classifier(model.fc_norm(sequence.mean(1)))
+    torch.testing.assert_close(outputs.logits, expected)
+    assert len(outputs.hidden_states) == 3 and outputs.hidden_states[0].shape == (2, 64, 32)
+    # The new head starts tiny (the reference's init_scale 0.001).
+    assert model.classifier.weight.abs().max() < 1e-3
+
+
+def test_classification_first_token_head_without_mean_pooling():
+    config = tiny_config(num_labels=3, use_mean_pooling=False)
+    model = AdaMaeForVideoClassification(config).eval()
+    assert model.fc_norm is None and model.videomae.layernorm is not None
+    video = pixel_values()
+    sequence = model.videomae(video).last_hidden_state  # already normalised by the final LayerNorm
+    torch.testing.assert_close(model(video).logits, model.classifier(sequence[:, 0]))
+
+
+def test_classification_losses_follow_problem_type():
+    video = pixel_values()
+    model = AdaMaeForVideoClassification(tiny_config(num_labels=4)).eval()
+    labels = torch.tensor([1, 3])
+    outputs = model(video, labels=labels)
+    torch.testing.assert_close(outputs.loss, torch.nn.functional.cross_entropy(outputs.logits, labels))
+    assert model.config.problem_type == "single_label_classification"
+
+    soft = torch.tensor([[0.0, 0.7, 0.3, 0.0], [0.25, 0.25, 0.25, 0.25]])
+    expected = -(soft * outputs.logits.log_softmax(-1)).sum(-1).mean()
+    torch.testing.assert_close(model(video, labels=soft).loss, expected)
+
+    multi = AdaMaeForVideoClassification(tiny_config(num_labels=4, problem_type="multi_label_classification")).eval()
+    targets = torch.tensor([[1.0, 0, 1, 0], [0, 0, 0, 1]])
+    logits = multi(video).logits
+    torch.testing.assert_close(
+        multi(video, labels=targets).loss, torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
+    )
+
+    regression = AdaMaeForVideoClassification(tiny_config(num_labels=1)).eval()
+    values = torch.tensor([0.5, -1.0])
+    torch.testing.assert_close(
+        regression(video, labels=values).loss,
+        torch.nn.functional.mse_loss(regression(video).logits.squeeze(-1), values),
+    )
+
+
+def test_drop_path_is_stochastic_in_training_only():
+    model = AdaMaeForVideoClassification(tiny_config(num_labels=2, drop_path_rate=0.5))
+    rates = [layer.drop_path.drop_prob for layer in model.videomae.encoder.layer if hasattr(layer.drop_path, "drop_prob")]
+    assert rates == [0.5]  # linear from 0 (first layer: no drop path) to 0.5 (last)
+    video = pixel_values(4)
+    model.train()
+    torch.manual_seed(0)
+    first = model(video).logits
+    second = model(video).logits
+    assert not torch.allclose(first, second)
+    model.eval()
+    torch.testing.assert_close(model(video).logits, model(video).logits)
+
+
+def test_sinusoid_table_equals_videomae():
+    torch.testing.assert_close(sinusoid_position_table(64, 32), get_sinusoid_encoding_table(64, 32), rtol=0, atol=0)
+    torch.testing.assert_close(sinusoid_position_table(1568, 384), get_sinusoid_encoding_table(1568, 384))
+
+
+def videomae_config_like(config: AdaMaeConfig, **overrides) -> VideoMAEConfig:
+    return VideoMAEConfig(
+        **{k: v for k, v in TINY.items() if not k.startswith(("sampler", "mask"))},
+        layer_norm_eps=config.layer_norm_eps,
+        **overrides,
+    )
+
+
+def test_parameter_names_line_up_with_videomae():
+    def names(model):
+        return {k for k in model.state_dict() if not k.endswith("attention.attention.key.bias")}
+
+    config = tiny_config(num_labels=3)
+    classifier_names = names(AdaMaeForVideoClassification(config))
+    assert classifier_names == names(VideoMAEForVideoClassification(videomae_config_like(config, num_labels=3)))
+    pretraining_names = {k for k in names(AdaMaeForPreTraining(config)) if not k.startswith("sampler.")}
+    assert pretraining_names == names(VideoMAEForPreTraining(videomae_config_like(config, use_mean_pooling=False)))
+    # keys never have a bias, whichever transformers release builds the layers
+    assert all(not k.endswith("key.bias") for k in AdaMaeForPreTraining(config).state_dict())
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# transformers integration
+
+
+def test_save_and_load_round_trip_with_safetensors(tmp_path):
+    config = tiny_config()
+    model = AdaMaeForPreTraining(config).eval()
+    model.save_pretrained(tmp_path)
+    files = set(os.listdir(tmp_path))
+    assert {"model.safetensors", "config.json", "configuration_adamae.py", "modeling_adamae.py"} <= files
+    assert not any(name.endswith((".bin", ".pt", ".pth")) for name in files)
+    loaded = AdaMaeForPreTraining.from_pretrained(tmp_path).eval()
+    video, noise = pixel_values(), noise_for(2, config)
+    torch.testing.assert_close(loaded(video, noise=noise).logits, model(video, noise=noise).logits)
+    auto_map = AdaMaeConfig.from_pretrained(tmp_path).auto_map
+    assert auto_map["AutoModelForVideoClassification"] == "modeling_adamae.AdaMaeForVideoClassification"
+    assert auto_map["AutoConfig"] == "configuration_adamae.AdaMaeConfig"
+
+
+def test_auto_classes(tmp_path):
+    AdaMaeForPreTraining(tiny_config()).save_pretrained(tmp_path)
+    assert isinstance(AutoConfig.from_pretrained(tmp_path), AdaMaeConfig)
+    assert isinstance(AutoModel.from_pretrained(tmp_path), AdaMaeModel)
+    assert isinstance(AutoModelForPreTraining.from_pretrained(tmp_path), AdaMaeForPreTraining)
+    classifier = AutoModelForVideoClassification.from_pretrained(tmp_path, num_labels=4)
+    assert isinstance(classifier, AdaMaeForVideoClassification) and classifier.classifier.out_features == 4
+
+
+def test_classification_from_pretraining_checkpoint_logs_one_line(tmp_path, caplog, capfd):
+    pretraining = AdaMaeForPreTraining(tiny_config())
+    pretraining.save_pretrained(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        classifier = AdaMaeForVideoClassification.from_pretrained(tmp_path, num_labels=3)
+    ours = [r.getMessage() for r in caplog.records if r.name.endswith("modeling_adamae")]
+    assert len(ours) == 1
+    line = ours[0]
+    assert "\n" not in line
+    for part in ("dropped", "sampler", "decoder", "mask_token", "newly initialised", "classifier", "fc_norm"):
+        assert part in line
+    assert "LOAD REPORT" not in capfd.readouterr().err
+    encoder = pretraining.videomae.encoder.layer[0].attention.attention.query.weight
+    torch.testing.assert_close(classifier.videomae.encoder.layer[0].attention.attention.query.weight, encoder)
+
+
+def test_eager_and_sdpa_give_equal_outputs(tmp_path):
+    config = tiny_config()
+    AdaMaeForPreTraining(config).save_pretrained(tmp_path)
+    video, noise = pixel_values(), noise_for(2, config)
+    outputs = {}
+    for implementation in ("eager", "sdpa"):
+        model = AdaMaeForPreTraining.from_pretrained(tmp_path, attn_implementation=implementation).eval()
+        assert model.config._attn_implementation == implementation
+        assert model.sampler.layer[0].attention.attention.config._attn_implementation == implementation
+        outputs[implementation] = model(video, noise=noise)
+    for field in ("logits", "token_probs", "loss"):
+        torch.testing.assert_close(outputs["eager"][field], outputs["sdpa"][field], rtol=1e-5, atol=1e-5)
+    # switching at run time reaches the sampler's and decoder's layers too
+    model.set_attn_implementation("eager")
+    assert model.decoder.decoder_layers[0].attention.attention.config._attn_implementation == "eager"
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(no_dropout_config):
+    config = no_dropout_config
+    video, noise = pixel_values(config=config), noise_for(2, config)
+
+    def gradients(model):
+        model.zero_grad()
+        model(video, noise=noise).loss.backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    model = AdaMaeForPreTraining(config).train()
+    reference = gradients(model)
+    calls = []
+    model.videomae.encoder.layer[0].intermediate.register_forward_hook(lambda *args: calls.append(1))
+    model.gradient_checkpointing_enable()
+    assert model.is_gradient_checkpointing
+    checkpointed = gradients(model)
+    assert len(calls) == 2  # the layer ran again during backward
+    assert reference.keys() == checkpointed.keys()
+    for name in reference:
+        torch.testing.assert_close(checkpointed[name], reference[name], rtol=1e-5, atol=1e-6)
+
+
+def test_loads_in_bfloat16(tmp_path):
+    config = tiny_config()
+    model = AdaMaeForPreTraining(config).eval()
+    model.save_pretrained(tmp_path)
+    bf16 = AdaMaeForPreTraining.from_pretrained(tmp_path, dtype=torch.bfloat16).eval()
+    assert all(p.dtype == torch.bfloat16 for p in bf16.parameters())
+    video, noise = pixel_values(), noise_for(2, config)
+    outputs = bf16(video.to(torch.bfloat16), noise=noise)
+    reference = model(video, noise=noise)
+    assert torch.isfinite(outputs.loss)
+    assert torch.equal(outputs.mask, reference.mask) or outputs.mask.sum() == reference.mask.sum()
+    assert abs(outputs.reconstruction_loss.item() - reference.reconstruction_loss.item()) < 0.05 * abs(
+        reference.reconstruction_loss.item()
+    )
+    classifier = AdaMaeForVideoClassification.from_pretrained(tmp_path, dtype=torch.bfloat16, num_labels=2)
+    assert classifier(video.to(torch.bfloat16)).logits.dtype == torch.bfloat16
+
+
+def test_pretraining_step_compiles_without_graph_breaks():
+    """Static shapes end to end: the whole forward is one graph (dynamo's fullgraph mode fails on any break)."""
+    config = tiny_config()
+    model = AdaMaeForPreTraining(config).eval()
+    video, noise = pixel_values(), noise_for(2, config)
+    torch._dynamo.reset()
+    compiled = torch.compile(model, backend="eager", fullgraph=True)
+    torch.testing.assert_close(compiled(video, noise=noise).loss, model(video, noise=noise).loss)
+
+
+REMOTE_CODE_SCRIPT = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    class BlockProjectModules(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in {"adamae_hf", "configuration_adamae", "modeling_adamae"}:
+                raise ModuleNotFoundError(f"{name} is blocked in this test")
+            return None
+
+    sys.meta_path.insert(0, BlockProjectModules())
+    for name in ("adamae_hf", "configuration_adamae", "modeling_adamae"):
+        try:
+            __import__(name)
+        except ModuleNotFoundError:
+            pass
+        else:
+            raise SystemExit(f"{name} is importable")
+
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForPreTraining, AutoModelForVideoClassification
+
+    pretraining_dir, classification_dir, expected_file = sys.argv[1:4]
+    expected = load_file(expected_file)
+    model = AutoModelForPreTraining.from_pretrained(pretraining_dir, trust_remote_code=True).eval()
+    assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+    outputs = model(expected["pixel_values"], noise=expected["noise"])
+    torch.testing.assert_close(outputs.logits, expected["pretraining_logits"])
+    torch.testing.assert_close(outputs.token_probs, expected["token_probs"])
+
+    classifier = AutoModelForVideoClassification.from_pretrained(classification_dir, trust_remote_code=True).eval()
+    torch.testing.assert_close(classifier(expected["pixel_values"]).logits, expected["classification_logits"])
+    # a pretraining folder also loads for classification
+    fresh = AutoModelForVideoClassification.from_pretrained(pretraining_dir, trust_remote_code=True, num_labels=4)
+    assert fresh.classifier.out_features == 4
+    print("REMOTE CODE OK")
+    """
+)
+
+
+def test_trust_remote_code_loads_in_a_fresh_process_without_the_project(tmp_path):
+    config = tiny_config()
+    video, noise = pixel_values(config=config), noise_for(2, config)
+    pretraining = AdaMaeForPreTraining(config).eval()
+    classifier = AdaMaeForVideoClassification(tiny_config(num_labels=3)).eval()
+    pretraining.save_pretrained(tmp_path / "pretraining")
+    classifier.save_pretrained(tmp_path / "classification")
+    with torch.no_grad():
+        outputs = pretraining(video, noise=noise)
+        expected = {
+            "pixel_values": video,
+            "noise": noise,
+            "pretraining_logits": outputs.logits,
+            "token_probs": outputs.token_probs,
+            "classification_logits": classifier(video).logits,
+        }
+    save_file({k: v.contiguous() for k, v in expected.items()}, tmp_path / "expected.safetensors")
+    (tmp_path / "check.py").write_text(REMOTE_CODE_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    result = subprocess.run(
+        [sys.executable, str(tmp_path / "check.py"), str(tmp_path / "pretraining"), str(tmp_path / "classification"),
+         str(tmp_path / "expected.safetensors")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "REMOTE CODE OK" in result.stdout
