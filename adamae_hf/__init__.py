@@ -1,1 +1,43 @@
-"""adamae-hf: AdaMAE for the HuggingFace stack."""
+"""adamae-hf: AdaMAE (adaptive token sampling for video masked autoencoders, CVPR 2023) for the HuggingFace stack.
+
+Importing the package registers the AdaMAE classes with transformers' Auto classes, so that
+`AutoModelForPreTraining.from_pretrained(folder)` works without `trust_remote_code` where adamae-hf is installed.
+"""
+
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForPreTraining,
+    AutoModelForVideoClassification,
+)
+
+from configuration_adamae import AdaMaeConfig
+from modeling_adamae import (
+    AdaMaeForPreTraining,
+    AdaMaeForPreTrainingOutput,
+    AdaMaeForVideoClassification,
+    AdaMaeModel,
+    AdaMaePreTrainedModel,
+)
+
+from .convert import convert_authors_checkpoint, convert_videomae_to_adamae, export_to_videomae
+
+
+AutoConfig.register(AdaMaeConfig.model_type, AdaMaeConfig, exist_ok=True)
+AutoModel.register(AdaMaeConfig, AdaMaeModel, exist_ok=True)
+AutoModelForPreTraining.register(AdaMaeConfig, AdaMaeForPreTraining, exist_ok=True)
+AutoModelForVideoClassification.register(AdaMaeConfig, AdaMaeForVideoClassification, exist_ok=True)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AdaMaeConfig",
+    "AdaMaeForPreTraining",
+    "AdaMaeForPreTrainingOutput",
+    "AdaMaeForVideoClassification",
+    "AdaMaeModel",
+    "AdaMaePreTrainedModel",
+    "convert_authors_checkpoint",
+    "convert_videomae_to_adamae",
+    "export_to_videomae",
+]
