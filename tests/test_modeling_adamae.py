@@ -360,6 +360,14 @@ def test_drop_path_is_stochastic_in_training_only():
     torch.testing.assert_close(model(video).logits, model(video).logits)
 
 
+def test_patch_embedding_as_a_matrix_product_equals_the_conv3d():
+    model = AdaMaeModel(tiny_config()).eval()
+    video = pixel_values()
+    conv = model.embeddings.patch_embeddings(video)  # VideoMAE's Conv3d module: (B, N, D)
+    ours = model.embeddings(video) - model.embeddings.position_embeddings
+    torch.testing.assert_close(ours, conv, rtol=1e-5, atol=1e-5)
+
+
 def test_sinusoid_table_equals_videomae():
     torch.testing.assert_close(sinusoid_position_table(64, 32), get_sinusoid_encoding_table(64, 32), rtol=0, atol=0)
     torch.testing.assert_close(sinusoid_position_table(1568, 384), get_sinusoid_encoding_table(1568, 384))

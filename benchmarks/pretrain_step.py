@@ -1,0 +1,275 @@
+"""One pretraining step (forward, backward, AdamW): AdaMAE against transformers' VideoMAEForPreTraining.
+
+Prints a table of ms/step, clips/s, peak GPU memory, model TFLOP/s and MFU (against a bf16 matrix product measured
+in the same run) for AdaMAE adaptive 0.95, its tube / random / frame baselines, and stock VideoMAE with tube
+masking at 0.9, on synthetic inputs (no data loading). FLOPs are counted with torch's FlopCounterMode over one
+forward + backward.
+
+    python benchmarks/pretrain_step.py                       # GPU: the ViT-B/16 16x224x224 tables
+    python benchmarks/pretrain_step.py --batch_sizes 16 128 --num_frames 16 32 --compile both
+    python benchmarks/pretrain_step.py --smoke               # CPU: a tiny config, a few steps (CI runs this)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's top-level modeling files
+
+import transformers  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+from transformers import VideoMAEConfig, VideoMAEForPreTraining  # noqa: E402
+
+from configuration_adamae import AdaMaeConfig  # noqa: E402
+from modeling_adamae import AdaMaeForPreTraining  # noqa: E402
+
+
+# (label, implementation, mask type, mask ratio)
+SYSTEMS = {
+    "adamae-adaptive-0.95": ("adamae", "adaptive", 0.95),
+    "adamae-tube-0.9": ("adamae", "tube", 0.9),
+    "adamae-random-0.9": ("adamae", "random", 0.9),
+    "adamae-frame-0.875": ("adamae", "frame", 0.875),
+    "videomae-tube-0.9": ("videomae", "tube", 0.9),
+}
+
+TINY = dict(
+    image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+    decoder_hidden_size=16, decoder_num_hidden_layers=1, decoder_num_attention_heads=2, decoder_intermediate_size=32,
+    sampler_num_attention_heads=2,
+)  # fmt: skip
+
+
+@dataclass
+class Result:
+    system: str
+    compiled: str
+    batch_size: int
+    num_frames: int
+    ms_per_step: float
+    clips_per_s: float
+    peak_gib: float
+    tflop_per_clip: float
+    tflops: float
+    mfu: float
+
+
+def build(system: str, num_frames: int, smoke: bool):
+    implementation, mask_type, mask_ratio = SYSTEMS[system]
+    sizes = dict(TINY) if smoke else {}
+    if implementation == "adamae":
+        config = AdaMaeConfig(num_frames=num_frames, mask_type=mask_type, mask_ratio=mask_ratio, **sizes)
+        return AdaMaeForPreTraining(config), config
+    sizes = {k: v for k, v in sizes.items() if not k.startswith("sampler")}
+    # the same architecture as AdaMAE's encoder/decoder; VideoMAE's own default eps is 1e-12
+    config = VideoMAEConfig(num_frames=num_frames, layer_norm_eps=1e-6, use_mean_pooling=False, **sizes)
+    config.mask_ratio = mask_ratio
+    return VideoMAEForPreTraining(config), config
+
+
+def videomae_tube_mask(config, batch_size: int, device) -> torch.Tensor:
+    """VideoMAE's tube masking on the device: int(ratio * h * w) patches masked per slice, the same in every slice."""
+    rows = config.image_size // config.patch_size
+    per_slice = rows * rows
+    num_masked = int(config.mask_ratio * per_slice)
+    order = torch.rand(batch_size, per_slice, device=device).argsort(dim=1)
+    slice_mask = torch.zeros(batch_size, per_slice, dtype=torch.bool, device=device)
+    slice_mask.scatter_(1, order[:, :num_masked], True)
+    return slice_mask.repeat(1, config.num_frames // config.tubelet_size)
+
+
+def make_step(model, config, optimizer, device, dtype, batch_size):
+    is_videomae = isinstance(model, VideoMAEForPreTraining)
+    autocast = torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+    def forward_backward(pixel_values):
+        kwargs = {"bool_masked_pos": videomae_tube_mask(config, batch_size, device)} if is_videomae else {}
+        with autocast:
+            loss = model(pixel_values, **kwargs).loss
+        loss.backward()
+        return loss
+
+    def step(pixel_values):
+        loss = forward_backward(pixel_values)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    return forward_backward, step
+
+
+def count_flops(forward_backward, pixel_values) -> float:
+    with FlopCounterMode(display=False) as counter:
+        forward_backward(pixel_values)
+    return counter.get_total_flops()
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def profile(step, pixel_values, device, rows: int = 25):
+    """Print the operators that take the most device time over 5 steps."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with torch_profile(activities=activities) as profiler:
+        for _ in range(5):
+            step(pixel_values)
+        synchronize(device)
+    sort_by = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+    print(profiler.key_averages().table(sort_by=sort_by, row_limit=rows), flush=True)
+
+
+def measure(system, compiled, batch_size, num_frames, device, dtype, warmup, steps, smoke, peak_tflops,
+            show_profile=False, compile_mode="default") -> Result:  # fmt: skip
+    torch.manual_seed(0)
+    model, config = build(system, num_frames, smoke)
+    model.to(device).train()
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05, fused=device.type == "cuda"
+    )
+    size = config.image_size
+    pixel_values = torch.randn(batch_size, num_frames, 3, size, size, device=device)
+    forward_backward, step = make_step(model, config, optimizer, device, dtype, batch_size)
+    flops = count_flops(forward_backward, pixel_values)  # eager, before compiling
+    optimizer.zero_grad(set_to_none=True)
+    if compiled:
+        model.compile(mode=compile_mode)
+    for _ in range(warmup):
+        step(pixel_values)
+    synchronize(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        loss = step(pixel_values)
+    synchronize(device)
+    seconds = (time.perf_counter() - start) / steps
+    if show_profile:
+        print(f"--- profile: {system}, compiled={compiled}, batch {batch_size}, {num_frames} frames")
+        profile(step, pixel_values, device)
+    if not torch.isfinite(loss):
+        raise RuntimeError(f"{system}: non-finite loss {loss.item()}")
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    tflops = flops / seconds / 1e12
+    del model, optimizer, pixel_values
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return Result(
+        system=system,
+        compiled=compile_mode if compiled else "no",
+        batch_size=batch_size,
+        num_frames=num_frames,
+        ms_per_step=1e3 * seconds,
+        clips_per_s=batch_size / seconds,
+        peak_gib=peak,
+        tflop_per_clip=flops / batch_size / 1e12,
+        tflops=tflops,
+        mfu=tflops / peak_tflops if peak_tflops else float("nan"),
+    )
+
+
+def matmul_peak_tflops(device, dtype) -> float:
+    """Measured rate of a large matrix product in `dtype` (the MFU denominator)."""
+    if device.type != "cuda":
+        return float("nan")
+    n = 8192
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(20):
+        a @ b
+    end.record()
+    torch.cuda.synchronize(device)
+    return 2 * n**3 * 20 / (start.elapsed_time(end) / 1e3) / 1e12
+
+
+def environment(device) -> str:
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "CPU"
+    cuda = torch.version.cuda or "none"
+    return (
+        f"{gpu}; torch {torch.__version__} (CUDA {cuda}), transformers {transformers.__version__}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def print_table(results: list[Result], peak_tflops: float, env: str):
+    print(f"\n{env}; bf16 matmul {peak_tflops:.0f} TFLOP/s measured\n")
+    header = "| system | compiled | batch | frames | ms/step | clips/s | peak GiB | TFLOP/clip | TFLOP/s | MFU |"
+    print(header)
+    print("|---" * (header.count("|") - 1) + "|")
+    for r in results:
+        print(
+            f"| {r.system} | {r.compiled} | {r.batch_size} | {r.num_frames} | {r.ms_per_step:.1f} "
+            f"| {r.clips_per_s:.0f} | {r.peak_gib:.2f} | {r.tflop_per_clip:.3f} | {r.tflops:.0f} | {100 * r.mfu:.1f}% |"
+        )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS))
+    parser.add_argument("--batch_sizes", nargs="+", type=int, default=[16])
+    parser.add_argument("--num_frames", nargs="+", type=int, default=[16])
+    parser.add_argument("--compile", choices=["no", "yes", "both"], default="both")
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default="bf16")
+    parser.add_argument("--smoke", action="store_true", help="tiny config on the CPU, 2 steps: checks the script runs")
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--profile", action="store_true", help="print the top operators of every measured step")
+    parser.add_argument("--compile_mode", default="default",
+                        help="torch.compile mode: default, reduce-overhead (CUDA graphs), max-autotune, ...")
+    parser.add_argument("--sdpa_backend", choices=["auto", "flash", "cudnn", "efficient", "math"], default="auto",
+                        help="restrict scaled_dot_product_attention to one backend")
+    args = parser.parse_args(argv)
+
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+    if args.smoke:
+        args.warmup, args.steps, args.dtype = 1, 2, "fp32"
+        args.batch_sizes, args.num_frames = [2], [8]
+        args.compile = "no"
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
+    compile_modes = {"no": [False], "yes": [True], "both": [False, True]}[args.compile]
+    peak = matmul_peak_tflops(device, torch.bfloat16)
+    env = environment(device)
+
+    if args.sdpa_backend != "auto":
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        backend = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
+                   "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}[args.sdpa_backend]  # fmt: skip
+        sdpa_kernel(backend).__enter__()  # for the whole run
+        env += f"; sdpa backend {args.sdpa_backend}"
+
+    results = []
+    for num_frames in args.num_frames:
+        for batch_size in args.batch_sizes:
+            for system in args.systems:
+                for compiled in compile_modes:
+                    result = measure(system, compiled, batch_size, num_frames, device, dtype, args.warmup,
+                                     args.steps, args.smoke, peak, args.profile, args.compile_mode)  # fmt: skip
+                    print(json.dumps(asdict(result)), flush=True)
+                    results.append(result)
+    print_table(results, peak, env)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"environment": env, "peak_tflops": peak,
+                                               "results": [asdict(r) for r in results]}, indent=2))  # fmt: skip
+    return results
+
+
+if __name__ == "__main__":
+    main()
