@@ -505,6 +505,27 @@ def test_pretraining_step_compiles_without_graph_breaks():
     torch.testing.assert_close(compiled(video, noise=noise).loss, model(video, noise=noise).loss)
 
 
+def test_compiled_training_step_matches_eager_outputs_and_gradients(no_dropout_config):
+    """The compiled path (AOTAutograd traces forward and backward, as inductor does on a GPU) computes the same loss and
+    gradients as the plain one."""
+    config = no_dropout_config
+    video, noise = pixel_values(config=config), noise_for(2, config)
+    model = AdaMaeForPreTraining(config).train()
+
+    def loss_and_gradients(module):
+        model.zero_grad()
+        loss = module(video, noise=noise).loss
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    eager_loss, eager_grads = loss_and_gradients(model)
+    torch._dynamo.reset()
+    compiled_loss, compiled_grads = loss_and_gradients(torch.compile(model, backend="aot_eager", fullgraph=True))
+    torch.testing.assert_close(compiled_loss, eager_loss)
+    for name, grad in eager_grads.items():
+        torch.testing.assert_close(compiled_grads[name], grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
 REMOTE_CODE_SCRIPT = textwrap.dedent(
     """
     import importlib.abc, sys

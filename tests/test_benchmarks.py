@@ -1,0 +1,22 @@
+"""The benchmark scripts run (tiny configs on the CPU); CI checks they work, never their timings."""
+
+import math
+
+from benchmarks import inference, pretrain_step
+
+
+def test_pretrain_step_benchmark_smoke(capsys):
+    results = pretrain_step.main(["--smoke"])
+    assert {r.system for r in results} == set(pretrain_step.SYSTEMS)
+    assert all(r.ms_per_step > 0 and r.tflop_per_clip > 0 for r in results)
+    adaptive = next(r for r in results if r.system == "adamae-adaptive-0.95")
+    videomae = next(r for r in results if r.system == "videomae-tube-0.9")
+    assert adaptive.tflop_per_clip > videomae.tflop_per_clip  # the sampler runs over every token
+    assert "| system | compiled |" in capsys.readouterr().out
+
+
+def test_inference_benchmark_smoke(capsys):
+    results = inference.main(["--smoke"])
+    assert [r["system"] for r in results] == ["adamae", "videomae"]
+    assert all(r["clips_per_s"] > 0 and math.isnan(r["peak_gib"]) for r in results)
+    assert "vs VideoMAE" in capsys.readouterr().out
