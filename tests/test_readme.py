@@ -1,0 +1,36 @@
+"""The README's commands and code are true."""
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def python_block_after(marker: str) -> str:
+    text = README.read_text()
+    start = text.index(marker)
+    match = re.search(r"```python\n(.*?)```", text[start:], flags=re.S)
+    return match.group(1)
+
+
+def test_quick_start_runs_as_written(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code = python_block_after("<!-- quick-start")
+    exec(compile(code, "README quick start", "exec"), {})
+    printed = capsys.readouterr().out
+    assert "tensor([1490])" in printed
+    assert "torch.Size([1, 1568])" in printed
+    assert "torch.Size([1, 174])" in printed
+    assert (tmp_path / "adamae-vit-base" / "model.safetensors").exists()
+
+
+def test_readme_has_exactly_the_two_set_up_commands():
+    text = README.read_text()
+    set_up = text[text.index("## Set up") : text.index("## Quick start")]
+    commands = re.findall(r"```bash\n(.*?)```", set_up, flags=re.S)
+    assert [c.strip() for c in commands] == [
+        "pip install torch==2.13.0 && pip install -e . && python run_pretrain.py",
+        'pip install torch==2.13.0 && pip install -e ".[test]" && python -m pytest',
+    ]
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert "torch==2.13.0" in ci and '-e ".[test]"' in ci and "python -m pytest" in ci
