@@ -374,9 +374,13 @@ class AdaMaePreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module):
-        """The reference's pretraining initialisation: xavier-uniform linear layers with zero bias, unit LayerNorms,
-        torch's default Conv3d patch embedding, zero sampler positions and a truncated-normal mask token."""
-        if isinstance(module, nn.Linear):
+        """The reference's pretraining initialisation: xavier-uniform linear layers with zero bias (torch's default for
+        `encoder_to_decoder`), unit LayerNorms, torch's default Conv3d patch embedding, zero sampler positions and a
+        mask token from a normal truncated at one standard deviation."""
+        if isinstance(module, nn.Linear) and module is getattr(self, "encoder_to_decoder", None):
+            # The reference never applies its init to the top-level model, so this projection keeps torch's default.
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+        elif isinstance(module, nn.Linear):
             init.xavier_uniform_(module.weight)
             if module.bias is not None:
                 init.zeros_(module.bias)

@@ -368,6 +368,21 @@ def test_patch_embedding_as_a_matrix_product_equals_the_conv3d():
     torch.testing.assert_close(ours, conv, rtol=1e-5, atol=1e-5)
 
 
+def test_initialisation_follows_the_reference():
+    torch.manual_seed(0)
+    model = AdaMaeForPreTraining(tiny_config())
+    # xavier-uniform encoder/decoder/sampler linears: bound sqrt(6 / (fan_in + fan_out))
+    query = model.videomae.encoder.layer[0].attention.attention.query
+    assert query.weight.abs().max() <= math.sqrt(6 / 64) and query.weight.abs().max() > 0.9 * math.sqrt(6 / 64)
+    assert torch.count_nonzero(query.bias) == 0
+    # encoder_to_decoder keeps torch's default (kaiming-uniform, a = sqrt(5)): bound 1 / sqrt(fan_in)
+    projection = model.encoder_to_decoder.weight
+    assert projection.abs().max() <= 1 / math.sqrt(32) and projection.abs().max() > 0.9 / math.sqrt(32)
+    # mask token: normal(0, 0.02) truncated at one standard deviation; sampler positions start at zero
+    assert model.mask_token.abs().max() <= 0.02 and model.mask_token.std() > 0.005
+    assert torch.count_nonzero(model.sampler.position_embeddings) == 0
+
+
 def test_sinusoid_table_equals_videomae():
     torch.testing.assert_close(sinusoid_position_table(64, 32), get_sinusoid_encoding_table(64, 32), rtol=0, atol=0)
     torch.testing.assert_close(sinusoid_position_table(1568, 384), get_sinusoid_encoding_table(1568, 384))
