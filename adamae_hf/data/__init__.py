@@ -1,0 +1,86 @@
+"""Video data pipeline: PyAV decoding, VideoMAE frame sampling, uint8 tensor transforms, ``datasets`` indexes,
+repeated sampling, the inference processor and generated sample videos.
+
+Typical use::
+
+    from adamae_hf.data import VideoClipConfig, VideoClipDataset, clip_dataloader, index_from_file, label_maps
+
+    index = index_from_file("train.csv", data_root="/data/k400")
+    config = VideoClipConfig(num_frames=16, sampling_rate=4, num_sample=2)
+    dataset = VideoClipDataset(index, config, train=True)
+    loader = clip_dataloader(dataset, clips_per_batch=32, num_workers=8)
+    id2label, label2id = label_maps(index)
+    for batch in loader:  # batch["pixel_values"]: (32, 16, 3, 224, 224)
+        ...
+        print(dataset.skipped.count)  # undecodable videos skipped so far, all workers
+"""
+
+from .config import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, SAMPLING_MODES, TRAIN_CROPS, VideoClipConfig
+from .dataset import (
+    SkippedVideos,
+    VideoClipDataset,
+    clip_dataloader,
+    collate_clips,
+    load_eval_clip,
+    videos_per_batch,
+)
+from .decoding import VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo, VideoReader, probe_video, read_video_frames
+from .index import index_from_dataset, index_from_file, index_from_folder, label_maps, shard_index
+from .processor import build_video_processor, save_video_processor, video_processor_kwargs
+from .sampling import clip_indices, dense_clip_indices, segment_clip_indices
+from .synthetic import (
+    DEFAULT_MOTION_CLASSES,
+    MOTION_CLASSES,
+    SampleVideo,
+    generate_sample_videos,
+    load_motion_mask,
+    render_motion_clip,
+    write_index_file,
+    write_video,
+)
+from .transforms import EvalTransform, TrainTransform, VideoRandAugment, normalize, unnormalize
+
+
+__all__ = [
+    "DEFAULT_MOTION_CLASSES",
+    "IMAGENET_DEFAULT_MEAN",
+    "IMAGENET_DEFAULT_STD",
+    "MOTION_CLASSES",
+    "SAMPLING_MODES",
+    "TRAIN_CROPS",
+    "VIDEO_EXTENSIONS",
+    "EvalTransform",
+    "SampleVideo",
+    "SkippedVideos",
+    "TrainTransform",
+    "VideoClipConfig",
+    "VideoClipDataset",
+    "VideoDecodeError",
+    "VideoInfo",
+    "VideoRandAugment",
+    "VideoReader",
+    "build_video_processor",
+    "clip_dataloader",
+    "clip_indices",
+    "collate_clips",
+    "dense_clip_indices",
+    "generate_sample_videos",
+    "index_from_dataset",
+    "index_from_file",
+    "index_from_folder",
+    "label_maps",
+    "load_eval_clip",
+    "load_motion_mask",
+    "normalize",
+    "probe_video",
+    "read_video_frames",
+    "render_motion_clip",
+    "save_video_processor",
+    "segment_clip_indices",
+    "shard_index",
+    "unnormalize",
+    "video_processor_kwargs",
+    "videos_per_batch",
+    "write_index_file",
+    "write_video",
+]
