@@ -1,0 +1,175 @@
+"""Video indexes as ``datasets.Dataset``: one row per video, a ``path`` column and an optional ``label``.
+
+Three sources give the same result:
+
+* a CSV (``path,label`` header) or JSON-lines (``{"path": ..., "label": ...}``) file, paths relative to the file
+  or to ``data_root``: :func:`index_from_file`;
+* a folder laid out ``class_name/video.ext``: :func:`index_from_folder`;
+* an existing ``datasets.Dataset`` with a path column: :func:`index_from_dataset`.
+
+Paths are stored absolute. Labels are stored as a ``datasets.ClassLabel``, whose names give the model config's
+``id2label`` / ``label2id`` (:func:`label_maps`). Class names are sorted, so the same set of classes always gets
+the same ids; integer labels keep their values.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Sequence
+
+import datasets
+from datasets.distributed import split_dataset_by_node
+
+from .decoding import VIDEO_EXTENSIONS
+
+
+PATH_COLUMN = "path"
+LABEL_COLUMN = "label"
+
+
+def _resolve(path: str, base: str) -> str:
+    return os.path.abspath(path if os.path.isabs(path) else os.path.join(base, path))
+
+
+def _labels_feature(labels: Sequence, label_names: Sequence[str] | None) -> tuple[list[int], datasets.ClassLabel]:
+    """Encode labels as ids with a ClassLabel: names given, sorted class names, or integer ids kept as they are."""
+    if label_names is not None:
+        names = [str(name) for name in label_names]
+        name_to_id = {name: i for i, name in enumerate(names)}
+        ids = []
+        for label in labels:
+            text = str(label).strip()
+            if text in name_to_id:  # a class name
+                ids.append(name_to_id[text])
+            elif text.isdigit() and int(text) < len(names):  # an id
+                ids.append(int(text))
+            else:
+                raise ValueError(f"label {label!r} is neither a name in label_names nor an id below {len(names)}")
+        return ids, datasets.ClassLabel(names=names)
+    as_text = [str(label).strip() for label in labels]
+    if as_text and all(text.lstrip("-").isdigit() for text in as_text):
+        ids = [int(text) for text in as_text]
+        if min(ids) < 0:
+            raise ValueError(f"integer labels must be >= 0, got {min(ids)}")
+        return ids, datasets.ClassLabel(names=[str(i) for i in range(max(ids) + 1)])
+    names = sorted(set(as_text))
+    name_to_id = {name: i for i, name in enumerate(names)}
+    return [name_to_id[text] for text in as_text], datasets.ClassLabel(names=names)
+
+
+def _build(paths: list[str], labels: list | None, label_names: Sequence[str] | None) -> datasets.Dataset:
+    if not paths:
+        raise ValueError("the index is empty: no videos found")
+    features = {PATH_COLUMN: datasets.Value("string")}
+    columns = {PATH_COLUMN: paths}
+    if labels is not None:
+        ids, class_label = _labels_feature(labels, label_names)
+        features[LABEL_COLUMN] = class_label
+        columns[LABEL_COLUMN] = ids
+    return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
+
+
+def index_from_file(
+    index_file: str | os.PathLike,
+    data_root: str | os.PathLike | None = None,
+    label_names: Sequence[str] | None = None,
+) -> datasets.Dataset:
+    """Read a ``.csv`` (header row with ``path`` and optionally ``label``) or ``.jsonl`` index.
+
+    Args:
+        index_file: The index.
+        data_root: Folder that relative paths are relative to; default: the index file's folder.
+        label_names: Class names in id order, when the file's labels are ids or a subset of the classes.
+
+    Returns:
+        A ``datasets.Dataset`` with absolute ``path`` strings and, if the file has labels, a ClassLabel ``label``.
+    """
+    index_file = str(index_file)
+    base = str(data_root) if data_root is not None else os.path.dirname(os.path.abspath(index_file))
+    rows: list[dict] = []
+    if index_file.endswith(".csv"):
+        with open(index_file, newline="") as handle:
+            reader = csv.DictReader(handle)
+            if reader.fieldnames is None or PATH_COLUMN not in reader.fieldnames:
+                raise ValueError(
+                    f"{index_file}: the CSV header must name a '{PATH_COLUMN}' column, got {reader.fieldnames}"
+                )
+            rows = list(reader)
+    elif index_file.endswith((".jsonl", ".json")):
+        with open(index_file) as handle:
+            for line_number, line in enumerate(handle, start=1):
+                if line.strip():
+                    row = json.loads(line)
+                    if PATH_COLUMN not in row:
+                        raise ValueError(f"{index_file}:{line_number}: missing '{PATH_COLUMN}'")
+                    rows.append(row)
+    else:
+        raise ValueError(f"index_file must end in .csv or .jsonl, got {index_file!r}")
+    paths = [_resolve(str(row[PATH_COLUMN]), base) for row in rows]
+    labelled = [row.get(LABEL_COLUMN) not in (None, "") for row in rows]
+    if any(labelled) and not all(labelled):
+        raise ValueError(f"{index_file}: row {labelled.index(False) + 1} has no label while others do")
+    labels = [row[LABEL_COLUMN] for row in rows] if rows and all(labelled) else None
+    return _build(paths, labels, label_names)
+
+
+def index_from_folder(root: str | os.PathLike, extensions: Sequence[str] = VIDEO_EXTENSIONS) -> datasets.Dataset:
+    """Index a folder laid out ``root/<class_name>/<video>.<ext>``; the folder name is the label."""
+    root = os.path.abspath(str(root))
+    if not os.path.isdir(root):
+        raise ValueError(f"root must be a folder of class folders, got {root!r}")
+    paths, labels = [], []
+    for class_name in sorted(os.listdir(root)):
+        class_folder = os.path.join(root, class_name)
+        if not os.path.isdir(class_folder):
+            continue
+        for file_name in sorted(os.listdir(class_folder)):
+            if file_name.lower().endswith(tuple(extensions)):
+                paths.append(os.path.join(class_folder, file_name))
+                labels.append(class_name)
+    return _build(paths, labels, None)
+
+
+def index_from_dataset(
+    dataset: datasets.Dataset,
+    path_column: str = PATH_COLUMN,
+    label_column: str | None = LABEL_COLUMN,
+    data_root: str | os.PathLike | None = None,
+) -> datasets.Dataset:
+    """Normalise an existing ``datasets.Dataset`` into an index (absolute ``path``, ClassLabel ``label``).
+
+    A ClassLabel column keeps its names; string labels get sorted class names; integer labels keep their ids.
+    Relative paths are resolved against ``data_root`` (default: the working directory).
+    """
+    if path_column not in dataset.column_names:
+        raise ValueError(f"path_column {path_column!r} is not a column of the dataset ({dataset.column_names})")
+    base = str(data_root) if data_root is not None else os.getcwd()
+    paths = [_resolve(str(path), base) for path in dataset[path_column]]
+    if label_column is None or label_column not in dataset.column_names:
+        return _build(paths, None, None)
+    feature = dataset.features[label_column]
+    label_names = feature.names if isinstance(feature, datasets.ClassLabel) else None
+    return _build(paths, list(dataset[label_column]), label_names)
+
+
+def label_maps(index: datasets.Dataset) -> tuple[dict[int, str], dict[str, int]]:
+    """``(id2label, label2id)`` for a model config, from the index's ClassLabel ``label`` column."""
+    feature = index.features.get(LABEL_COLUMN)
+    if not isinstance(feature, datasets.ClassLabel):
+        raise ValueError(f"the index has no ClassLabel '{LABEL_COLUMN}' column (columns: {index.column_names})")
+    id2label = dict(enumerate(feature.names))
+    return id2label, {name: i for i, name in id2label.items()}
+
+
+def shard_index(index: datasets.Dataset, rank: int, world_size: int) -> datasets.Dataset:
+    """This process's share of the index for multi-process training without a distributed sampler.
+
+    Wraps ``datasets.distributed.split_dataset_by_node``: contiguous, near-equal shards (sizes differ by at most
+    one). Use it *instead of* a ``DistributedSampler``; Accelerate's ``prepare(dataloader)`` already shards the
+    sampler, so with Accelerate pass the full index.
+    """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
+    return split_dataset_by_node(index, rank=rank, world_size=world_size)
