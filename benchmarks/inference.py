@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -22,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's
 
 from transformers import VideoMAEConfig, VideoMAEForVideoClassification  # noqa: E402
 
-from benchmarks.pretrain_step import TINY, environment, synchronize  # noqa: E402
+from benchmarks.pretrain_step import TINY, environment, time_steps  # noqa: E402
 from configuration_adamae import AdaMaeConfig  # noqa: E402
 from modeling_adamae import AdaMaeForVideoClassification  # noqa: E402
 
@@ -43,16 +42,7 @@ def measure(system, compiled, batch_size, num_frames, device, dtype, warmup, ste
     if compiled:
         model.compile()
     with torch.inference_mode():
-        for _ in range(warmup):
-            model(pixel_values)
-        synchronize(device)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        start = time.perf_counter()
-        for _ in range(steps):
-            logits = model(pixel_values).logits
-        synchronize(device)
-    seconds = (time.perf_counter() - start) / steps
+        seconds, logits = time_steps(lambda: model(pixel_values).logits, warmup, steps, device)
     assert torch.isfinite(logits.float()).all()
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
     return dict(system=system, compiled=compiled, batch_size=batch_size, num_frames=num_frames,

@@ -118,6 +118,21 @@ def synchronize(device):
         torch.cuda.synchronize(device)
 
 
+def time_steps(run, warmup: int, steps: int, device) -> tuple[float, object]:
+    """Mean seconds per call of `run` over `steps` calls after `warmup` untimed ones (which also compile, allocate,
+    pick kernels); the peak-memory counter restarts after the warm-up. Returns (seconds, the last call's result)."""
+    for _ in range(warmup):
+        run()
+    synchronize(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        result = run()
+    synchronize(device)
+    return (time.perf_counter() - start) / steps, result
+
+
 def profile(step, pixel_values, device, rows: int = 25):
     """Print the operators that take the most device time over 5 steps."""
     from torch.profiler import ProfilerActivity
@@ -147,16 +162,7 @@ def measure(system, compiled, batch_size, num_frames, device, dtype, warmup, ste
     optimizer.zero_grad(set_to_none=True)
     if compiled:
         model.compile(mode=compile_mode)
-    for _ in range(warmup):
-        step(pixel_values)
-    synchronize(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        loss = step(pixel_values)
-    synchronize(device)
-    seconds = (time.perf_counter() - start) / steps
+    seconds, loss = time_steps(lambda: step(pixel_values), warmup, steps, device)
     if show_profile:
         print(f"--- profile: {system}, compiled={compiled}, batch {batch_size}, {num_frames} frames")
         profile(step, pixel_values, device)
