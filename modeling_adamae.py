@@ -337,10 +337,19 @@ def check_pixel_values(pixel_values: torch.Tensor, config: AdaMaeConfig):
 
 
 class _DropLoadReport(Filter):
-    """Drops transformers' per-key load table; `AdaMaePreTrainedModel.from_pretrained` logs one summary line instead."""
+    """Holds back transformers' per-key load table; `AdaMaePreTrainedModel.from_pretrained` logs one summary line
+    instead, or attaches the table to the error when loading fails."""
+
+    def __init__(self):
+        super().__init__()
+        self.reports: list[str] = []
 
     def filter(self, record) -> bool:
-        return "LOAD REPORT" not in record.getMessage()
+        message = record.getMessage()
+        if "LOAD REPORT" in message:
+            self.reports.append(message)
+            return False
+        return True
 
 
 def summarize_keys(keys) -> str:
@@ -416,6 +425,11 @@ class AdaMaePreTrainedModel(PreTrainedModel):
             model, loading_info = super().from_pretrained(
                 pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
             )
+        except RuntimeError as error:
+            # e.g. a head of another size without `ignore_mismatched_sizes`: the error points to the table
+            if report_filter.reports:
+                raise RuntimeError(f"{error}\n" + "\n".join(report_filter.reports)) from error
+            raise
         finally:
             transformers_logger.removeFilter(report_filter)
         groups = {

@@ -453,6 +453,14 @@ def test_classification_from_pretraining_checkpoint_logs_one_line(tmp_path, capl
     torch.testing.assert_close(classifier.videomae.encoder.layer[0].attention.attention.query.weight, encoder)
 
 
+def test_loading_error_keeps_the_report_it_refers_to(tmp_path):
+    AdaMaeForVideoClassification(tiny_config(num_labels=3)).save_pretrained(tmp_path)
+    with pytest.raises(RuntimeError, match=r"(?s)ignore_mismatched_sizes.*classifier\.weight"):
+        AdaMaeForVideoClassification.from_pretrained(tmp_path, num_labels=5)
+    resized = AdaMaeForVideoClassification.from_pretrained(tmp_path, num_labels=5, ignore_mismatched_sizes=True)
+    assert resized.classifier.out_features == 5
+
+
 def test_eager_and_sdpa_give_equal_outputs(tmp_path):
     config = tiny_config()
     AdaMaeForPreTraining(config).save_pretrained(tmp_path)
