@@ -2,7 +2,8 @@
 
 `build_model_card` writes the card of a pretraining or a video-classification folder through huggingface_hub's
 `ModelCard` / `ModelCardData` (metadata that the Hub parses: library_name, pipeline_tag, tags, datasets, base_model,
-eval_results), with working usage code, the run's settings and its results. `push_folder_to_hub` uploads a folder.
+eval_results), with working usage code, the run's settings and its results. `create_model_repo` makes the repo and
+returns its full id (what the card's usage code must load); `push_folder_to_hub` uploads a folder.
 """
 
 from __future__ import annotations
@@ -53,19 +54,35 @@ classifier = pipeline("video-classification", model="{model_id}", trust_remote_c
 print(classifier("video.mp4", top_k=5))
 ```
 
-or with the model and its processor:
+The pipeline decodes the first `num_frames x frame_sampling_rate` frames of the video and classifies {num_frames} evenly
+spaced ones (`frame_sampling_rate` defaults to 1).{sampling_note}
+
+With the model and its processor: the folder's `preprocessor_config.json` is a VideoMAE *image* processor (resize,
+centre crop, ImageNet normalisation), which `AutoImageProcessor` loads with Pillow alone (`AutoVideoProcessor` would
+need torchvision):
 
 ```python
+import av
+import numpy as np
 import torch
-from transformers import AutoModelForVideoClassification, AutoVideoProcessor
+from transformers import AutoImageProcessor, AutoModelForVideoClassification
 
-processor = AutoVideoProcessor.from_pretrained("{model_id}")
-model = AutoModelForVideoClassification.from_pretrained("{model_id}", trust_remote_code=True)
-inputs = processor(videos=[video_frames], return_tensors="pt")  # frames: (T, H, W, 3) uint8
+processor = AutoImageProcessor.from_pretrained("{model_id}")
+model = AutoModelForVideoClassification.from_pretrained("{model_id}", trust_remote_code=True).eval()
+
+with av.open("video.mp4") as container:
+    frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]  # (H, W, 3) uint8 each
+indices = np.linspace(0, len(frames) - 1, num=model.config.num_frames).round().astype(int)  # evenly spaced
+inputs = processor([frames[i] for i in indices], return_tensors="pt")  # pixel_values: (1, T, 3, H, W)
 with torch.no_grad():
-    logits = model(**inputs).logits
-print(model.config.id2label[int(logits.argmax(-1))])
-```"""
+    probabilities = model(**inputs).logits.softmax(-1)[0]
+scores, ids = probabilities.topk(min(5, model.config.num_labels))
+print([(model.config.id2label[int(i)], round(float(s), 4)) for s, i in zip(scores, ids)])
+```
+
+Where adamae-hf is installed, `adamae_hf.data.load_eval_clip(path, num_frames=..., sampling_rate=..., crop_size=...)`
+returns exactly the clip the evaluation used (normalised, `(T, C, H, W)`), and `import adamae_hf` makes
+`trust_remote_code` unnecessary."""
 
 
 def _table(rows: dict[str, Any], header: tuple[str, str]) -> str:
@@ -88,6 +105,9 @@ def build_model_card(
     base_model: str | None = None,
     visualization: str | None = None,
     license: str = "apache-2.0",
+    extra_results: dict[str, float] | None = None,
+    results_note: str | None = None,
+    frame_sampling_rate: int | None = None,
 ) -> ModelCard:
     """The card of an AdaMAE folder.
 
@@ -102,6 +122,11 @@ def build_model_card(
         dataset_name: a readable name of the evaluation data (defaults to the first dataset id, or "custom").
         base_model: the checkpoint this one was trained from.
         visualization: a file in the folder (e.g. the five-panel mask GIF) embedded in the card.
+        license: the card's license metadata.
+        extra_results: more rows for the results table that are not `eval_results` metadata (e.g. single-view
+            validation beside the multi-view test results).
+        results_note: how the results were measured (e.g. "5 clips x 3 crops per video"), shown with the table.
+        frame_sampling_rate: the training clips' frame stride, for the classification usage notes.
     """
     if task not in ("pretraining", "video-classification"):
         raise ValueError(f"task must be 'pretraining' or 'video-classification', got {task!r}.")
@@ -131,8 +156,14 @@ def build_model_card(
         model_name=model_id,
         eval_results=eval_results,
     )
+    sampling_note = ""
+    if frame_sampling_rate is not None and frame_sampling_rate > 1:
+        sampling_note = (
+            f" Pass `frame_sampling_rate={frame_sampling_rate}` to take frames at the training stride (the video then "
+            f"needs at least {config.num_frames * frame_sampling_rate} frames)."
+        )
     usage = (PRETRAINING_USAGE if task == "pretraining" else CLASSIFICATION_USAGE).format(
-        model_id=model_id, num_frames=config.num_frames, height=height, width=width
+        model_id=model_id, num_frames=config.num_frames, height=height, width=width, sampling_note=sampling_note
     )
     architecture = {
         "frames x size": f"{config.num_frames} x {height} x {width}",
@@ -162,16 +193,28 @@ def build_model_card(
     sections += ["## Usage", usage, "## Architecture", _table(architecture, ("", ""))]
     if settings:
         sections += ["## Training settings", _table(settings, ("setting", "value"))]
-    if results:
-        sections += ["## Results", _table(results, ("metric", "value"))]
+    if results or extra_results:
+        sections += ["## Results"] + ([results_note] if results_note else [])
+        sections.append(_table({**results, **dict(extra_results or {})}, ("metric", "value")))
     sections += ["## Citation", f"```bibtex\n{CITATION}\n```"]
     return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n" + "\n\n".join(sections) + "\n")
 
 
 def save_model_card(card: ModelCard, folder: str | os.PathLike) -> Path:
+    """Write the card as the folder's README.md (the file the Hub shows and parses)."""
     path = Path(folder) / "README.md"
     card.save(path)
     return path
+
+
+def create_model_repo(
+    repo_id: str, private: bool | None = None, token: str | None = None, api: HfApi | None = None
+) -> str:
+    """Create the model repo if needed; returns its full id ("user/name" where `repo_id` was just "name"), which is
+    what a model card's usage code must load."""
+    api = api or HfApi(token=token)
+    url = api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    return getattr(url, "repo_id", None) or repo_id
 
 
 def push_folder_to_hub(
@@ -181,14 +224,15 @@ def push_folder_to_hub(
     private: bool | None = None,
     token: str | None = None,
     api: HfApi | None = None,
+    ignore_patterns: list[str] | None = None,
 ) -> str:
-    """Create the model repo if needed and upload the folder (model, config, code, processor, card). Returns the
-    commit URL."""
+    """Create the model repo if needed and upload the folder (model, config, code, processor, card), leaving out files
+    that match `ignore_patterns` (e.g. `["checkpoint-*", "checkpoint-*/**"]`). Returns the commit URL."""
     api = api or HfApi(token=token)
-    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    repo_id = create_model_repo(repo_id, private=private, api=api)
     commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
-                               commit_message=commit_message)  # fmt: skip
+                               commit_message=commit_message, ignore_patterns=ignore_patterns)  # fmt: skip
     return str(getattr(commit, "commit_url", commit))
 
 
-__all__ = ["CITATION", "build_model_card", "push_folder_to_hub", "save_model_card"]
+__all__ = ["CITATION", "build_model_card", "create_model_repo", "push_folder_to_hub", "save_model_card"]

@@ -1,6 +1,6 @@
 from huggingface_hub import ModelCard
 
-from adamae_hf.hub import build_model_card, push_folder_to_hub, save_model_card
+from adamae_hf.hub import build_model_card, create_model_repo, push_folder_to_hub, save_model_card
 from tiny_configs import tiny_config
 
 
@@ -36,12 +36,34 @@ def test_classification_card_lists_metrics_as_eval_results(tmp_path):
     assert 'pipeline("video-classification"' in loaded.text and "| classes | 3 |" in loaded.text
 
 
+def test_classification_card_separates_headline_results_from_the_rest_and_documents_frame_sampling(tmp_path):
+    card = build_model_card(
+        "video-classification", "someone/adamae-k400", tiny_config(num_labels=3), datasets=["someone/k400"],
+        results={"top1_accuracy": 0.81}, extra_results={"top1_accuracy (1 view)": 0.77},
+        results_note="5 clips x 3 crops per video, softmax averaged", frame_sampling_rate=4,
+    )  # fmt: skip
+    loaded = ModelCard.load(save_model_card(card, tmp_path))
+    assert [(r.metric_name, r.metric_value) for r in loaded.data.eval_results] == [("top1_accuracy", 0.81)]
+    assert loaded.data.eval_results[0].dataset_type == "someone/k400"
+    text = loaded.text
+    for expected in ("5 clips x 3 crops per video", "| top1_accuracy (1 view) | 0.77 |", "frame_sampling_rate=4",
+                     "needs at least 32 frames",
+                     'AutoImageProcessor.from_pretrained("someone/adamae-k400")'):  # fmt: skip
+        assert expected in text, expected
+    # the folder's processor is a VideoMAE image processor: AutoVideoProcessor would need torchvision
+    assert "AutoVideoProcessor.from_pretrained" not in text
+
+
 class RecordingApi:
-    def __init__(self):
+    def __init__(self, namespace=None):
         self.calls = []
+        self.namespace = namespace
 
     def create_repo(self, repo_id, **kwargs):
         self.calls.append(("create_repo", repo_id, kwargs))
+        if self.namespace is not None:  # the Hub puts a bare name under the token's user
+            return type("RepoUrl", (), {"repo_id": f"{self.namespace}/{repo_id.split('/')[-1]}"})()
+        return None
 
     def upload_folder(self, **kwargs):
         self.calls.append(("upload_folder", kwargs["repo_id"], kwargs))
@@ -55,3 +77,11 @@ def test_push_creates_the_repo_then_uploads_the_folder(tmp_path):
     assert api.calls[0][2]["exist_ok"] is True
     assert api.calls[1][2]["folder_path"] == str(tmp_path)
     assert url.endswith("/commit/1")
+
+
+def test_a_bare_repo_name_resolves_to_the_full_id_and_ignored_files_stay_local(tmp_path):
+    assert create_model_repo("model", api=RecordingApi(namespace="someone")) == "someone/model"
+    api = RecordingApi(namespace="someone")
+    push_folder_to_hub(tmp_path, "model", api=api, ignore_patterns=["checkpoint-*"])
+    assert api.calls[1][1] == "someone/model"
+    assert api.calls[1][2]["ignore_patterns"] == ["checkpoint-*"]

@@ -1,0 +1,148 @@
+#!/usr/bin/env python
+# Copyright 2026 The adamae-hf authors. Licensed under the Apache License, Version 2.0.
+"""Fine-tune AdaMAE for video classification with `transformers.Trainer`, test it with several views per video, and
+publish a folder that `pipeline("video-classification")` loads.
+
+    python run_finetune.py --model_name_or_path adamae-ssv2-pretrained --train_index train.csv \\
+        --validation_index val.csv --output_dir adamae-ssv2-finetuned --do_train --do_eval --do_predict
+    python run_finetune.py configs/finetune_k400.yaml   # the same arguments from a YAML or JSON file
+
+Arguments: `ModelArguments`, `DataArguments`, `RecipeArguments`, `FinetuningClipConfig` and
+`FinetuningTrainingArguments` in `adamae_hf/finetuning.py` (`--help` lists them all).
+"""
+
+import logging
+import os
+import sys
+
+import transformers
+from transformers import HfArgumentParser, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+import adamae_hf  # noqa: F401  (registers AdaMAE with the Auto classes)
+from adamae_hf.data import build_video_processor, collate_clips
+from adamae_hf.finetuning import (
+    DataArguments,
+    FinetuningClipConfig,
+    FinetuningTrainingArguments,
+    ModelArguments,
+    RecipeArguments,
+    VideoClassificationTrainer,
+    aggregate_views,
+    apply_recipe_schedule,
+    build_compute_metrics,
+    build_mixup,
+    build_model,
+    build_video_datasets,
+    checkpoint_label_names,
+    publish,
+    read_checkpoint_config,
+    resolve_label_names,
+    take_push_to_hub,
+    write_predictions,
+)
+
+
+logger = logging.getLogger(__name__)
+
+ARGUMENT_CLASSES = (ModelArguments, DataArguments, RecipeArguments, FinetuningClipConfig, FinetuningTrainingArguments)
+
+
+def parse_arguments(argv: list[str] | None = None):
+    """The five argument dataclasses from the command line, or from a single .json / .yaml file."""
+    parser = HfArgumentParser(ARGUMENT_CLASSES, description=__doc__.split("\n\n")[0])
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        return parser.parse_json_file(json_file=os.path.abspath(argv[0]))
+    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
+        return parser.parse_yaml_file(yaml_file=os.path.abspath(argv[0]))
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    model_args, data_args, recipe_args, clip_config, training_args = parse_arguments(argv)
+
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    log_level = training_args.get_process_log_level()
+    logger.setLevel(log_level)
+    logging.getLogger("adamae_hf").setLevel(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    set_seed(training_args.seed)
+
+    # Resume from the output folder's last checkpoint unless told otherwise.
+    last_checkpoint = None
+    output_dir = training_args.output_dir
+    if training_args.do_train and training_args.resume_from_checkpoint is None and os.path.isdir(output_dir):
+        last_checkpoint = get_last_checkpoint(output_dir)
+        if last_checkpoint is not None:
+            logger.info(f"Resuming from {last_checkpoint}; pass --resume_from_checkpoint to choose another.")
+
+    # Classes, data and model.
+    checkpoint_config = read_checkpoint_config(model_args)
+    label_names, label_source = resolve_label_names(data_args, checkpoint_label_names(checkpoint_config))
+    logger.info(f"{len(label_names)} classes from {label_source}")
+    data = build_video_datasets(
+        data_args, clip_config, label_names, label_source,
+        training_args.do_train, training_args.do_eval, training_args.do_predict,
+    )  # fmt: skip
+    model = build_model(model_args, label_names, clip_config, checkpoint_config)
+    if data.train is not None:
+        apply_recipe_schedule(training_args, recipe_args, clip_config, len(data.train))
+    push_to_hub_id = take_push_to_hub(training_args)
+
+    trainer = VideoClassificationTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=data.train,
+        eval_dataset=data.validation,
+        data_collator=collate_clips,
+        processing_class=build_video_processor(clip_config),  # saved with the model and every checkpoint
+        compute_metrics=build_compute_metrics(),
+        layer_decay=recipe_args.layer_decay,
+        mixup=build_mixup(recipe_args, len(label_names), training_args.label_smoothing_factor),
+    )
+
+    metrics: dict[str, float] = {}
+    if training_args.do_train:
+        train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or last_checkpoint)
+        trainer.save_model()
+        train_metrics = {**train_result.metrics, "train_skipped_videos": data.train.skipped.count}
+        trainer.log_metrics("train", train_metrics)
+        trainer.save_metrics("train", train_metrics)
+        trainer.save_state()
+        metrics.update(train_metrics)
+
+    if training_args.do_eval:
+        eval_metrics = {**trainer.evaluate(), "eval_skipped_videos": data.validation.skipped.count}
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
+        metrics.update(eval_metrics)
+
+    if training_args.do_predict:
+        output = trainer.predict(data.test, metric_key_prefix="test")
+        test_metrics = {**output.metrics, "test_skipped_videos": data.test.skipped.count}
+        trainer.log_metrics("test", test_metrics)
+        trainer.save_metrics("test", test_metrics)
+        metrics.update(test_metrics)
+        if trainer.is_world_process_zero():
+            labels, video_index = output.label_ids
+            path = write_predictions(
+                os.path.join(training_args.output_dir, data_args.predictions_file),
+                aggregate_views(output.predictions, labels, video_index),
+                data.test.paths,
+                model.config.id2label,
+            )
+            logger.info(f"Per-video predictions written to {path}")
+
+    if not training_args.do_train:
+        trainer.save_model()  # an evaluation-only run still leaves a complete, loadable folder
+    publish(trainer, model_args, data_args, recipe_args, clip_config, metrics, push_to_hub_id)
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
