@@ -312,17 +312,6 @@ def check_index_labels(source: str, label_names: Sequence[str], label_source: st
         )
 
 
-def _relabel(index: datasets.Dataset, label_names: Sequence[str]) -> datasets.Dataset:
-    """Give a folder index the ids of `label_names` (`index_from_folder` numbers only the classes it finds)."""
-    folder_names = index.features["label"].names
-    label2id = {name: i for i, name in enumerate(label_names)}
-    features = datasets.Features(
-        {"path": datasets.Value("string"), "label": datasets.ClassLabel(names=list(label_names))}
-    )
-    ids = [label2id[folder_names[i]] for i in index["label"]]
-    return datasets.Dataset.from_dict({"path": index["path"], "label": ids}, features=features)
-
-
 def load_video_index(
     source: str,
     data_root: str | None = None,
@@ -340,9 +329,7 @@ def load_video_index(
     if label_names is not None:
         check_index_labels(source, label_names, label_source)
     if os.path.isdir(source):
-        index = index_from_folder(source)
-        if label_names is not None:
-            index = _relabel(index, label_names)
+        index = index_from_folder(source, label_names=label_names)
     else:
         index = index_from_file(source, data_root=data_root, label_names=label_names)
     if require_labels and "label" not in index.column_names:

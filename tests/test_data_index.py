@@ -34,6 +34,16 @@ def test_paths_relative_to_a_data_root(tmp_path, sample_videos):
     assert label_maps(index)[0] == EXPECTED_ID2LABEL
 
 
+def test_folder_index_with_a_subset_of_the_classes_keeps_the_given_ids(tmp_path, sample_videos):
+    video = next(v for v in sample_videos if v.label == "move_up")
+    os.makedirs(tmp_path / "move_up")
+    shutil.copy(video.path, tmp_path / "move_up")
+    index = index_from_folder(tmp_path, label_names=["move_left", "move_right", "move_up"])
+    assert index["label"] == [2] and index.features["label"].names == ["move_left", "move_right", "move_up"]
+    with pytest.raises(ValueError, match="label_names"):
+        index_from_folder(tmp_path, label_names=["move_left"])
+
+
 def test_folder_index(tmp_path, sample_videos):
     for video in sample_videos:
         os.makedirs(tmp_path / video.label, exist_ok=True)

@@ -115,8 +115,17 @@ def index_from_file(
     return _build(paths, labels, label_names)
 
 
-def index_from_folder(root: str | os.PathLike, extensions: Sequence[str] = VIDEO_EXTENSIONS) -> datasets.Dataset:
-    """Index a folder laid out ``root/<class_name>/<video>.<ext>``; the folder name is the label."""
+def index_from_folder(
+    root: str | os.PathLike,
+    extensions: Sequence[str] = VIDEO_EXTENSIONS,
+    label_names: Sequence[str] | None = None,
+) -> datasets.Dataset:
+    """Index a folder laid out ``root/<class_name>/<video>.<ext>``; the folder name is the label.
+
+    Args:
+        label_names: Class names in id order, when the folder holds only some of the classes (e.g. a validation
+            folder); default: the sorted folder names.
+    """
     root = os.path.abspath(str(root))
     if not os.path.isdir(root):
         raise ValueError(f"root must be a folder of class folders, got {root!r}")
@@ -129,7 +138,7 @@ def index_from_folder(root: str | os.PathLike, extensions: Sequence[str] = VIDEO
             if file_name.lower().endswith(tuple(extensions)):
                 paths.append(os.path.join(class_folder, file_name))
                 labels.append(class_name)
-    return _build(paths, labels, None)
+    return _build(paths, labels, label_names)
 
 
 def index_from_dataset(
