@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import VideoMAEConfig, VideoMAEForPreTraining, VideoMAEForVideoClassification
+from transformers import VideoMAEForPreTraining, VideoMAEForVideoClassification
 from transformers.models.videomae.modeling_videomae import get_sinusoid_encoding_table
 
 from adamae_hf.convert import (
@@ -17,75 +17,19 @@ from adamae_hf.convert import (
     export_to_videomae,
     main,
 )
+from checkpoint_builders import (
+    DECODER_DEPTH,
+    DECODER_WIDTH,
+    DEPTH,
+    NUM_TOKENS,
+    SAMPLER_HEADS,
+    WIDTH,
+    authors_finetuned_state_dict,
+    authors_pretraining_state_dict,
+    tiny_videomae_config,
+)
 from modeling_adamae import AdaMaeForPreTraining, AdaMaeForVideoClassification
 from tiny_configs import tiny_config
-
-
-# The authors' ViT, tiny: 8 frames of 32x32, tubelet 2, patch 8 -> 64 tokens; width 128 (2 heads of 64), decoder 64.
-WIDTH, DEPTH, DECODER_WIDTH, DECODER_DEPTH, SAMPLER_HEADS, NUM_TOKENS = 128, 2, 64, 1, 8, 64
-
-
-def authors_block_tensors(prefix, width, qkv_bias, generator):
-    def rand(*shape, scale=0.05):
-        return torch.randn(*shape, generator=generator) * scale
-
-    tensors = {
-        f"{prefix}.norm1.weight": 1 + rand(width),
-        f"{prefix}.norm1.bias": rand(width),
-        f"{prefix}.attn.qkv.weight": rand(3 * width, width, scale=0.1),
-        f"{prefix}.attn.proj.weight": rand(width, width, scale=0.1),
-        f"{prefix}.attn.proj.bias": rand(width),
-        f"{prefix}.norm2.weight": 1 + rand(width),
-        f"{prefix}.norm2.bias": rand(width),
-        f"{prefix}.mlp.fc1.weight": rand(4 * width, width, scale=0.1),
-        f"{prefix}.mlp.fc1.bias": rand(4 * width),
-        f"{prefix}.mlp.fc2.weight": rand(width, 4 * width, scale=0.1),
-        f"{prefix}.mlp.fc2.bias": rand(width),
-    }
-    if qkv_bias:
-        tensors[f"{prefix}.attn.q_bias"] = rand(width)
-        tensors[f"{prefix}.attn.v_bias"] = rand(width)
-    return tensors
-
-
-def authors_pretraining_state_dict(seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    state = {
-        "encoder.patch_embed.proj.weight": torch.randn(WIDTH, 3, 2, 8, 8, generator=generator) * 0.05,
-        "encoder.patch_embed.proj.bias": torch.randn(WIDTH, generator=generator) * 0.05,
-        "encoder.norm.weight": 1 + torch.randn(WIDTH, generator=generator) * 0.05,
-        "encoder.norm.bias": torch.randn(WIDTH, generator=generator) * 0.05,
-        "encoder.pos_embed_probs": torch.randn(1, NUM_TOKENS, WIDTH, generator=generator) * 0.5,
-        "encoder.get_token_probs.1.weight": torch.randn(1, WIDTH, generator=generator) * 0.5,
-        "encoder.get_token_probs.1.bias": torch.randn(1, generator=generator),
-        "encoder_to_decoder.weight": torch.randn(DECODER_WIDTH, WIDTH, generator=generator) * 0.1,
-        "mask_token": torch.randn(1, 1, DECODER_WIDTH, generator=generator) * 0.02,
-        "decoder.norm.weight": 1 + torch.randn(DECODER_WIDTH, generator=generator) * 0.05,
-        "decoder.norm.bias": torch.randn(DECODER_WIDTH, generator=generator) * 0.05,
-        "decoder.head.weight": torch.randn(3 * 2 * 8 * 8, DECODER_WIDTH, generator=generator) * 0.1,
-        "decoder.head.bias": torch.randn(3 * 2 * 8 * 8, generator=generator) * 0.05,
-    }
-    for i in range(DEPTH):
-        state.update(authors_block_tensors(f"encoder.blocks.{i}", WIDTH, True, generator))
-    state.update(authors_block_tensors("encoder.get_token_probs.0", WIDTH, False, generator))
-    for i in range(DECODER_DEPTH):
-        state.update(authors_block_tensors(f"decoder.blocks.{i}", DECODER_WIDTH, True, generator))
-    return state
-
-
-def authors_finetuned_state_dict(num_classes=5, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    state = {
-        "patch_embed.proj.weight": torch.randn(WIDTH, 3, 2, 8, 8, generator=generator) * 0.05,
-        "patch_embed.proj.bias": torch.randn(WIDTH, generator=generator) * 0.05,
-        "fc_norm.weight": 1 + torch.randn(WIDTH, generator=generator) * 0.05,
-        "fc_norm.bias": torch.randn(WIDTH, generator=generator) * 0.05,
-        "head.weight": torch.randn(num_classes, WIDTH, generator=generator) * 0.1,
-        "head.bias": torch.randn(num_classes, generator=generator) * 0.1,
-    }
-    for i in range(DEPTH):
-        state.update(authors_block_tensors(f"blocks.{i}", WIDTH, True, generator))
-    return state
 
 
 # --- the authors' forward pass, written independently of modeling_adamae -------------------------------------------
@@ -252,15 +196,6 @@ def test_command_line_converts_with_progress(tmp_path, capsys):
 
 
 # --- 2. VideoMAE -> AdaMAE -------------------------------------------------------------------------------------------
-
-
-def tiny_videomae_config(**overrides):
-    # layer_norm_eps 1e-5 so that VideoMAE's hard-coded decoder norm eps (1e-5) matches ours
-    return VideoMAEConfig(
-        image_size=32, patch_size=8, num_frames=8, tubelet_size=2, hidden_size=32, num_hidden_layers=2,
-        num_attention_heads=2, intermediate_size=64, decoder_hidden_size=16, decoder_num_hidden_layers=1,
-        decoder_num_attention_heads=2, decoder_intermediate_size=32, layer_norm_eps=1e-5, **overrides,
-    )  # fmt: skip
 
 
 def test_videomae_pretraining_folder_converts_with_a_new_sampler(tmp_path):

@@ -31,7 +31,7 @@ from adamae_hf.finetuning import (
 )
 from adamae_hf.optim import layer_id_for_vit
 from modeling_adamae import AdaMaeForPreTraining, AdaMaeForVideoClassification
-from test_convert import authors_finetuned_state_dict, tiny_videomae_config  # the authors' layout, tiny
+from checkpoint_builders import authors_finetuned_state_dict, tiny_videomae_config  # the authors' layout, tiny
 from tiny_configs import tiny_config
 
 
