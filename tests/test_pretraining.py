@@ -1,0 +1,375 @@
+"""The pretraining library: arguments and their defaults, data order and seeding, schedule, the loop's non-finite
+handling, exact resume, the end of a run, and `AdaMaeForPreTraining` under `transformers.Trainer`."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub.utils import filter_repo_objects
+from transformers import Trainer, TrainingArguments
+
+from adamae_hf.checkpoint import LATEST_FILE, latest_checkpoint, list_checkpoints, read_training_state
+from adamae_hf.pretraining import (
+    DEMO_ARGUMENTS,
+    build_model_config,
+    build_train_dataset,
+    parse_config_overrides,
+    parse_pretraining_args,
+    run_pretraining,
+)
+from adamae_hf.training import (
+    EpochSeededDataset,
+    EpochShuffleSampler,
+    NonFiniteLossError,
+    NonFiniteLossGuard,
+    compute_schedule,
+    read_scalar_log,
+    step_noise,
+)
+from modeling_adamae import AdaMaeForPreTraining
+from pretrain_helpers import TINY_OVERRIDES, RandomClipDataset, reset_accelerate_state, state_dict_of, tiny_argv
+from tiny_configs import tiny_config
+
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    reset_accelerate_state()
+    yield
+    reset_accelerate_state()
+
+
+def pretrain(argv, train_dataset=None, **kwargs):
+    return run_pretraining(*parse_pretraining_args(argv), train_dataset=train_dataset, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Arguments
+
+
+def test_defaults_are_the_papers_recipe():
+    model_args, data_args, clip_config, training_args = parse_pretraining_args(
+        ["--output_dir", "out", "--train_index_file", "train.csv"]
+    )
+    config = build_model_config(model_args, clip_config)
+    assert (config.mask_type, config.mask_ratio, config.get_num_visible_tokens()) == ("adaptive", 0.95, 78)
+    assert (config.hidden_size, config.num_hidden_layers, config.patch_size, config.tubelet_size) == (768, 12, 16, 2)
+    assert (config.decoder_num_hidden_layers, config.decoder_hidden_size, config.norm_pix_loss) == (4, 384, True)
+    assert (config.num_frames, config.frame_size, config.sampling_loss_weight) == (16, (224, 224), 1e-4)
+    assert (clip_config.num_frames, clip_config.train_crop, clip_config.multiscale_scales) == (
+        16, "multiscale", [1.0, 0.875, 0.75, 0.66]
+    )  # fmt: skip
+    assert (training_args.adam_beta1, training_args.adam_beta2, training_args.weight_decay) == (0.9, 0.95, 0.05)
+    assert (training_args.num_train_epochs, training_args.warmup_epochs, training_args.max_grad_norm) == (800, 40, None)
+    # 64 GPUs x 32 clips: lr, warmup lr and min lr all scaled by 2048 / 256.
+    schedule = compute_schedule(
+        num_videos=240_000, clips_per_device_batch=32, clips_per_video=1, num_processes=64,
+        gradient_accumulation_steps=1, num_train_epochs=800, max_steps=-1, warmup_epochs=40, warmup_steps=None,
+        base_learning_rate=training_args.base_learning_rate, learning_rate=None, warmup_lr=training_args.warmup_lr,
+        min_lr=training_args.min_lr,
+    )  # fmt: skip
+    assert schedule.steps_per_epoch == 117 and schedule.total_steps == 800 * 117 and schedule.warmup_steps == 40 * 117
+    assert (schedule.learning_rate, schedule.warmup_lr, schedule.min_lr) == pytest.approx((1.2e-3, 8e-6, 8e-5))
+
+
+@pytest.mark.parametrize(
+    "name, sampling_rate", [("pretrain_k400_vit_base.yaml", 4), ("pretrain_ssv2_vit_base.yaml", 2)]
+)
+def test_example_configs_hold_the_papers_hyperparameters(name, sampling_rate):
+    model_args, data_args, clip_config, training_args = parse_pretraining_args(
+        ["--config", str(CONFIGS / name), "--train_index_file", "train.csv"]
+    )
+    config = build_model_config(model_args, clip_config)
+    assert (config.mask_type, config.mask_ratio, config.decoder_num_hidden_layers) == ("adaptive", 0.95, 4)
+    assert (clip_config.num_frames, clip_config.sampling_rate, clip_config.crop_size) == (16, sampling_rate, 224)
+    assert (training_args.per_device_train_batch_size, training_args.num_train_epochs) == (32, 800)
+    assert (training_args.base_learning_rate, training_args.mixed_precision) == (1.5e-4, "bf16")
+
+
+def test_flags_override_the_config_file_which_overrides_defaults(tmp_path):
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text("output_dir: from-file\nmask_type: tube\nmask_ratio: 0.9\nbase_learning_rate: 1e-4\n")
+    model_args, _, _, training_args = parse_pretraining_args(
+        ["--config", str(config_file), "--train_index_file", "t.csv", "--mask_ratio", "0.75"]
+    )
+    assert (model_args.mask_type, model_args.mask_ratio) == ("tube", 0.75)
+    assert training_args.base_learning_rate == 1e-4 and training_args.output_dir == "from-file"
+    json_file = tmp_path / "run.json"
+    json_file.write_text(json.dumps({"output_dir": "o", "train_folder": "videos", "seed": 3}))
+    assert parse_pretraining_args(["--config", str(json_file)])[3].seed == 3
+
+
+def test_no_arguments_run_the_demo_and_flags_still_apply():
+    model_args, data_args, clip_config, training_args = parse_pretraining_args([])
+    assert training_args.demo and training_args.output_dir == DEMO_ARGUMENTS["output_dir"]
+    assert clip_config.crop_size == 64 and training_args.max_steps == DEMO_ARGUMENTS["max_steps"]
+    shortened = parse_pretraining_args(["--demo", "--max_steps", "3"])[3]
+    assert shortened.demo and shortened.max_steps == 3 and shortened.output_dir == "outputs/demo"
+
+
+def test_baselines_are_flags_of_the_same_script():
+    model_args, _, clip_config, _ = parse_pretraining_args(
+        ["--output_dir", "o", "--train_folder", "v", "--mask_type", "tube", "--mask_ratio", "0.9"]
+    )
+    config = build_model_config(model_args, clip_config)
+    assert (config.mask_type, config.mask_ratio, config.get_num_visible_tokens()) == ("tube", 0.9, 8 * 20)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--train_folder", "v"], "--output_dir is required"),
+        (["--output_dir", "o", "--train_folder", "v", "--train_index_file", "i.csv"], "either --train_index_file"),
+        (["--output_dir", "o", "--train_folder", "v", "--mask_ratio", "1.5"], "mask_ratio must be in"),
+        (["--output_dir", "o", "--train_folder", "v", "--push_to_hub"], "needs --hub_model_id"),
+        (["--output_dir", "o", "--train_folder", "v", "--log_steps", "0"], "log_steps must be a positive"),
+    ],
+)
+def test_bad_arguments_fail_with_a_clear_message(argv, message):
+    with pytest.raises(ValueError, match=message):
+        parse_pretraining_args(argv)
+
+
+def test_missing_training_videos_fail_with_a_clear_message(tmp_path):
+    model_args, data_args, clip_config, training_args = parse_pretraining_args(["--output_dir", str(tmp_path)])
+    with pytest.raises(ValueError, match="Expected the training videos: --train_index_file"):
+        build_train_dataset(data_args, clip_config, training_args, accelerator=None)
+
+
+def test_config_file_with_an_unknown_key_is_an_error(tmp_path):
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text("output_dir: o\nlearning_rat: 0.1\n")
+    with pytest.raises(ValueError, match="unknown argument.*learning_rat"):
+        parse_pretraining_args(["--config", str(config_file)])
+
+
+def test_config_overrides_are_typed_and_checked():
+    assert parse_config_overrides("hidden_size=384,qkv_bias=False,hidden_act=gelu,mask_ratio=0.9") == {
+        "hidden_size": 384, "qkv_bias": False, "hidden_act": "gelu", "mask_ratio": 0.9
+    }  # fmt: skip
+    with pytest.raises(ValueError, match="not an AdaMaeConfig argument"):
+        parse_config_overrides("hiden_size=384")
+    with pytest.raises(ValueError, match="--num_frames"):
+        parse_config_overrides("num_frames=8")
+    with pytest.raises(ValueError, match="name=value"):
+        parse_config_overrides("hidden_size")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Data order, seeding, schedule
+
+
+def test_epoch_shuffle_sampler_keeps_whole_steps_and_reshuffles_each_epoch():
+    sampler = EpochShuffleSampler(num_items=10, items_per_step=4, seed=0)
+    first = list(sampler)
+    assert len(first) == len(sampler) == 8 and len(set(first)) == 8 and all(0 <= key < 10 for key in first)
+    assert list(sampler) == first  # same epoch, same order
+    sampler.set_epoch(3)
+    third = list(sampler)
+    assert all(30 <= key < 40 for key in third)  # keys carry the epoch
+    assert [key - 30 for key in third] != first
+    assert list(EpochShuffleSampler(10, 4, seed=1)) != first
+    with pytest.raises(ValueError, match="one optimizer step needs 4"):
+        EpochShuffleSampler(num_items=3, items_per_step=4, seed=0)
+
+
+def test_seeded_items_depend_on_seed_epoch_and_index_only():
+    dataset = EpochSeededDataset(RandomClipDataset(num_videos=5), seed=0)
+    torch.manual_seed(123)
+    global_state = torch.get_rng_state()
+    item = dataset[2]["pixel_values"]
+    assert torch.equal(torch.get_rng_state(), global_state)  # the loop's random stream is untouched
+    dataset[4], dataset[7]  # other items in between change nothing
+    assert torch.equal(dataset[2]["pixel_values"], item)
+    assert not torch.equal(dataset[5 + 2]["pixel_values"], item)  # the same video in epoch 1
+    assert not torch.equal(EpochSeededDataset(RandomClipDataset(5), seed=1)[2]["pixel_values"], item)
+
+
+def test_step_noise_depends_on_seed_and_step():
+    generator = torch.Generator()
+    noise = step_noise(0, 5, 4, 64, generator, torch.device("cpu"))
+    assert noise.shape == (4, 64) and 0 <= noise.min() and noise.max() < 1
+    assert torch.equal(step_noise(0, 5, 4, 64, generator, torch.device("cpu")), noise)
+    assert not torch.equal(step_noise(0, 6, 4, 64, generator, torch.device("cpu")), noise)
+
+
+def test_schedule_counts_optimizer_steps_and_validates():
+    schedule = compute_schedule(
+        num_videos=100, clips_per_device_batch=8, clips_per_video=2, num_processes=2, gradient_accumulation_steps=3,
+        num_train_epochs=2, max_steps=-1, warmup_epochs=1, warmup_steps=None, base_learning_rate=1.5e-4,
+        learning_rate=None, warmup_lr=1e-6, min_lr=1e-5,
+    )  # fmt: skip
+    # 4 videos per device batch x 2 processes x 3 accumulation steps = 24 videos per step.
+    assert (schedule.videos_per_step, schedule.steps_per_epoch, schedule.total_steps) == (24, 4, 8)
+    assert schedule.global_batch_size == 48 and schedule.learning_rate == pytest.approx(1.5e-4 * 48 / 256)
+    absolute = compute_schedule(100, 8, 2, 1, 1, 1, 5, 40, None, 1.5e-4, 3e-4, 1e-6, 1e-5)
+    assert (absolute.total_steps, absolute.warmup_steps, absolute.learning_rate, absolute.min_lr) == (5, 5, 3e-4, 1e-5)
+    with pytest.raises(ValueError, match="multiple of the clips drawn per video"):
+        compute_schedule(100, 3, 2, 1, 1, 1, -1, 0, None, 1.5e-4, None, 1e-6, 1e-5)
+    with pytest.raises(ValueError, match="needs 40"):
+        compute_schedule(30, 8, 1, 5, 1, 1, -1, 0, None, 1.5e-4, None, 1e-6, 1e-5)
+
+
+def test_guard_counts_streaks_and_stops_after_the_limit(caplog):
+    guard = NonFiniteLossGuard(max_consecutive=2, last_checkpoint="out/checkpoint-4")
+    guard.record(finite=False, step=5)
+    guard.record(finite=True, step=6)
+    guard.record(finite=False, step=7)
+    assert (guard.consecutive, guard.total) == (1, 2)
+    assert "Step 7: the loss is not finite" in caplog.text
+    with pytest.raises(NonFiniteLossError, match=r"Stopped at step 8.*2 consecutive.*out/checkpoint-4"):
+        guard.record(finite=False, step=8)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The loop
+
+
+def test_a_nan_batch_is_skipped_counted_and_training_continues(tmp_path, caplog):
+    # 8 videos, 2 clips per step: 4 steps per epoch; video 5 is NaN, so exactly one step of the epoch is skipped.
+    result = pretrain(tiny_argv(tmp_path / "run", max_steps=4, save_steps=4), RandomClipDataset(8, nan_items={5}))
+    assert result.step == 4 and result.nonfinite_steps == 1
+    records = read_scalar_log(tmp_path / "run" / "logs" / "scalars.jsonl")
+    assert [record["step"] for record in records] == [1, 2, 3, 4]
+    skipped_at = next(record["step"] for record in records if record["nonfinite_steps"] == 1)
+    assert f"Step {skipped_at}: the loss is not finite" in caplog.text
+    # Logged losses average the finite forward passes only: the skipped step's interval has none.
+    assert all((record["loss"] is None) == (record["step"] == skipped_at) for record in records)
+    assert all(torch.isfinite(tensor).all() for tensor in result.model.state_dict().values())
+    # AdamW counted 3 updates for 4 steps: the NaN step never reached the optimizer.
+    optimizer_state = torch.load(tmp_path / "run" / "checkpoint-4" / "optimizer.bin", weights_only=True)
+    assert {int(state["step"]) for state in optimizer_state["state"].values()} == {3}
+
+
+def test_consecutive_nan_steps_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path):
+    # Items turn NaN after the first 4 fetched: steps 1-2 are good (checkpoints), steps 3 and 4 are not.
+    output_dir = tmp_path / "run"
+    argv = tiny_argv(output_dir, max_steps=8, save_steps=1, max_nonfinite_steps=2, save_total_limit=0)
+    with pytest.raises(NonFiniteLossError, match=r"Stopped at step 4.*checkpoint-2"):
+        pretrain(argv, RandomClipDataset(8, nan_after_calls=4))
+    assert [path.name for path in list_checkpoints(output_dir)] == ["checkpoint-1", "checkpoint-2"]
+    assert (output_dir / LATEST_FILE).read_text().strip() == "checkpoint-2"
+    assert read_training_state(output_dir / "checkpoint-2")["nonfinite_steps"] == 0
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_resuming_from_a_checkpoint_continues_bit_for_bit(tmp_path, sample_index_file, num_workers):
+    # 6 videos, 2 clips per step: 3 steps per epoch. Resuming at step 2 skips into the middle of epoch 0 and then
+    # crosses into epoch 1. The sampler's dropout (0.1) checks that the random states come back too.
+    straight_dir, resumed_dir = tmp_path / "straight", tmp_path / "resumed"
+    flags = {"max_steps": 5, "dataloader_num_workers": num_workers}
+    straight = pretrain(tiny_argv(straight_dir, sample_index_file, save_steps=2, **flags))
+    reset_accelerate_state()
+    resumed = pretrain(
+        tiny_argv(resumed_dir, sample_index_file, resume_from_checkpoint=straight_dir / "checkpoint-2", **flags)
+    )
+    straight_weights, resumed_weights = state_dict_of(straight.model), state_dict_of(resumed.model)
+    assert all(torch.equal(straight_weights[name], resumed_weights[name]) for name in straight_weights)
+    straight_log = read_scalar_log(straight_dir / "logs" / "scalars.jsonl")
+    resumed_log = read_scalar_log(resumed_dir / "logs" / "scalars.jsonl")
+    assert [record["step"] for record in resumed_log] == [3, 4, 5]
+    for before, after in zip(straight_log[2:], resumed_log):
+        assert before["loss"] == after["loss"] and before["sampler/entropy"] == after["sampler/entropy"]
+
+
+def test_gradient_accumulation_follows_the_same_trajectory_as_one_larger_batch(tmp_path):
+    # Same global batch (4 clips) as one pass or as 2 accumulated passes: same clips, same masks, same updates.
+    overrides = TINY_OVERRIDES + ",sampler_dropout_prob=0.0"  # dropout is drawn per forward pass
+    one_pass = pretrain(tiny_argv(tmp_path / "one", per_device_train_batch_size=4, config_overrides=overrides),
+                        RandomClipDataset(8))  # fmt: skip
+    reset_accelerate_state()
+    accumulated = pretrain(
+        tiny_argv(tmp_path / "two", per_device_train_batch_size=2, gradient_accumulation_steps=2,
+                  config_overrides=overrides),
+        RandomClipDataset(8),
+    )  # fmt: skip
+    one_weights, accumulated_weights = state_dict_of(one_pass.model), state_dict_of(accumulated.model)
+    for name in one_weights:
+        torch.testing.assert_close(accumulated_weights[name], one_weights[name], rtol=1e-4, atol=1e-5, msg=name)
+    one_log, accumulated_log = (read_scalar_log(tmp_path / run / "logs" / "scalars.jsonl") for run in ("one", "two"))
+    assert [r["loss"] for r in accumulated_log] == pytest.approx([r["loss"] for r in one_log], rel=1e-5)
+
+
+def test_resume_latest_in_the_same_folder_and_refusal_to_mix_runs(tmp_path):
+    output_dir = tmp_path / "run"
+    pretrain(tiny_argv(output_dir, max_steps=2, save_steps=1), RandomClipDataset(8))
+    reset_accelerate_state()
+    with pytest.raises(ValueError, match="already has checkpoints"):
+        pretrain(tiny_argv(output_dir, max_steps=3), RandomClipDataset(8))
+    reset_accelerate_state()
+    with pytest.raises(ValueError, match="global_batch_size=2, this run has 4"):
+        pretrain(tiny_argv(output_dir, max_steps=3, resume_from_checkpoint="latest", per_device_train_batch_size=4),
+                 RandomClipDataset(8))  # fmt: skip
+    reset_accelerate_state()
+    result = pretrain(tiny_argv(output_dir, max_steps=3, resume_from_checkpoint="latest"), RandomClipDataset(8))
+    assert result.step == 3 and latest_checkpoint(output_dir).name == "checkpoint-3"
+    # The interrupted run's records after the resume point were replaced, not duplicated.
+    assert [record["step"] for record in read_scalar_log(output_dir / "logs" / "scalars.jsonl")] == [1, 2, 3]
+
+
+class RecordingHubApi:
+    """Stands in for huggingface_hub.HfApi: records what would be uploaded."""
+
+    def __init__(self):
+        self.uploaded = None
+
+    def create_repo(self, repo_id, repo_type, private, exist_ok):
+        self.repo_id = repo_id
+
+    def upload_folder(self, folder_path, repo_id, repo_type, commit_message, ignore_patterns=None):
+        files = [path.relative_to(folder_path).as_posix() for path in Path(folder_path).rglob("*") if path.is_file()]
+        kept = filter_repo_objects(files, ignore_patterns=ignore_patterns)  # huggingface_hub's own filter
+        self.uploaded = {name: (Path(folder_path) / name).read_bytes() for name in kept}
+        return f"https://huggingface.co/{repo_id}/commit/0"
+
+
+def test_the_end_of_a_run_writes_a_loadable_model_folder_and_uploads_only_it(tmp_path):
+    output_dir = tmp_path / "run"
+    api = RecordingHubApi()
+    pretrain(
+        tiny_argv(output_dir, max_steps=2, save_steps=1, push_to_hub=True, hub_model_id="someone/adamae-tiny",
+                  dataset_ids="someone/videos"),
+        RandomClipDataset(8), hub_api=api,
+    )  # fmt: skip
+    model = AdaMaeForPreTraining.from_pretrained(output_dir)
+    assert model.config.num_patches == 64
+    for name in ("model.safetensors", "config.json", "configuration_adamae.py", "modeling_adamae.py",
+                 "preprocessor_config.json", "README.md", "run_arguments.json"):  # fmt: skip
+        assert name in api.uploaded, name
+    assert (output_dir / "checkpoint-2").is_dir() and (output_dir / "logs").is_dir()
+    assert not any("/" in name or name == LATEST_FILE for name in api.uploaded)  # no checkpoints, logs, pointer
+    card = api.uploaded["README.md"].decode()
+    assert "library_name: transformers" in card and "- self-supervised" in card and "- someone/videos" in card
+    assert "| reconstruction_loss |" in card and "| global_batch_size | 2 |" in card
+    assert "hub_token" not in json.loads(api.uploaded["run_arguments.json"])
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# transformers.Trainer
+
+
+def test_pretraining_model_trains_under_the_transformers_trainer(tmp_path):
+    class Clips(torch.utils.data.Dataset):
+        def __len__(self):
+            return 8
+
+        def __getitem__(self, index):
+            return {"pixel_values": torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(index))}
+
+    torch.manual_seed(0)
+    model = AdaMaeForPreTraining(tiny_config())
+    before = state_dict_of(model)
+    arguments = TrainingArguments(
+        output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=2, learning_rate=1e-3, logging_steps=1,
+        save_strategy="no", report_to="none", use_cpu=True, dataloader_num_workers=0,
+    )  # fmt: skip
+    trainer = Trainer(model=model, args=arguments, train_dataset=Clips())
+    trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert len(losses) == 3 and all(math.isfinite(loss) for loss in losses)
+    after = state_dict_of(model)
+    assert any(not torch.equal(before[name], after[name]) for name in before)

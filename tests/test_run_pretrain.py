@@ -1,0 +1,85 @@
+"""run_pretrain.py end to end: the embedded demo, and two CPU processes (gloo) against one process."""
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from adamae_hf.pretraining import parse_pretraining_args, pretraining_argument_parser, run_pretraining
+from adamae_hf.training import read_scalar_log
+from modeling_adamae import AdaMaeForPreTraining
+from pretrain_helpers import REPO_ROOT, TINY_OVERRIDES, reset_accelerate_state, state_dict_of, tiny_argv
+
+
+def subprocess_env():
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def test_help_lists_the_flags_that_matter():
+    help_text = pretraining_argument_parser().format_help()
+    for flag in ("--config", "--demo", "--mask_type", "--mask_ratio", "--sampling_rate", "--resume_from_checkpoint",
+                 "--torch_compile", "--mixed_precision", "--log_steps", "--save_steps",
+                 "--max_nonfinite_steps"):  # fmt: skip
+        assert flag in help_text, flag
+    assert "python run_pretrain.py" in help_text and "the paper's recipe" in help_text
+
+
+def test_the_demo_finishes_and_writes_a_loadable_model(tmp_path):
+    output_dir = tmp_path / "demo"
+    result = subprocess.run(
+        [sys.executable, "run_pretrain.py", "--demo", "--max_steps", "3", "--output_dir", str(output_dir)],
+        cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    model = AdaMaeForPreTraining.from_pretrained(output_dir)
+    assert (model.config.num_frames, model.config.frame_size, model.config.mask_type) == (8, (64, 64), "adaptive")
+    for name in ("config.json", "model.safetensors", "modeling_adamae.py", "configuration_adamae.py",
+                 "preprocessor_config.json", "README.md", "videos/index.csv",
+                 "checkpoint-3/training_state.json"):  # fmt: skip
+        assert (output_dir / name).exists(), name
+    records = read_scalar_log(output_dir / "logs" / "scalars.jsonl")
+    assert [record["step"] for record in records] == [1, 3]
+    assert {"loss", "reconstruction_loss", "sampling_loss", "lr", "clips_per_second", "skipped_videos",
+            "sampler/entropy", "sampler/top5_mass", "sampler/spearman_error", "sampler/spearman_motion",
+            "mask/visible_motion_ratio"} <= set(records[-1])  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, sample_index_file):
+    # Sampler dropout off: dropout masks are the one thing drawn per process rather than per clip.
+    overrides = TINY_OVERRIDES + ",sampler_dropout_prob=0.0"
+    ddp_argv = tiny_argv(tmp_path / "ddp", sample_index_file, per_device_train_batch_size=2,
+                         config_overrides=overrides, max_steps=3)  # fmt: skip
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+               "--master_port", str(free_port()), str(REPO_ROOT / "tests" / "pretrain_helpers.py"), "ddp-train",
+               str(tmp_path / "params")] + ddp_argv  # fmt: skip
+    result = subprocess.run(command, cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    rank0, rank1 = (load_file(str(tmp_path / "params" / f"rank{rank}.safetensors")) for rank in (0, 1))
+    assert all(torch.equal(rank0[name], rank1[name]) for name in rank0)  # DDP kept the replicas identical
+
+    reset_accelerate_state()
+    single = run_pretraining(*parse_pretraining_args(
+        tiny_argv(tmp_path / "single", sample_index_file, per_device_train_batch_size=4, config_overrides=overrides,
+                  max_steps=3)
+    ))  # fmt: skip
+    reset_accelerate_state()
+    single_weights = state_dict_of(single.model)
+    for name, tensor in rank0.items():
+        torch.testing.assert_close(tensor, single_weights[name], rtol=1e-4, atol=1e-5, msg=name)
+    ddp_log = read_scalar_log(tmp_path / "ddp" / "logs" / "scalars.jsonl")
+    single_log = read_scalar_log(tmp_path / "single" / "logs" / "scalars.jsonl")
+    assert [record["step"] for record in ddp_log] == [record["step"] for record in single_log] == [1, 2, 3]
+    for ddp_record, single_record in zip(ddp_log, single_log):
+        for key in ("loss", "reconstruction_loss", "sampling_loss"):
+            assert ddp_record[key] == pytest.approx(single_record[key], rel=1e-5), (ddp_record["step"], key)
