@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, set_seed
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 from transformers import HfArgumentParser
@@ -52,6 +52,7 @@ from .checkpoint import (
 from .data import (
     VideoClipConfig,
     VideoClipDataset,
+    VideoDecodeError,
     collate_clips,
     generate_sample_videos,
     index_from_file,
@@ -76,6 +77,7 @@ from .training import (
     parse_args_with_config_file,
     step_noise,
 )
+from .visualize import visualize
 
 
 logger = logging.getLogger(__name__)
@@ -160,6 +162,10 @@ class DataArguments:
     dataset_ids: list[str] | None = field(
         default=None, metadata={"help": "Hub dataset ids to list in the model card's metadata, e.g. kinetics400."}
     )
+    visualization_video: str | None = field(
+        default=None,
+        metadata={"help": "Video for the mask figure (masks.gif / masks.png; default: the first training video)."},
+    )
 
     def __post_init__(self):
         if self.train_index_file and self.train_folder:
@@ -231,12 +237,25 @@ class PretrainingArguments:
         },
     )
     torch_compile: bool = field(default=False, metadata={"help": "Compile the model with torch.compile."})
+    torch_compile_mode: str | None = field(
+        default=None,
+        metadata={"help": "torch.compile mode with --torch_compile: 'default', 'reduce-overhead' (CUDA graphs), "
+                  "'max-autotune', ... (default: torch's)."},
+    )  # fmt: skip
     gradient_checkpointing: bool = field(
         default=False, metadata={"help": "Recompute activations in the backward pass to save memory."}
     )
     dataloader_num_workers: int = field(default=8, metadata={"help": "Video decoding processes per device."})
     log_steps: int = field(
         default=20, metadata={"help": "Log losses, lr, throughput and sampler diagnostics every N steps."}
+    )
+    visualize: bool = field(
+        default=True,
+        metadata={"help": "Write the five-panel mask figure (masks.gif, masks.png) into output_dir at the end."},
+    )
+    visualize_steps: int = field(
+        default=0,
+        metadata={"help": "Also write it every N steps into output_dir/visualizations (0: only at the end)."},
     )
     save_steps: int = field(default=1000, metadata={"help": "Write a checkpoint every N steps."})
     save_total_limit: int | None = field(default=3, metadata={"help": "Keep the newest N checkpoints (0: keep all)."})
@@ -261,6 +280,8 @@ class PretrainingArguments:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        if self.visualize_steps < 0:
+            raise ValueError(f"visualize_steps must be >= 0, got {self.visualize_steps}.")
         if self.dataloader_num_workers < 0:
             raise ValueError(f"dataloader_num_workers must be >= 0, got {self.dataloader_num_workers}.")
         if self.mixed_precision not in (None, "no", "fp16", "bf16"):
@@ -584,6 +605,7 @@ def run_pretraining(
     if train_dataset is None:
         train_dataset = build_train_dataset(data_args, clip_config, training_args, accelerator)
     clips_per_video = getattr(train_dataset, "views_per_video", clip_config.num_sample)
+    figure_video = data_args.visualization_video or next(iter(getattr(train_dataset, "paths", [])), None)
     model = build_model(model_args, clip_config)
     if training_args.gradient_checkpointing:
         model.gradient_checkpointing_enable()
@@ -635,7 +657,8 @@ def run_pretraining(
     )
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     if training_args.torch_compile:
-        model.compile()  # in place: parameter names, hence checkpoints, stay those of the eager model
+        # in place: parameter names, hence checkpoints, stay those of the eager model
+        model.compile(**({"mode": training_args.torch_compile_mode} if training_args.torch_compile_mode else {}))
     model_config = accelerator.unwrap_model(model).config
 
     guard = NonFiniteLossGuard(training_args.max_nonfinite_steps)
@@ -658,10 +681,11 @@ def run_pretraining(
         results = train_loop(
             accelerator, model, optimizer, scheduler, train_loader, sampler, schedule, training_args, clip_config,
             guard, scalar_log, start_step, skipped_videos=getattr(train_dataset, "skipped", None),
+            figure_video=figure_video,
         )  # fmt: skip
         finish_pretraining(
             accelerator, model, clip_config, training_args, settings, results,
-            datasets=data_args.dataset_ids, hub_api=hub_api,
+            datasets=data_args.dataset_ids, hub_api=hub_api, figure_video=figure_video,
         )  # fmt: skip
     finally:
         accelerator.end_training()
@@ -722,6 +746,7 @@ def train_loop(
     scalar_log: ScalarLog,
     start_step: int,
     skipped_videos=None,
+    figure_video: str | None = None,
 ) -> dict[str, float]:
     """Optimizer steps `start_step + 1 ... schedule.total_steps`; returns the last logged scalars (with "step").
 
@@ -736,6 +761,11 @@ def train_loop(
     num_patches = unwrapped.config.num_patches
     adaptive = unwrapped.config.mask_type == "adaptive"
     noise_generator = torch.Generator(device=device)
+    draw_figures = bool(training_args.visualize_steps and figure_video and accelerator.is_main_process)
+    if draw_figures and accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        # The in-memory model is sharded: only the end of the run, from the saved folder, can draw it.
+        logger.warning("--visualize_steps is skipped under FSDP/DeepSpeed; masks.gif is still written at the end.")
+        draw_figures = False
 
     # Device-side sums over a logging interval: loss, reconstruction loss, sampling loss, finite forward passes.
     interval_sums = torch.zeros(4, device=device, dtype=torch.float64)
@@ -836,6 +866,9 @@ def train_loop(
                         save_total_limit=training_args.save_total_limit,
                     )  # fmt: skip
                     guard.last_checkpoint = str(path)
+                if draw_figures and step % training_args.visualize_steps == 0:
+                    figures = Path(training_args.output_dir) / "visualizations"
+                    write_mask_figure(unwrapped, figure_video, figures / f"masks-step-{step}.gif", clip_config)
                 if step >= schedule.total_steps:
                     break
     finally:
@@ -863,6 +896,17 @@ def reduce_interval(accelerator, interval_sums: torch.Tensor, skipped_videos) ->
 # The end of a run
 
 
+def write_mask_figure(model, video_path: str, output_path: Path, clip_config: VideoClipConfig) -> Path | None:
+    """The five-panel figure of `adamae_hf.visualize` (GIF plus a PNG strip beside it) for `video_path`, drawn by a
+    model or a saved folder. Returns the GIF's path; a video or model it cannot draw only warns: a figure never
+    stops a run."""
+    try:
+        return visualize(model, video_path, output_path, clip_config=clip_config)[0]
+    except (VideoDecodeError, ValueError, OSError) as error:
+        logger.warning(f"No mask figure from {video_path}: {error}")
+        return None
+
+
 # What an upload of the output folder leaves out: everything in subfolders (checkpoints, logs, the demo's videos), the
 # `latest` pointer and hidden files. The model folder is the top-level files: weights, config, the Hub code files, the
 # processor config, the card, figures, run_arguments.json.
@@ -878,16 +922,22 @@ def finish_pretraining(
     results: dict[str, float],
     datasets: list[str] | None = None,
     hub_api=None,
+    figure_video: str | None = None,
 ) -> Path:
     """Write the final model folder into `output_dir`: `save_pretrained` (safetensors, config with auto_map, the Hub
-    custom-code files), the processor config (`preprocessor_config.json`), the model card (`README.md`: settings and
-    final losses); with `--push_to_hub`, upload it. Every process calls it (FSDP/DeepSpeed gather the weights)."""
+    custom-code files), the processor config (`preprocessor_config.json`), the five-panel mask figure of
+    `figure_video` (`masks.gif`, `masks.png`), the model card (`README.md`: settings, final losses, the figure); with
+    `--push_to_hub`, upload it. Every process calls it (FSDP/DeepSpeed gather the weights)."""
     output_dir = Path(training_args.output_dir)
     state_dict = accelerator.get_state_dict(model)  # collective under FSDP / DeepSpeed ZeRO-3
     unwrapped = accelerator.unwrap_model(model)
     if accelerator.is_main_process:
         unwrapped.save_pretrained(output_dir, state_dict=state_dict, safe_serialization=True)
         save_video_processor(output_dir, clip_config)
+        figure = None
+        if training_args.visualize and figure_video:
+            # drawn from the folder just saved, which holds the whole model even when training sharded it
+            figure = write_mask_figure(str(output_dir), figure_video, output_dir / "masks.gif", clip_config)
         repo_id = None
         if training_args.push_to_hub:
             # The full "user/name" id, which the card's usage code must load.
@@ -900,6 +950,7 @@ def finish_pretraining(
             settings=settings,
             results={name: value for name, value in results.items() if isinstance(value, (int, float))},
             datasets=datasets,
+            visualization=figure.name if figure else None,
         )
         save_model_card(card, output_dir)
         logger.info(f"Saved the pretrained model to {output_dir}")

@@ -348,6 +348,24 @@ def test_the_end_of_a_run_writes_a_loadable_model_folder_and_uploads_only_it(tmp
     assert "hub_token" not in json.loads(api.uploaded["run_arguments.json"])
 
 
+def test_the_run_draws_the_mask_figure_at_the_end_and_every_visualize_steps(tmp_path, sample_index_file):
+    output_dir = tmp_path / "run"
+    pretrain(tiny_argv(output_dir, index_file=sample_index_file, max_steps=2, visualize_steps=1))
+    for name in ("masks.gif", "masks.png", "visualizations/masks-step-1.gif", "visualizations/masks-step-2.png"):
+        assert (output_dir / name).stat().st_size > 0, name
+    assert "![AdaMAE masks](masks.gif)" in (output_dir / "README.md").read_text()
+
+
+def test_a_figure_video_that_cannot_be_drawn_only_warns(tmp_path, sample_index_file, caplog):
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    output_dir = tmp_path / "run"
+    pretrain(tiny_argv(output_dir, index_file=sample_index_file, max_steps=1,
+                       visualization_video=tmp_path / "broken.mp4"))  # fmt: skip
+    assert AdaMaeForPreTraining.from_pretrained(output_dir).config.num_patches == 64
+    assert not (output_dir / "masks.gif").exists()
+    assert any("No mask figure from" in r.getMessage() and "broken.mp4" in r.getMessage() for r in caplog.records)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # transformers.Trainer
 

@@ -38,9 +38,10 @@ def test_the_demo_finishes_and_writes_a_loadable_model(tmp_path):
     model = AdaMaeForPreTraining.from_pretrained(output_dir)
     assert (model.config.num_frames, model.config.frame_size, model.config.mask_type) == (8, (64, 64), "adaptive")
     for name in ("config.json", "model.safetensors", "modeling_adamae.py", "configuration_adamae.py",
-                 "preprocessor_config.json", "README.md", "videos/index.csv",
+                 "preprocessor_config.json", "README.md", "videos/index.csv", "masks.gif", "masks.png",
                  "checkpoint-3/training_state.json"):  # fmt: skip
         assert (output_dir / name).exists(), name
+    assert "![AdaMAE masks](masks.gif)" in (output_dir / "README.md").read_text()
     records = read_scalar_log(output_dir / "logs" / "scalars.jsonl")
     assert [record["step"] for record in records] == [1, 3]
     assert {"loss", "reconstruction_loss", "sampling_loss", "lr", "clips_per_second", "skipped_videos",
