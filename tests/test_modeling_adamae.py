@@ -2,8 +2,6 @@ import itertools
 import logging
 import math
 import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -30,6 +28,7 @@ from modeling_adamae import (
     sinusoid_position_table,
 )
 from tiny_configs import TINY, tiny_config
+from without_project import run_without_project
 
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406])
@@ -551,23 +550,6 @@ def test_compiled_training_step_matches_eager_outputs_and_gradients(no_dropout_c
 
 REMOTE_CODE_SCRIPT = textwrap.dedent(
     """
-    import importlib.abc, sys
-
-    class BlockProjectModules(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in {"adamae_hf", "configuration_adamae", "modeling_adamae"}:
-                raise ModuleNotFoundError(f"{name} is blocked in this test")
-            return None
-
-    sys.meta_path.insert(0, BlockProjectModules())
-    for name in ("adamae_hf", "configuration_adamae", "modeling_adamae"):
-        try:
-            __import__(name)
-        except ModuleNotFoundError:
-            pass
-        else:
-            raise SystemExit(f"{name} is importable")
-
     import torch
     from safetensors.torch import load_file
     from transformers import AutoModelForPreTraining, AutoModelForVideoClassification
@@ -607,13 +589,10 @@ def test_trust_remote_code_loads_in_a_fresh_process_without_the_project(tmp_path
             "classification_logits": classifier(video).logits,
         }
     save_file({k: v.contiguous() for k, v in expected.items()}, tmp_path / "expected.safetensors")
-    (tmp_path / "check.py").write_text(REMOTE_CODE_SCRIPT)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
-    result = subprocess.run(
-        [sys.executable, str(tmp_path / "check.py"), str(tmp_path / "pretraining"), str(tmp_path / "classification"),
-         str(tmp_path / "expected.safetensors")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    result = run_without_project(
+        REMOTE_CODE_SCRIPT,
+        [tmp_path / "pretraining", tmp_path / "classification", tmp_path / "expected.safetensors"],
+        tmp_path,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "REMOTE CODE OK" in result.stdout

@@ -6,8 +6,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -20,6 +18,7 @@ import run_finetune
 from adamae_hf.data import load_eval_clip
 from modeling_adamae import AdaMaeForPreTraining, AdaMaeForVideoClassification
 from tiny_configs import tiny_config
+from without_project import run_without_project
 
 
 CLASSES = ["move_left", "move_right", "move_up"]
@@ -111,22 +110,7 @@ def test_videomae_export_gives_equal_logits_with_plain_transformers(finetuned, s
 
 CARD_USAGE_SCRIPT = textwrap.dedent(
     """
-    import importlib.abc, re, sys
-
-    class BlockProjectModules(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in {"adamae_hf", "configuration_adamae", "modeling_adamae"}:
-                raise ModuleNotFoundError(f"{name} is blocked in this test")
-            return None
-
-    sys.meta_path.insert(0, BlockProjectModules())
-    for name in ("adamae_hf", "configuration_adamae", "modeling_adamae"):
-        try:
-            __import__(name)
-        except ModuleNotFoundError:
-            pass
-        else:
-            raise SystemExit(f"{name} is importable")
+    import re, sys
 
     # Run the model card's usage code as written (this folder holds the video.mp4 it names).
     card = open(sys.argv[1]).read()
@@ -154,13 +138,7 @@ CARD_USAGE_SCRIPT = textwrap.dedent(
 def test_card_usage_code_and_pipeline_work_in_a_fresh_process_without_the_project(finetuned, sample_videos, tmp_path):
     output_dir, _ = finetuned
     shutil.copy(sample_videos[0].path, tmp_path / "video.mp4")
-    (tmp_path / "check.py").write_text(CARD_USAGE_SCRIPT)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
-    result = subprocess.run(
-        [sys.executable, str(tmp_path / "check.py"), str(output_dir / "README.md"), ",".join(CLASSES)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    result = run_without_project(CARD_USAGE_SCRIPT, [output_dir / "README.md", ",".join(CLASSES)], tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "CARD USAGE OK" in result.stdout
 
