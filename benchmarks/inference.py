@@ -42,7 +42,7 @@ def measure(system, compiled, batch_size, num_frames, device, dtype, warmup, ste
     if compiled:
         model.compile()
     with torch.inference_mode():
-        seconds, logits = time_steps(lambda: model(pixel_values).logits, warmup, steps, device)
+        seconds, logits = time_steps(lambda frames: model(frames).logits, warmup, steps, device, pixel_values)
     assert torch.isfinite(logits.float()).all()
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
     return dict(system=system, compiled=compiled, batch_size=batch_size, num_frames=num_frames,

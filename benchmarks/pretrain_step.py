@@ -118,17 +118,17 @@ def synchronize(device):
         torch.cuda.synchronize(device)
 
 
-def time_steps(run, warmup: int, steps: int, device) -> tuple[float, object]:
-    """Mean seconds per call of `run` over `steps` calls after `warmup` untimed ones (which also compile, allocate,
-    pick kernels); the peak-memory counter restarts after the warm-up. Returns (seconds, the last call's result)."""
+def time_steps(run, warmup: int, steps: int, device, *args) -> tuple[float, object]:
+    """Mean seconds per call of `run(*args)` over `steps` calls after `warmup` untimed ones (which also compile,
+    allocate, pick kernels); the peak-memory counter restarts after the warm-up. Returns (seconds, the last result)."""
     for _ in range(warmup):
-        run()
+        run(*args)
     synchronize(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     for _ in range(steps):
-        result = run()
+        result = run(*args)
     synchronize(device)
     return (time.perf_counter() - start) / steps, result
 
@@ -162,7 +162,7 @@ def measure(system, compiled, batch_size, num_frames, device, dtype, warmup, ste
     optimizer.zero_grad(set_to_none=True)
     if compiled:
         model.compile(mode=compile_mode)
-    seconds, loss = time_steps(lambda: step(pixel_values), warmup, steps, device)
+    seconds, loss = time_steps(step, warmup, steps, device, pixel_values)
     if show_profile:
         print(f"--- profile: {system}, compiled={compiled}, batch {batch_size}, {num_frames} frames")
         profile(step, pixel_values, device)
