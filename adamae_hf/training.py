@@ -92,7 +92,11 @@ def parse_args_with_config_file(
             f"{config_path}: unknown argument(s) {', '.join(unknown)}; every key must be one of the script's flags "
             "without the leading dashes (see --help)."
         )
-    parser.set_defaults(**{**(presets or {}), **file_values})
+    defaults = {**(presets or {}), **file_values}
+    parser.set_defaults(**defaults)
+    for action in parser._actions:  # a required argument that the file (or a preset) gives is no longer missing
+        if action.dest in defaults:
+            action.required = False
     return parser.parse_args_into_dataclasses(args=argv)
 
 
