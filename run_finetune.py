@@ -29,7 +29,6 @@ from adamae_hf.finetuning import (
     RecipeArguments,
     VideoClassificationTrainer,
     aggregate_views,
-    apply_recipe_schedule,
     build_compute_metrics,
     build_mixup,
     build_model,
@@ -37,10 +36,12 @@ from adamae_hf.finetuning import (
     checkpoint_label_names,
     publish,
     read_checkpoint_config,
+    recipe_learning_rates,
     resolve_label_names,
     take_push_to_hub,
     write_predictions,
 )
+from adamae_hf.training import parse_args_with_config_file
 
 
 logger = logging.getLogger(__name__)
@@ -49,14 +50,14 @@ ARGUMENT_CLASSES = (ModelArguments, DataArguments, RecipeArguments, FinetuningCl
 
 
 def parse_arguments(argv: list[str] | None = None):
-    """The five argument dataclasses from the command line, or from a single .json / .yaml file."""
+    """The five argument dataclasses from flags and/or a YAML or JSON file (`--config FILE`, flag names as keys; flags
+    override it). A lone file argument (`run_finetune.py configs/finetune_k400.yaml`) is read as `--config FILE`."""
     parser = HfArgumentParser(ARGUMENT_CLASSES, description=__doc__.split("\n\n")[0])
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(json_file=os.path.abspath(argv[0]))
-    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
-        return parser.parse_yaml_file(yaml_file=os.path.abspath(argv[0]))
-    return parser.parse_args_into_dataclasses(args=argv)
+    parser.add_argument("--config", help="YAML or JSON file of arguments (flag names as keys); flags override it.")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
+        argv = ["--config", argv[0]]
+    return parse_args_with_config_file(parser, argv)[: len(ARGUMENT_CLASSES)]  # without the `config` namespace
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -90,8 +91,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         training_args.do_train, training_args.do_eval, training_args.do_predict,
     )  # fmt: skip
     model = build_model(model_args, label_names, clip_config, checkpoint_config)
-    if data.train is not None:
-        apply_recipe_schedule(training_args, recipe_args, clip_config, len(data.train))
+    warmup_lr, min_lr = recipe_learning_rates(training_args, recipe_args, clip_config)
     push_to_hub_id = take_push_to_hub(training_args)
 
     trainer = VideoClassificationTrainer(
@@ -104,6 +104,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         compute_metrics=build_compute_metrics(),
         layer_decay=recipe_args.layer_decay,
         mixup=build_mixup(recipe_args, len(label_names), training_args.label_smoothing_factor),
+        warmup_epochs=recipe_args.warmup_epochs,
+        warmup_lr=warmup_lr,
+        min_lr=min_lr,
     )
 
     metrics: dict[str, float] = {}

@@ -34,7 +34,7 @@ from typing import Any
 import datasets
 import numpy as np
 import torch
-from transformers import EvalPrediction, PretrainedConfig, Trainer, TrainingArguments
+from transformers import EvalPrediction, PretrainedConfig, SchedulerType, Trainer, TrainingArguments
 
 from configuration_adamae import AdaMaeConfig
 from modeling_adamae import AdaMaeForVideoClassification
@@ -44,7 +44,7 @@ from .data import VideoClipConfig, VideoClipDataset, index_from_file, index_from
 from .data import save_video_processor
 from .hub import build_model_card, create_model_repo, push_folder_to_hub, save_model_card
 from .metrics import load_video_accuracy
-from .optim import build_adamw, scaled_learning_rate
+from .optim import build_adamw, scaled_learning_rate, warmup_cosine_schedule
 
 
 logger = logging.getLogger(__name__)
@@ -167,12 +167,18 @@ class DataArguments:
 class RecipeArguments:
     """The fine-tuning recipe's knobs that `TrainingArguments` has no field for."""
 
-    base_learning_rate: float | None = field(
-        default=None,
+    base_learning_rate: float = field(
+        default=1e-3,
         metadata={
-            "help": "If set, --learning_rate becomes base_learning_rate x (clips per optimizer step, all devices) / "
-            "256 (the recipe: 1e-3)."
+            "help": "Peak lr for 256 clips per optimizer step; the run's lr is base_learning_rate x (clips per "
+            "optimizer step, all devices) / 256 (--learning_rate sets it as is instead)."
         },
+    )
+    warmup_lr: float = field(
+        default=1e-6, metadata={"help": "lr at the first warmup step, for 256 clips per step (scaled like the lr)."}
+    )
+    min_lr: float = field(
+        default=1e-6, metadata={"help": "lr at the end of the cosine, for 256 clips per step (scaled like the lr)."}
     )
     layer_decay: float = field(
         default=0.75,
@@ -184,8 +190,8 @@ class RecipeArguments:
     mixup_switch_prob: float = field(
         default=0.5, metadata={"help": "With both on, probability that a mixed batch uses cutmix rather than mixup."}
     )
-    warmup_epochs: float | None = field(
-        default=None, metadata={"help": "Warmup length in epochs (the recipe: 5); overrides --warmup_steps."}
+    warmup_epochs: float = field(
+        default=5, metadata={"help": "Warmup length in epochs; --warmup_steps > 0 overrides it."}
     )
 
     def __post_init__(self):
@@ -197,7 +203,10 @@ class RecipeArguments:
         for name in ("mixup_prob", "mixup_switch_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}.")
-        if self.warmup_epochs is not None and self.warmup_epochs < 0:
+        for name in ("base_learning_rate", "warmup_lr", "min_lr"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        if self.warmup_epochs < 0:
             raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}.")
 
 
@@ -236,9 +245,11 @@ class FinetuningTrainingArguments(TrainingArguments):
     `per_device_eval_batch_size` count videos: each gives `num_sample` clips in training and
     `test_num_clips x test_num_crops` views in testing."""
 
-    learning_rate: float = field(
-        default=1e-3, metadata={"help": "Peak learning rate of the head (see also --base_learning_rate)."}
-    )
+    learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "Peak learning rate as is, with --warmup_lr and --min_lr as given (default: from "
+                  "--base_learning_rate, scaled by the batch)."},
+    )  # fmt: skip
     weight_decay: float = field(
         default=0.05, metadata={"help": "AdamW weight decay (biases, norms and position tables are exempt)."}
     )
@@ -246,18 +257,10 @@ class FinetuningTrainingArguments(TrainingArguments):
         default=0.1, metadata={"help": "Label smoothing, folded into the (mixup / cutmix) soft targets."}
     )
     lr_scheduler_type: str = field(
-        default="cosine_warmup_with_min_lr",
-        metadata={
-            "help": "Learning-rate schedule: the recipe's linear warmup from warmup_lr then cosine to min_lr, per step."
-        },
-    )
-    lr_scheduler_kwargs: dict | str | None = field(
-        default_factory=lambda: {"min_lr_rate": 1e-3, "warmup_lr_rate": 1e-3},
-        metadata={
-            "help": "Extra arguments of the schedule, as JSON. The default is the recipe's min_lr = warmup_lr = 1e-6 "
-            "for lr 1e-3, all three scaled by the batch alike: {\"min_lr_rate\": 1e-3, \"warmup_lr_rate\": 1e-3}."
-        },
-    )
+        default="cosine",
+        metadata={"help": "'cosine': the recipe's per-step linear warmup from warmup_lr, then cosine to min_lr "
+                  "(adamae_hf.optim, as the reference); any other transformers schedule is used as given."},
+    )  # fmt: skip
     remove_unused_columns: bool = field(
         default=False,
         metadata={"help": "Must stay False: batches carry `video_index`, which groups views per video."},
@@ -717,8 +720,18 @@ class VideoClassificationTrainer(Trainer):
       so `compute_metrics` receives `label_ids == (labels, video_index)` and groups views per video.
     """
 
-    def __init__(self, *args, layer_decay: float | None = None, mixup: MixupCutmix | None = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        layer_decay: float | None = None,
+        mixup: MixupCutmix | None = None,
+        warmup_epochs: float = 0.0,
+        warmup_lr: float = 0.0,
+        min_lr: float = 0.0,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
+        self.warmup_epochs, self.warmup_lr, self.min_lr = warmup_epochs, warmup_lr, min_lr
         if self.args.remove_unused_columns:
             raise ValueError(
                 "remove_unused_columns must be False: the batches' `video_index` groups each video's views."
@@ -744,6 +757,27 @@ class VideoClassificationTrainer(Trainer):
             # the base schedule rather than the embeddings' decay^(L+1) fraction of it.
             self.optimizer.param_groups.reverse()
         return self.optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        """With `lr_scheduler_type="cosine"`, the recipe's schedule (`adamae_hf.optim.warmup_cosine_schedule`): linear
+        warmup from `warmup_lr` over `--warmup_steps` or `warmup_epochs` epochs, then cosine to `min_lr`, per step."""
+        if self.lr_scheduler is not None or SchedulerType(self.args.lr_scheduler_type) != SchedulerType.COSINE:
+            return super().create_scheduler(num_training_steps, optimizer)
+        warmup_steps = self.args.warmup_steps
+        if not warmup_steps:
+            # Trainer's optimizer steps per epoch: the last, partial accumulation still steps.
+            steps_per_epoch = max(math.ceil(len(self.get_train_dataloader()) / self.args.gradient_accumulation_steps), 1)
+            warmup_steps = int(round(self.warmup_epochs * steps_per_epoch))
+        self.lr_scheduler = warmup_cosine_schedule(
+            self.optimizer if optimizer is None else optimizer,
+            warmup_steps=int(warmup_steps),
+            total_steps=num_training_steps,
+            base_lr=self.args.learning_rate,
+            warmup_lr=self.warmup_lr,
+            min_lr=self.min_lr,
+        )
+        self._created_lr_scheduler = True
+        return self.lr_scheduler
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = {key: value for key, value in inputs.items() if key != "video_index"}
@@ -779,23 +813,18 @@ def clips_per_step(training_args: TrainingArguments, clip_config: VideoClipConfi
     )
 
 
-def apply_recipe_schedule(
-    training_args: TrainingArguments, recipe_args: RecipeArguments, clip_config: VideoClipConfig, num_train_videos: int
-) -> None:
-    """Set the absolute learning rate from `base_learning_rate` (x clips per step / 256) and the warmup steps from
-    `warmup_epochs`, as the recipe states them."""
-    if recipe_args.base_learning_rate is not None:
-        training_args.learning_rate = scaled_learning_rate(
-            recipe_args.base_learning_rate, clips_per_step(training_args, clip_config)
-        )
-        logger.info(f"learning rate {training_args.learning_rate:.3g} = {recipe_args.base_learning_rate:g} x "
-                    f"{clips_per_step(training_args, clip_config)} clips per step / 256")  # fmt: skip
-    if recipe_args.warmup_epochs is not None:
-        videos_per_step = training_args.per_device_train_batch_size * training_args.world_size
-        batches = (num_train_videos // videos_per_step if training_args.dataloader_drop_last
-                   else math.ceil(num_train_videos / videos_per_step))  # fmt: skip
-        steps_per_epoch = max(batches // training_args.gradient_accumulation_steps, 1)
-        training_args.warmup_steps = int(round(recipe_args.warmup_epochs * steps_per_epoch))
+def recipe_learning_rates(
+    training_args: TrainingArguments, recipe_args: RecipeArguments, clip_config: VideoClipConfig
+) -> tuple[float, float]:
+    """Set the peak lr as the recipe states it, base_learning_rate x clips per optimizer step / 256, unless
+    --learning_rate gives it; returns the schedule's (warmup_lr, min_lr), scaled like the lr when it was derived."""
+    if training_args.learning_rate is not None:
+        return recipe_args.warmup_lr, recipe_args.min_lr
+    clips = clips_per_step(training_args, clip_config)
+    training_args.learning_rate = scaled_learning_rate(recipe_args.base_learning_rate, clips)
+    logger.info(f"learning rate {training_args.learning_rate:.3g} = {recipe_args.base_learning_rate:g} x "
+                f"{clips} clips per step / 256")  # fmt: skip
+    return scaled_learning_rate(recipe_args.warmup_lr, clips), scaled_learning_rate(recipe_args.min_lr, clips)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -816,9 +845,8 @@ def card_settings(
         else f"{training_args.max_steps} steps",
         "clips per optimizer step": clips_per_step(training_args, clip_config),
         "learning rate": training_args.learning_rate,
-        "schedule": f"{getattr(training_args.lr_scheduler_type, 'value', training_args.lr_scheduler_type)} "
-        f"{training_args.lr_scheduler_kwargs or ''}".strip(),
-        "warmup steps": training_args.warmup_steps,
+        "schedule": f"{getattr(training_args.lr_scheduler_type, 'value', training_args.lr_scheduler_type)}, warmup "
+        + (f"{training_args.warmup_steps:g} steps" if training_args.warmup_steps else f"{recipe_args.warmup_epochs:g} epochs"),
         "optimizer": f"AdamW betas ({training_args.adam_beta1}, {training_args.adam_beta2}), weight decay "
         f"{training_args.weight_decay}",
         "layer-wise lr decay": recipe_args.layer_decay,
@@ -916,7 +944,6 @@ __all__ = [
     "VideoDatasets",
     "VideoScores",
     "aggregate_views",
-    "apply_recipe_schedule",
     "build_compute_metrics",
     "build_mixup",
     "build_model",
@@ -928,6 +955,7 @@ __all__ = [
     "evaluation_clip_config",
     "load_video_index",
     "publish",
+    "recipe_learning_rates",
     "read_checkpoint_config",
     "resolve_label_names",
     "smoothed_one_hot",

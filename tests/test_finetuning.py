@@ -29,7 +29,7 @@ from adamae_hf.finetuning import (
     smoothed_one_hot,
     write_predictions,
 )
-from adamae_hf.optim import layer_id_for_vit
+from adamae_hf.optim import layer_id_for_vit, warmup_cosine_factor
 from modeling_adamae import AdaMaeForPreTraining, AdaMaeForVideoClassification
 from checkpoint_builders import authors_finetuned_state_dict, tiny_videomae_config  # the authors' layout, tiny
 from tiny_configs import tiny_config
@@ -232,6 +232,26 @@ def test_trainer_optimizer_has_layer_wise_lrs_and_its_schedule_keeps_them(tmp_pa
     groups, initial_lrs = trainer.optimizer.param_groups, trainer.lr_scheduler.base_lrs
     ratios = [group["lr"] / initial for group, initial in zip(groups, initial_lrs)]
     assert 0 < ratios[0] < 1 and ratios == pytest.approx([ratios[0]] * len(ratios))
+
+
+def test_recipe_schedule_warms_up_for_whole_epochs_of_optimizer_steps_then_follows_the_reference_cosine(tmp_path):
+    # 10 batches of 1 video with 4 accumulated per step: Trainer takes ceil(10 / 4) = 3 optimizer steps an epoch
+    model = AdaMaeForVideoClassification(tiny_config(num_labels=3))
+    args = FinetuningTrainingArguments(output_dir=str(tmp_path), learning_rate=1e-3, max_steps=12,
+                                       per_device_train_batch_size=1, gradient_accumulation_steps=4, use_cpu=True,
+                                       report_to="none")  # fmt: skip
+    videos = [{"pixel_values": torch.zeros(1, 8, 3, 32, 32)} for _ in range(10)]
+    trainer = VideoClassificationTrainer(model=model, args=args, train_dataset=videos, layer_decay=1.0,
+                                         warmup_epochs=1, warmup_lr=1e-5, min_lr=2e-5)  # fmt: skip
+    trainer.create_optimizer_and_scheduler(num_training_steps=12)
+    observed = []
+    for _ in range(12):
+        observed.append(trainer.optimizer.param_groups[0]["lr"])
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+    expected = [1e-3 * warmup_cosine_factor(step, 3, 12, 1e-3, 1e-5, 2e-5) for step in range(12)]
+    assert observed == pytest.approx(expected)
+    assert observed[0] == pytest.approx(1e-5) and observed[2] == pytest.approx(1e-3)  # warmup: 3 steps, linear
 
 
 # --- multi-view evaluation and predictions ---------------------------------------------------------------------------

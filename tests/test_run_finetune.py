@@ -203,16 +203,26 @@ def test_unknown_validation_label_stops_the_run_naming_label_and_line(finetuned,
         ])  # fmt: skip
 
 
-@pytest.mark.parametrize("name", ["finetune_k400.yaml", "finetune_ssv2.yaml"])
-def test_example_configs_parse_with_the_recipe(name):
+@pytest.mark.parametrize(
+    "name, base_lr, epochs, test_clips, sampling",
+    [("finetune_k400.yaml", 1e-3, 100, 5, ("dense", 4, True)), ("finetune_ssv2.yaml", 5e-4, 50, 2, ("segment", 4, False))],
+)
+def test_example_configs_parse_with_the_recipe(name, base_lr, epochs, test_clips, sampling, tmp_path):
     path = os.path.join(os.path.dirname(run_finetune.__file__), "configs", name)
-    settings = yaml.safe_load(open(path))
-    # bf16 needs a GPU (or --use_cpu) to validate; everything else is as in the file
-    model_args, data_args, recipe_args, clip_config, training_args = HfArgumentParser(
-        run_finetune.ARGUMENT_CLASSES
-    ).parse_dict({**settings, "use_cpu": True})
+    # through the script's own parser, with a flag on top (bf16 needs a GPU, or --use_cpu, to validate)
+    model_args, data_args, recipe_args, clip_config, training_args = run_finetune.parse_arguments(
+        ["--config", path, "--use_cpu", "--save_total_limit", "7"]
+    )
+    assert recipe_args.base_learning_rate == base_lr and isinstance(recipe_args.base_learning_rate, float)
+    assert (training_args.num_train_epochs, recipe_args.warmup_epochs, training_args.save_total_limit) == (epochs, 5, 7)
+    assert (clip_config.sampling_mode, clip_config.sampling_rate, clip_config.horizontal_flip) == sampling
     assert (recipe_args.layer_decay, model_args.drop_path_rate) == (0.75, 0.1)
-    assert training_args.label_smoothing_factor == 0.1
+    assert training_args.label_smoothing_factor == 0.1 and training_args.bf16
     assert (recipe_args.mixup_alpha, recipe_args.cutmix_alpha, clip_config.random_erasing_prob) == (0.8, 1.0, 0.25)
     assert (training_args.adam_beta1, training_args.adam_beta2, training_args.weight_decay) == (0.9, 0.999, 0.05)
-    assert data_args.test_num_crops == 3 and data_args.test_num_clips == (5 if "k400" in name else 2)
+    assert data_args.test_num_crops == 3 and data_args.test_num_clips == test_clips
+    assert training_args.learning_rate is None  # derived from base_learning_rate x clips per step / 256
+    # the lone-file form reads a file the same way (YAML's 1e-3 is a string to PyYAML: argparse converts it)
+    settings = {**yaml.safe_load(open(path)), "use_cpu": True}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(settings).replace(f"base_learning_rate: {base_lr}", "base_learning_rate: 1e-3"))
+    assert run_finetune.parse_arguments([str(tmp_path / "run.yaml")])[2].base_learning_rate == 1e-3
