@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 from huggingface_hub import ModelCard
-from transformers import AutoImageProcessor, HfArgumentParser, VideoMAEForVideoClassification, pipeline
+from transformers import AutoImageProcessor, VideoMAEForVideoClassification, pipeline
 
 import run_finetune
 from adamae_hf.data import load_eval_clip
