@@ -133,13 +133,18 @@ def _fsync_directory(folder: Path) -> None:
         os.close(descriptor)
 
 
-def _remove_folder(folder: Path) -> None:
-    """Rename, then delete: an interrupted deletion leaves a `.deleting-` folder, never a partial checkpoint."""
+def _set_aside(folder: Path) -> Path:
+    """Rename a checkpoint to `.deleting-<step>`: from then on it never counts as a checkpoint."""
     doomed = folder.with_name(DELETING_PREFIX + folder.name.removeprefix(CHECKPOINT_PREFIX))
     if doomed.exists():
         shutil.rmtree(doomed)
     os.rename(folder, doomed)
-    shutil.rmtree(doomed)
+    return doomed
+
+
+def _remove_folder(folder: Path) -> None:
+    """Rename, then delete: an interrupted deletion leaves a `.deleting-` folder, never a partial checkpoint."""
+    shutil.rmtree(_set_aside(folder))
 
 
 def remove_stale_folders(output_dir: str | os.PathLike) -> None:
@@ -217,12 +222,14 @@ def save_checkpoint(
             handle.write("\n")
         _fsync_tree(temporary)
         _pause_for_crash_test(output_dir, step)
-        if final.exists():
-            # Re-saving a step (a run resumed from an earlier checkpoint reached it again): the old folder steps
-            # aside, so at every moment either it or the new one is the complete checkpoint of that step.
-            _remove_folder(final)
+        # Re-saving a step (a run resumed from an earlier checkpoint reached it again): the old folder is renamed
+        # aside and deleted only once the new one holds the name, so no crash loses both (the name is free for the
+        # two renames alone).
+        replaced = _set_aside(final) if final.exists() else None
         os.rename(temporary, final)
         _fsync_directory(output_dir)
+        if replaced is not None:
+            shutil.rmtree(replaced)
         write_latest_pointer(output_dir, final)
         rotate_checkpoints(output_dir, save_total_limit)
     accelerator.wait_for_everyone()

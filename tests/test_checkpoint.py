@@ -74,6 +74,22 @@ def test_resaving_a_step_replaces_the_old_folder(prepared, tmp_path):
     assert sorted(os.listdir(output_dir)) == ["checkpoint-4", LATEST_FILE]
 
 
+def test_a_crash_while_deleting_the_replaced_folder_keeps_the_new_checkpoint(prepared, tmp_path, monkeypatch):
+    accelerator = prepared[0]
+    output_dir = tmp_path / "run"
+    save_checkpoint(accelerator, output_dir, 4, {"run": "first"})
+
+    def crash(path, *args, **kwargs):
+        raise KeyboardInterrupt(f"killed while deleting {path}")
+
+    monkeypatch.setattr("adamae_hf.checkpoint.shutil.rmtree", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(accelerator, output_dir, 4, {"run": "second"})
+    monkeypatch.undo()
+    assert read_training_state(latest_checkpoint(output_dir))["run"] == "second"
+    assert {p.name for p in list_checkpoints(output_dir)} == {"checkpoint-4"}
+
+
 def test_only_complete_checkpoint_folders_count(tmp_path):
     make_checkpoint_folder(tmp_path / "checkpoint-3")
     make_checkpoint_folder(tmp_path / "checkpoint-7", complete=False)  # no training_state.json: not complete
