@@ -156,15 +156,20 @@ def remove_stale_folders(output_dir: str | os.PathLike) -> None:
                 shutil.rmtree(path, ignore_errors=True)
 
 
-def write_latest_pointer(output_dir: str | os.PathLike, checkpoint: str | os.PathLike) -> None:
-    """Point `output_dir/latest` at `checkpoint` (its name), atomically."""
-    output_dir = Path(output_dir)
-    temporary = output_dir / f".{LATEST_FILE}.tmp"
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Replace a file's contents so that a crash leaves either the old file or the new one, never a part."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp")
     with open(temporary, "w") as handle:
-        handle.write(Path(checkpoint).name + "\n")
+        handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
-    os.replace(temporary, output_dir / LATEST_FILE)
+    os.replace(temporary, path)
+
+
+def write_latest_pointer(output_dir: str | os.PathLike, checkpoint: str | os.PathLike) -> None:
+    """Point `output_dir/latest` at `checkpoint` (its name), atomically."""
+    atomic_write_text(Path(output_dir) / LATEST_FILE, Path(checkpoint).name + "\n")
 
 
 def rotate_checkpoints(output_dir: str | os.PathLike, save_total_limit: int | None) -> list[Path]:
@@ -241,6 +246,7 @@ __all__ = [
     "LATEST_FILE",
     "PAUSE_ENV_VARIABLE",
     "TRAINING_STATE_FILE",
+    "atomic_write_text",
     "checkpoint_name",
     "checkpoint_step",
     "is_complete_checkpoint",

@@ -27,11 +27,17 @@ import numpy as np
 import torch
 import yaml
 from accelerate import Accelerator
-from accelerate.utils import GradientAccumulationPlugin, ProjectConfiguration, is_tensorboard_available
+from accelerate.utils import (
+    DataLoaderConfiguration,
+    GradientAccumulationPlugin,
+    ProjectConfiguration,
+    is_tensorboard_available,
+)
 from torch.utils.data import Dataset, Sampler
 from transformers import HfArgumentParser
 from transformers.hf_argparser import string_to_bool
 
+from .checkpoint import atomic_write_text
 from .optim import scaled_learning_rate
 
 
@@ -140,6 +146,8 @@ def build_accelerator(
 
     - The learning-rate schedule is per optimizer step, whatever the number of processes
       (`step_scheduler_with_optimizer=False`: the loop calls `scheduler.step()` once per step).
+    - Batches move to the device without blocking (`non_blocking=True`; the loaders pin memory), so copying the next
+      batch overlaps the GPU's work instead of waiting for it.
     - Trackers log into `output_dir/logs`.
     - `mixed_precision=None` leaves the choice to `accelerate launch` / the accelerate config file.
     - Processes launched without any accelerator device (e.g. `torchrun` on CPU machines) run as CPU processes with the
@@ -155,6 +163,7 @@ def build_accelerator(
         log_with=trackers or None,
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(Path(output_dir) / "logs")),
         step_scheduler_with_optimizer=False,
+        dataloader_config=DataLoaderConfiguration(non_blocking=True),
     )
     if launched_processes > 1 and accelerator.num_processes != launched_processes:
         raise RuntimeError(
@@ -377,7 +386,7 @@ class ScalarLog:
                 self.path.write_text("")
             elif self.path.exists():
                 kept = [line for line in self.path.read_text().splitlines() if _record_step(line) <= resume_step]
-                self.path.write_text("".join(line + "\n" for line in kept))
+                atomic_write_text(self.path, "".join(line + "\n" for line in kept))  # a crash keeps the history
 
     def log(self, values: dict[str, float], step: int) -> None:
         self.accelerator.log(values, step=step)
