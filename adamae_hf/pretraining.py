@@ -773,6 +773,7 @@ def train_loop(
     grad_norm = None
     last_logged: dict[str, float] = {"step": start_step}
     step = start_step
+    save_due = False
     progress = tqdm(total=schedule.total_steps, initial=start_step, desc="pretraining", unit="step",
                     disable=not accelerator.is_local_main_process, dynamic_ncols=True)  # fmt: skip
     model.train()
@@ -856,8 +857,11 @@ def train_loop(
                     interval_sums.zero_()
                     interval_batches, interval_start = 0, time.perf_counter()
 
-                # A checkpoint only after a real update: during a non-finite streak `latest` stays on the last good one.
-                if (step % training_args.save_steps == 0 or step == schedule.total_steps) and guard.consecutive == 0:
+                # A checkpoint only after a real update: during a non-finite streak `latest` stays on the last good one,
+                # and a save point that falls in the streak is kept at its first finite step.
+                save_due |= step % training_args.save_steps == 0 or step == schedule.total_steps
+                if save_due and guard.consecutive == 0:
+                    save_due = False
                     path = save_checkpoint(
                         accelerator, training_args.output_dir, step,
                         {"epoch": epoch, "steps_per_epoch": schedule.steps_per_epoch,

@@ -245,6 +245,14 @@ def test_a_nan_batch_is_skipped_counted_and_training_continues(tmp_path, caplog)
     assert {int(state["step"]) for state in optimizer_state["state"].values()} == {3}
 
 
+def test_a_save_point_on_a_skipped_step_is_saved_at_the_next_finite_step(tmp_path):
+    # As above, the NaN video lands in step 3 (seed 0); a save point every 3 steps moves to step 4.
+    result = pretrain(tiny_argv(tmp_path / "run", max_steps=5, save_steps=3, save_total_limit=0),
+                      RandomClipDataset(8, nan_items={5}))  # fmt: skip
+    assert result.nonfinite_steps == 1
+    assert [path.name for path in list_checkpoints(tmp_path / "run")] == ["checkpoint-4", "checkpoint-5"]
+
+
 def test_consecutive_nan_steps_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path):
     # Items turn NaN after the first 4 fetched: steps 1-2 are good (checkpoints), steps 3 and 4 are not.
     output_dir = tmp_path / "run"
