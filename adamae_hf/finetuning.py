@@ -18,7 +18,6 @@ The pieces `run_finetune.py` puts together:
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import logging
@@ -40,8 +39,15 @@ from configuration_adamae import AdaMaeConfig
 from modeling_adamae import AdaMaeForVideoClassification
 
 from .convert import convert_authors_checkpoint, convert_videomae_to_adamae, export_to_videomae
-from .data import VideoClipConfig, VideoClipDataset, index_from_file, index_from_folder, label_maps
-from .data import save_video_processor
+from .data import (
+    UnknownLabelError,
+    VideoClipConfig,
+    VideoClipDataset,
+    index_from_file,
+    index_from_folder,
+    label_maps,
+    save_video_processor,
+)
 from .hub import build_model_card, create_model_repo, push_folder_to_hub, save_model_card
 from .metrics import load_video_accuracy
 from .optim import build_adamw, scaled_learning_rate, warmup_cosine_schedule
@@ -271,50 +277,6 @@ class FinetuningTrainingArguments(TrainingArguments):
 # Labels and indexes
 
 
-def _label_rows(source: str) -> list[tuple[str, str]]:
-    """`(where, label)` for each labelled row of an index: where is 'file:line' for a CSV / JSON-lines file and the
-    class folder for a folder index."""
-    if os.path.isdir(source):
-        return [
-            (os.path.join(source, name), name)
-            for name in sorted(os.listdir(source))
-            if os.path.isdir(os.path.join(source, name))
-        ]
-    rows = []
-    if source.endswith(".csv"):
-        with open(source, newline="") as handle:
-            reader = csv.DictReader(handle)
-            for row in reader:
-                label = row.get("label")
-                if label not in (None, ""):
-                    rows.append((f"{source}:{reader.line_num}", label))
-    elif source.endswith((".jsonl", ".json")):
-        with open(source) as handle:
-            for line_number, line in enumerate(handle, start=1):
-                if line.strip():
-                    label = json.loads(line).get("label")
-                    if label not in (None, ""):
-                        rows.append((f"{source}:{line_number}", label))
-    else:
-        raise ValueError(f"an index must be a .csv or .jsonl file or a folder of class folders, got {source!r}.")
-    return rows
-
-
-def check_index_labels(source: str, label_names: Sequence[str], label_source: str) -> None:
-    """Raise `ValueError` naming the label and the file line (or class folder) of the first row whose label is not one
-    of `label_names`. As in `index_from_file`, a label is a class name or an integer id below `len(label_names)`."""
-    known = set(label_names)
-    for where, label in _label_rows(source):
-        text = str(label).strip()
-        if text in known or (text.isdigit() and int(text) < len(label_names)):
-            continue
-        shown = ", ".join(map(repr, list(label_names)[:10])) + (", ..." if len(label_names) > 10 else "")
-        raise ValueError(
-            f"{where}: unknown label {text!r}. The model is fine-tuned on {len(label_names)} classes (from "
-            f"{label_source}): {shown}; a label must be one of them or an id below {len(label_names)}."
-        )
-
-
 def load_video_index(
     source: str,
     data_root: str | None = None,
@@ -324,17 +286,18 @@ def load_video_index(
 ) -> datasets.Dataset:
     """A video index (`path`, ClassLabel `label`) from a .csv / .jsonl file or a folder of class folders.
 
-    With `label_names`, every row's label is checked first (an unknown one raises naming the label and its line) and
-    ids follow `label_names`; without, the classes are the index's own, sorted.
+    With `label_names`, ids follow them and an unknown label raises naming it and its file line (or class folder);
+    without, the classes are the index's own, sorted.
     """
     if not os.path.exists(source):
         raise FileNotFoundError(f"index {source!r} does not exist (expected a .csv or .jsonl file or a folder).")
-    if label_names is not None:
-        check_index_labels(source, label_names, label_source)
-    if os.path.isdir(source):
-        index = index_from_folder(source, label_names=label_names)
-    else:
-        index = index_from_file(source, data_root=data_root, label_names=label_names)
+    try:
+        if os.path.isdir(source):
+            index = index_from_folder(source, label_names=label_names)
+        else:
+            index = index_from_file(source, data_root=data_root, label_names=label_names)
+    except UnknownLabelError as error:
+        raise UnknownLabelError(f"{error}; the model's classes come from {label_source}.") from None
     if require_labels and "label" not in index.column_names:
         raise ValueError(f"{source}: the index has no 'label' column, but this split needs labels.")
     return index
@@ -949,7 +912,6 @@ __all__ = [
     "build_model",
     "build_video_datasets",
     "check_clip_matches_model",
-    "check_index_labels",
     "checkpoint_label_names",
     "clips_per_step",
     "evaluation_clip_config",

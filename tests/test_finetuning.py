@@ -23,7 +23,6 @@ from adamae_hf.finetuning import (
     aggregate_views,
     build_compute_metrics,
     build_model,
-    check_index_labels,
     load_video_index,
     resolve_label_names,
     smoothed_one_hot,
@@ -48,8 +47,8 @@ def tiny_clip_config(**overrides):
 def test_unknown_label_names_the_label_and_the_file_line(tmp_path):
     csv_index = tmp_path / "val.csv"
     csv_index.write_text("path,label\na.mp4,move_left\nb.mp4,jump\nc.mp4,move_up\n")
-    with pytest.raises(ValueError, match=r"val\.csv:3: unknown label 'jump'.*3 classes \(from the training index"):
-        check_index_labels(str(csv_index), CLASSES, "the training index")
+    with pytest.raises(ValueError, match=r"val\.csv:3: unknown label 'jump'.*classes come from the training index"):
+        load_video_index(str(csv_index), label_names=CLASSES, label_source="the training index")
     jsonl_index = tmp_path / "val.jsonl"
     jsonl_index.write_text('{"path": "a.mp4", "label": "move_up"}\n\n{"path": "b.mp4", "label": "spin"}\n')
     with pytest.raises(ValueError, match=r"val\.jsonl:3: unknown label 'spin'"):
@@ -57,11 +56,15 @@ def test_unknown_label_names_the_label_and_the_file_line(tmp_path):
     folder = tmp_path / "folder"
     for name in ("move_left", "roll"):
         (folder / name).mkdir(parents=True)
+        (folder / name / "clip.mp4").write_bytes(b"")  # indexing lists files; it does not decode them
+    (folder / ".ipynb_checkpoints").mkdir()  # a folder without videos is no class, known or not
     with pytest.raises(ValueError, match=r"folder/roll: unknown label 'roll'"):
-        check_index_labels(str(folder), CLASSES, "--class_names")
+        load_video_index(str(folder), label_names=CLASSES)
+    (folder / "roll" / "clip.mp4").unlink()
+    assert load_video_index(str(folder), label_names=CLASSES)["label"] == [0]
     # names and in-range ids are known, as index_from_file reads them
     csv_index.write_text("path,label\na.mp4,move_left\nb.mp4,2\n")
-    check_index_labels(str(csv_index), CLASSES, "--class_names")
+    assert load_video_index(str(csv_index), label_names=CLASSES)["label"] == [0, 2]
 
 
 def test_a_folder_index_takes_the_ids_of_the_label_set(sample_videos, tmp_path):

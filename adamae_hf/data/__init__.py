@@ -25,7 +25,7 @@ from .dataset import (
     videos_per_batch,
 )
 from .decoding import VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo, VideoReader, probe_video, read_video_frames
-from .index import index_from_dataset, index_from_file, index_from_folder, label_maps, shard_index
+from .index import UnknownLabelError, index_from_dataset, index_from_file, index_from_folder, label_maps, shard_index
 from .processor import build_video_processor, save_video_processor, video_processor_kwargs
 from .sampling import clip_indices, dense_clip_indices, segment_clip_indices
 from .synthetic import (
@@ -53,6 +53,7 @@ __all__ = [
     "SampleVideo",
     "SkippedVideos",
     "TrainTransform",
+    "UnknownLabelError",
     "VideoClipConfig",
     "VideoClipDataset",
     "VideoDecodeError",

@@ -33,20 +33,32 @@ def _resolve(path: str, base: str) -> str:
     return os.path.abspath(path if os.path.isabs(path) else os.path.join(base, path))
 
 
-def _labels_feature(labels: Sequence, label_names: Sequence[str] | None) -> tuple[list[int], datasets.ClassLabel]:
-    """Encode labels as ids with a ClassLabel: names given, sorted class names, or integer ids kept as they are."""
+class UnknownLabelError(ValueError):
+    """A row's label is neither one of the given ``label_names`` nor an id below their count."""
+
+
+def _labels_feature(
+    labels: Sequence, label_names: Sequence[str] | None, where: Sequence[str] | None = None
+) -> tuple[list[int], datasets.ClassLabel]:
+    """Encode labels as ids with a ClassLabel: names given, sorted class names, or integer ids kept as they are.
+    ``where`` locates each label for error messages ("file:line", or the class folder)."""
     if label_names is not None:
         names = [str(name) for name in label_names]
         name_to_id = {name: i for i, name in enumerate(names)}
         ids = []
-        for label in labels:
+        for row, label in enumerate(labels):
             text = str(label).strip()
             if text in name_to_id:  # a class name
                 ids.append(name_to_id[text])
             elif text.isdigit() and int(text) < len(names):  # an id
                 ids.append(int(text))
             else:
-                raise ValueError(f"label {label!r} is neither a name in label_names nor an id below {len(names)}")
+                location = f"{where[row]}: " if where is not None else ""
+                shown = ", ".join(map(repr, names[:10])) + (", ..." if len(names) > 10 else "")
+                raise UnknownLabelError(
+                    f"{location}unknown label {text!r}: a label must be one of the {len(names)} label_names "
+                    f"({shown}) or an id below {len(names)}"
+                )
         return ids, datasets.ClassLabel(names=names)
     as_text = [str(label).strip() for label in labels]
     if as_text and all(text.lstrip("-").isdigit() for text in as_text):
@@ -59,13 +71,15 @@ def _labels_feature(labels: Sequence, label_names: Sequence[str] | None) -> tupl
     return [name_to_id[text] for text in as_text], datasets.ClassLabel(names=names)
 
 
-def _build(paths: list[str], labels: list | None, label_names: Sequence[str] | None) -> datasets.Dataset:
+def _build(
+    paths: list[str], labels: list | None, label_names: Sequence[str] | None, where: Sequence[str] | None = None
+) -> datasets.Dataset:
     if not paths:
         raise ValueError("the index is empty: no videos found")
     features = {PATH_COLUMN: datasets.Value("string")}
     columns = {PATH_COLUMN: paths}
     if labels is not None:
-        ids, class_label = _labels_feature(labels, label_names)
+        ids, class_label = _labels_feature(labels, label_names, where)
         features[LABEL_COLUMN] = class_label
         columns[LABEL_COLUMN] = ids
     return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
@@ -89,6 +103,7 @@ def index_from_file(
     index_file = str(index_file)
     base = str(data_root) if data_root is not None else os.path.dirname(os.path.abspath(index_file))
     rows: list[dict] = []
+    where: list[str] = []  # "file:line" of each row, for error messages
     if index_file.endswith(".csv"):
         with open(index_file, newline="") as handle:
             reader = csv.DictReader(handle)
@@ -96,7 +111,9 @@ def index_from_file(
                 raise ValueError(
                     f"{index_file}: the CSV header must name a '{PATH_COLUMN}' column, got {reader.fieldnames}"
                 )
-            rows = list(reader)
+            for row in reader:
+                rows.append(row)
+                where.append(f"{index_file}:{reader.line_num}")
     elif index_file.endswith((".jsonl", ".json")):
         with open(index_file) as handle:
             for line_number, line in enumerate(handle, start=1):
@@ -105,6 +122,7 @@ def index_from_file(
                     if PATH_COLUMN not in row:
                         raise ValueError(f"{index_file}:{line_number}: missing '{PATH_COLUMN}'")
                     rows.append(row)
+                    where.append(f"{index_file}:{line_number}")
     else:
         raise ValueError(f"index_file must end in .csv or .jsonl, got {index_file!r}")
     paths = [_resolve(str(row[PATH_COLUMN]), base) for row in rows]
@@ -112,7 +130,7 @@ def index_from_file(
     if any(labelled) and not all(labelled):
         raise ValueError(f"{index_file}: row {labelled.index(False) + 1} has no label while others do")
     labels = [row[LABEL_COLUMN] for row in rows] if rows and all(labelled) else None
-    return _build(paths, labels, label_names)
+    return _build(paths, labels, label_names, where)
 
 
 def index_from_folder(
@@ -138,7 +156,7 @@ def index_from_folder(
             if file_name.lower().endswith(tuple(extensions)):
                 paths.append(os.path.join(class_folder, file_name))
                 labels.append(class_name)
-    return _build(paths, labels, label_names)
+    return _build(paths, labels, label_names, where=[os.path.dirname(path) for path in paths])
 
 
 def index_from_dataset(
