@@ -5,6 +5,7 @@ This file is also one of the two custom-code files a Hub repository carries: it 
 """
 
 from transformers import PretrainedConfig
+from transformers.utils.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 
 MASK_TYPES = ("adaptive", "tube", "random", "frame")
@@ -68,6 +69,11 @@ class AdaMaeConfig(PretrainedConfig):
             Width of the decoder's MLP.
         norm_pix_loss (`bool`, *optional*, defaults to `True`):
             Reconstruct each patch normalised by its own per-channel mean and (unbiased) standard deviation.
+        image_mean (`list[float]`, *optional*, defaults to ImageNet's `[0.485, 0.456, 0.406]`):
+            Per-channel mean the inputs were normalised with; the targets are un-normalised with it (as the processor
+            and the data pipeline normalise).
+        image_std (`list[float]`, *optional*, defaults to ImageNet's `[0.229, 0.224, 0.225]`):
+            Per-channel standard deviation the inputs were normalised with.
         mask_type (`str`, *optional*, defaults to `"adaptive"`):
             How the visible tokens are chosen in pretraining: `"adaptive"` (sampled from the learned token
             distribution, the paper), or the baselines `"tube"` (one random spatial mask repeated over time),
@@ -129,6 +135,8 @@ class AdaMaeConfig(PretrainedConfig):
         decoder_num_attention_heads=6,
         decoder_intermediate_size=1536,
         norm_pix_loss=True,
+        image_mean=None,
+        image_std=None,
         mask_type="adaptive",
         mask_ratio=0.95,
         sampler_num_hidden_layers=1,
@@ -163,6 +171,8 @@ class AdaMaeConfig(PretrainedConfig):
         self.decoder_num_attention_heads = decoder_num_attention_heads
         self.decoder_intermediate_size = decoder_intermediate_size
         self.norm_pix_loss = norm_pix_loss
+        self.image_mean = [float(v) for v in (IMAGENET_DEFAULT_MEAN if image_mean is None else image_mean)]
+        self.image_std = [float(v) for v in (IMAGENET_DEFAULT_STD if image_std is None else image_std)]
         self.mask_type = mask_type
         self.mask_ratio = mask_ratio
         self.sampler_num_hidden_layers = sampler_num_hidden_layers
@@ -289,6 +299,12 @@ class AdaMaeConfig(PretrainedConfig):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {value!r}.")
+        for name in ("image_mean", "image_std"):
+            values = getattr(self, name)
+            if len(values) != self.num_channels:
+                raise ValueError(f"{name} must have one value per channel ({self.num_channels}), got {values}.")
+        if not all(value > 0 for value in self.image_std):
+            raise ValueError(f"image_std must be positive, got {self.image_std}.")
         if not isinstance(self.sampling_loss_weight, (int, float)) or self.sampling_loss_weight < 0:
             raise ValueError(f"sampling_loss_weight must be >= 0, got {self.sampling_loss_weight!r}.")
         self.check_mask()

@@ -22,7 +22,6 @@ from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutput, ImageClassifierOutput
 from transformers.models.videomae.modeling_videomae import VideoMAELayer, VideoMAEPatchEmbeddings
 from transformers.utils import ModelOutput, logging
-from transformers.utils.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 
 try:
@@ -619,7 +618,7 @@ class AdaMaeForPreTraining(AdaMaePreTrainedModel):
     def compute_targets(self, pixel_values: torch.Tensor, masked_indices: torch.Tensor | None = None) -> torch.Tensor:
         """Reconstruction targets `(B, N or num_masked, patch_dim)` in float32.
 
-        The frames are un-normalised to [0, 1] (ImageNet mean and std), cut into tubelet patches, and, with
+        The frames are un-normalised to [0, 1] (`config.image_mean` / `image_std`), cut into tubelet patches, and, with
         `norm_pix_loss`, each patch and channel is normalised by its own mean and unbiased std (+1e-6).
         """
         return self.targets_from_patches(self.patchify(pixel_values), masked_indices)
@@ -632,11 +631,8 @@ class AdaMaeForPreTraining(AdaMaePreTrainedModel):
             batch_size, _, pixels, num_channels = patches.shape
             patches = gather_tokens(patches.reshape(batch_size, -1, pixels * num_channels), masked_indices)
             patches = patches.reshape(batch_size, -1, pixels, num_channels)  # (B, num_masked, t*p*p, C)
-        patches = patches.float()
-        if config.num_channels == 3:  # un-normalise: channels are the last dimension
-            patches = patches * patches.new_tensor(IMAGENET_DEFAULT_STD) + patches.new_tensor(IMAGENET_DEFAULT_MEAN)
-        elif not config.norm_pix_loss:
-            raise ValueError("Can't un-normalise frames that don't have 3 channels; set norm_pix_loss=True.")
+        # un-normalise with the statistics the inputs carry (channels are the last dimension)
+        patches = patches.float() * patches.new_tensor(config.image_std) + patches.new_tensor(config.image_mean)
         if config.norm_pix_loss:
             mean = patches.mean(dim=-2, keepdim=True)
             std = patches.var(dim=-2, unbiased=True, keepdim=True).sqrt()

@@ -24,6 +24,10 @@ from collections.abc import Sequence
 import torch
 from transformers.utils.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
+from modeling_adamae import patchify, split_visible_and_masked
+
+from .data import unnormalize
+
 
 def average_ranks(values: torch.Tensor) -> torch.Tensor:
     """Ranks along the last dimension, 0-based, ties sharing the mean of their positions: `(B, L)` -> `(B, L)` float64.
@@ -89,23 +93,15 @@ def token_motion_energy(
     inside its tubelet and over the pixels and channels of its patch. With a tubelet of one frame, each frame is paired
     with the next one (the last with the one before).
     """
-    batch_size, num_frames, num_channels, height, width = pixel_values.shape
-    t, p = tubelet_size, patch_size
-    mean = pixel_values.new_tensor(image_mean, dtype=torch.float32).view(1, 1, -1, 1, 1)
-    std = pixel_values.new_tensor(image_std, dtype=torch.float32).view(1, 1, -1, 1, 1)
-    frames = pixel_values.float() * std + mean
-    if t > 1:
-        tubelets = frames.reshape(batch_size, num_frames // t, t, num_channels, height, width)
-        differences = (tubelets[:, :, 1:] - tubelets[:, :, :-1]).abs()  # (B, T/t, t-1, C, H, W)
-    elif num_frames > 1:
-        differences = (frames[:, 1:] - frames[:, :-1]).abs()
-        differences = torch.cat([differences, differences[:, -1:]], dim=1).unsqueeze(2)  # (B, T, 1, C, H, W)
-    else:
-        differences = torch.zeros_like(frames).unsqueeze(2)
-    pairs = differences.shape[2]
-    # (B, T/t, pairs, C, H, W) -> (B, T/t, pairs, C, H/p, p, W/p, p) -> mean over pairs, C and the patch's pixels
-    differences = differences.reshape(batch_size, num_frames // t, pairs, num_channels, height // p, p, width // p, p)
-    return differences.mean(dim=(2, 3, 5, 7)).flatten(1)  # (B, T/t * H/p * W/p)
+    frames = unnormalize(pixel_values.float(), image_mean, image_std)  # (B, T, C, H, W) in [0, 1]
+    if tubelet_size > 1:
+        patches = patchify(frames, tubelet_size, patch_size)  # (B, N, t*p*p, C), pixels ordered (t, y, x)
+        patches = patches.reshape(*patches.shape[:2], tubelet_size, -1, patches.shape[-1])  # (B, N, t, p*p, C)
+        return (patches[:, :, 1:] - patches[:, :, :-1]).abs().mean(dim=(2, 3, 4))
+    # A tubelet of one frame: pair each frame with the next one (the last with the one before).
+    differences = (frames[:, 1:] - frames[:, :-1]).abs() if frames.shape[1] > 1 else torch.zeros_like(frames)
+    differences = torch.cat([differences, differences[:, -1:]], dim=1)[:, : frames.shape[1]]  # (B, T, C, H, W)
+    return patchify(differences, 1, patch_size).mean(dim=(2, 3))
 
 
 def masked_token_errors(model, pixel_values: torch.Tensor, logits: torch.Tensor, mask: torch.Tensor):
@@ -114,9 +110,7 @@ def masked_token_errors(model, pixel_values: torch.Tensor, logits: torch.Tensor,
     Returns `(masked_indices, errors)`, both `(B, M)`: the masked token indices in ascending order (the order of
     `logits`) and the mean squared error of each against its target (`model.compute_targets`, with `norm_pix_loss`).
     """
-    num_masked = logits.shape[1]
-    # A stable sort of "is visible" puts the masked tokens first, each group in ascending token order.
-    masked_indices = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, :num_masked]  # (B, M)
+    _, masked_indices = split_visible_and_masked(mask, mask.shape[1] - logits.shape[1])  # (B, M), ascending
     targets = model.compute_targets(pixel_values, masked_indices)  # (B, M, patch_dim) float32
     return masked_indices, (logits.float() - targets).pow(2).mean(dim=-1)
 
@@ -128,18 +122,12 @@ def _mean_defined(values: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def sampler_diagnostics(
-    model,
-    pixel_values: torch.Tensor,
-    outputs,
-    image_mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
-    image_std: Sequence[float] = IMAGENET_DEFAULT_STD,
-) -> dict[str, float]:
+def sampler_diagnostics(model, pixel_values: torch.Tensor, outputs) -> dict[str, float]:
     """The diagnostics of the module docstring for one batch.
 
     Args:
         model: the (unwrapped) `AdaMaeForPreTraining` that produced `outputs`.
-        pixel_values: its input, `(B, T, C, H, W)`, normalised with `image_mean` / `image_std`.
+        pixel_values: its input, `(B, T, C, H, W)`, normalised with the model's `config.image_mean` / `image_std`.
         outputs: its `AdaMaeForPreTrainingOutput` (`logits`, `mask`, `token_probs`).
 
     Returns:
@@ -147,7 +135,8 @@ def sampler_diagnostics(
     """
     config = model.config
     mask = outputs.mask.bool()
-    motion = token_motion_energy(pixel_values, config.tubelet_size, config.patch_size, image_mean, image_std)  # (B, N)
+    motion = token_motion_energy(pixel_values, config.tubelet_size, config.patch_size, config.image_mean,
+                                 config.image_std)  # (B, N); fmt: skip
     visible = (~mask).double()
     visible_motion = (motion.double() * visible).sum(dim=-1) / visible.sum(dim=-1)
     all_motion = motion.double().mean(dim=-1)

@@ -418,7 +418,13 @@ def build_model_config(model_args: ModelArguments, clip_config: VideoClipConfig)
     for name in ("mask_type", "mask_ratio", "decoder_num_hidden_layers", "norm_pix_loss", "sampling_loss_weight"):
         if getattr(model_args, name) is not None:
             changes[name] = getattr(model_args, name)
-    geometry = {"num_frames": clip_config.num_frames, "image_size": clip_config.crop_size}
+    # The data fix the clip's geometry and normalisation, which the model's position tables and targets follow.
+    geometry = {
+        "num_frames": clip_config.num_frames,
+        "image_size": clip_config.crop_size,
+        "image_mean": list(clip_config.image_mean),
+        "image_std": list(clip_config.image_std),
+    }
     base_name = model_args.model_name_or_path or model_args.config_name
     if base_name is None:
         return AdaMaeConfig(**changes, **geometry)
@@ -844,8 +850,7 @@ def train_loop(
                         record["grad_norm"] = float(grad_norm)
                     if accelerator.is_main_process:
                         record.update(
-                            sampler_diagnostics(unwrapped, pixel_values.detach(), outputs, clip_config.image_mean,
-                                                clip_config.image_std)  # fmt: skip
+                            sampler_diagnostics(unwrapped, pixel_values.detach(), outputs)
                         )
                     scalar_log.log(record, step=step)
                     progress.set_postfix(

@@ -46,8 +46,6 @@ from configuration_adamae import MASK_TYPES, AdaMaeConfig
 from modeling_adamae import AdaMaeForPreTraining
 
 from .data import (
-    IMAGENET_DEFAULT_MEAN,
-    IMAGENET_DEFAULT_STD,
     VideoClipConfig,
     VideoDecodeError,
     load_eval_clip,
@@ -177,7 +175,9 @@ def load_clip(
     if config.num_channels != 3:
         raise ValueError(f"The picture needs an RGB model (num_channels=3), got num_channels={config.num_channels}.")
     height, width = config.frame_size
-    overrides = {"num_frames": config.num_frames, "crop_size": max(height, width)}
+    # the model's clip geometry and normalisation
+    overrides = {"num_frames": config.num_frames, "crop_size": max(height, width), "image_mean": config.image_mean,
+                 "image_std": config.image_std}  # fmt: skip
     if sampling_rate is not None:
         overrides["sampling_rate"] = sampling_rate
     elif clip_config is None:
@@ -273,8 +273,6 @@ def reconstruct(
     mask_type: str | None = None,
     mask_ratio: float | None = None,
     seed: int = 0,
-    image_mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
-    image_std: Sequence[float] = IMAGENET_DEFAULT_STD,
 ) -> MaskedReconstruction:
     """Mask one clip, run the model on it and assemble what the panels show.
 
@@ -284,7 +282,8 @@ def reconstruct(
         mask_type: Defaults to the model config's. `"adaptive"` needs a model with a sampler.
         mask_ratio: Defaults to the model config's; overrides the adaptive sampler's ratio too.
         seed: Seeds the noise the mask is drawn with: the same seed gives the same mask.
-        image_mean, image_std: The normalisation `pixel_values` carries.
+
+    `pixel_values` carries the model's normalisation (`config.image_mean` / `image_std`), as `load_clip` gives it.
     """
     model = _unwrap(model)
     config = model.config
@@ -319,7 +318,7 @@ def reconstruct(
 
     mask = outputs.mask[0].cpu()  # (N,)
     masked_indices = mask.nonzero().squeeze(1)  # ascending: the order of the logits
-    frames = unnormalize(pixel_values.detach().float().cpu(), image_mean, image_std)  # (T, C, H, W) in [0, 1]
+    frames = unnormalize(pixel_values.detach().float().cpu(), config.image_mean, config.image_std)  # (T, C, H, W)
     input_patches = model.patchify(frames.unsqueeze(0))[0]  # (N, t*p*p, C)
     reconstructed_patches = fill_masked_patches(
         input_patches, outputs.logits[0].float().cpu(), masked_indices, config.norm_pix_loss
@@ -817,10 +816,7 @@ def visualize(
     """
     output_path = check_output_path(output_path)
     model, pixel_values, clip_config = _prepare(model, video_path, clip_config, sampling_rate, device)
-    result = reconstruct(
-        model, pixel_values, mask_ratio=mask_ratio, seed=seed,
-        image_mean=clip_config.image_mean, image_std=clip_config.image_std,
-    )  # fmt: skip
+    result = reconstruct(model, pixel_values, mask_ratio=mask_ratio, seed=seed)
     scale = auto_scale(model.config) if scale is None else scale
     written = []
     if output_path.suffix.lower() != ".png":
@@ -864,10 +860,7 @@ def compare(
         if not mask_types:
             raise ValueError(f"Nothing to compare: {caption}.")
     results = [
-        reconstruct(
-            model, pixel_values, mask_type=mask_type, mask_ratio=mask_ratio, seed=seed,
-            image_mean=clip_config.image_mean, image_std=clip_config.image_std,
-        )  # fmt: skip
+        reconstruct(model, pixel_values, mask_type=mask_type, mask_ratio=mask_ratio, seed=seed)
         for mask_type in mask_types
     ]
     scale = auto_scale(model.config) if scale is None else scale

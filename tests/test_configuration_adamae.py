@@ -29,6 +29,7 @@ def test_defaults_are_the_papers_vit_b_setting():
         1e-5,
         1,
     )
+    assert config.image_mean == [0.485, 0.456, 0.406] and config.image_std == [0.229, 0.224, 0.225]  # ImageNet
     # transformers' VideoMAE layers read `qv_bias`
     assert config.qv_bias is True
 
@@ -65,6 +66,8 @@ def test_visible_token_count_rounds_like_each_reference(mask_type, mask_ratio, v
         (dict(sampler_num_attention_heads=3), "sampler_num_attention_heads"),
         (dict(num_hidden_layers=0), "num_hidden_layers"),
         (dict(drop_path_rate=1.5), "drop_path_rate"),
+        (dict(image_mean=[0.5, 0.5]), "image_mean must have one value per channel"),
+        (dict(image_std=[0.2, 0.0, 0.2]), "image_std must be positive"),
     ],
 )
 def test_invalid_configurations_raise_naming_the_field(overrides, field):

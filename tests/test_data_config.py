@@ -12,7 +12,7 @@ def test_defaults_follow_the_pretraining_recipe():
     assert config.multiscale_scales == [1.0, 0.875, 0.75, 0.66]
     assert config.horizontal_flip is False
     assert config.eval_short_side == 224 and config.num_eval_views == 1
-    assert tuple(config.image_mean) == IMAGENET_DEFAULT_MEAN and tuple(config.image_std) == IMAGENET_DEFAULT_STD
+    assert config.image_mean == list(IMAGENET_DEFAULT_MEAN) and config.image_std == list(IMAGENET_DEFAULT_STD)
 
 
 @pytest.mark.parametrize(

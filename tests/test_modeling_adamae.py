@@ -240,6 +240,15 @@ def test_targets_without_norm_pix_loss_are_unnormalised_pixels():
     torch.testing.assert_close(model.unpatchify(targets), frames)
 
 
+def test_targets_un_normalise_with_the_configs_statistics():
+    mean, std = [0.5, 0.4, 0.3], [0.1, 0.2, 0.3]
+    config = tiny_config(norm_pix_loss=False, image_mean=mean, image_std=std)
+    video = pixel_values(1, config)
+    frames = video * torch.tensor(std)[None, None, :, None, None] + torch.tensor(mean)[None, None, :, None, None]
+    model = AdaMaeForPreTraining(config)
+    torch.testing.assert_close(model.unpatchify(model.compute_targets(video)), frames)
+
+
 def test_sampling_loss_reaches_the_sampler_and_the_patch_embedding():
     model = AdaMaeForPreTraining(tiny_config()).eval()
     outputs = model(pixel_values())

@@ -111,6 +111,16 @@ def test_no_arguments_run_the_demo_and_flags_still_apply():
     assert shortened.demo and shortened.max_steps == 3 and shortened.output_dir == "outputs/demo"
 
 
+def test_the_model_takes_the_clips_geometry_and_normalisation():
+    model_args, _, clip_config, _ = parse_pretraining_args(
+        ["--output_dir", "out", "--train_index_file", "t.csv", "--num_frames", "8", "--crop_size", "112",
+         "--image_mean", "0.5", "0.5", "0.5", "--image_std", "0.25", "0.25", "0.25"]
+    )  # fmt: skip
+    config = build_model_config(model_args, clip_config)
+    assert (config.num_frames, config.frame_size) == (8, (112, 112))
+    assert (config.image_mean, config.image_std) == ([0.5] * 3, [0.25] * 3)
+
+
 def test_baselines_are_flags_of_the_same_script():
     model_args, _, clip_config, _ = parse_pretraining_args(
         ["--output_dir", "o", "--train_folder", "v", "--mask_type", "tube", "--mask_ratio", "0.9"]

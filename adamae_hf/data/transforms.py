@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import VideoClipConfig
+from .config import IMAGENET_DEFAULT_MEAN, VideoClipConfig
 
 
 def as_uint8_video(frames) -> torch.Tensor:
@@ -278,7 +278,7 @@ class VideoRandAugment:
         "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel",
     )  # fmt: skip
 
-    def __init__(self, spec: str = "rand-m9-n2-mstd0.5", fill=(0.485, 0.456, 0.406)):
+    def __init__(self, spec: str = "rand-m9-n2-mstd0.5", fill=IMAGENET_DEFAULT_MEAN):
         self.magnitude, self.num_ops, self.magnitude_std, self.increasing = 10.0, 2, 0.0, False
         for part in spec.split("-")[1:]:
             key, value = re.match(r"([a-z]+)([\d.]+)", part).groups()
