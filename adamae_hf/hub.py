@@ -221,15 +221,14 @@ def push_folder_to_hub(
     folder: str | os.PathLike,
     repo_id: str,
     commit_message: str = "Upload AdaMAE model",
-    private: bool | None = None,
     token: str | None = None,
     api: HfApi | None = None,
     ignore_patterns: list[str] | None = None,
 ) -> str:
-    """Create the model repo if needed and upload the folder (model, config, code, processor, card), leaving out files
-    that match `ignore_patterns` (e.g. `["checkpoint-*", "checkpoint-*/**"]`). Returns the commit URL."""
+    """Upload the folder (model, config, code, processor, card) to the model repo `repo_id`, which
+    `create_model_repo` made (it returns the full id the card names), leaving out files that match `ignore_patterns`
+    (e.g. `["checkpoint-*", "checkpoint-*/**"]`). Returns the commit URL."""
     api = api or HfApi(token=token)
-    repo_id = create_model_repo(repo_id, private=private, api=api)
     commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
                                commit_message=commit_message, ignore_patterns=ignore_patterns)  # fmt: skip
     return str(getattr(commit, "commit_url", commit))

@@ -70,18 +70,12 @@ class RecordingApi:
         return type("Commit", (), {"commit_url": f"https://huggingface.co/{kwargs['repo_id']}/commit/1"})()
 
 
-def test_push_creates_the_repo_then_uploads_the_folder(tmp_path):
-    api = RecordingApi()
-    url = push_folder_to_hub(tmp_path, "someone/model", api=api)
-    assert [c[0] for c in api.calls] == ["create_repo", "upload_folder"]
-    assert api.calls[0][2]["exist_ok"] is True
-    assert api.calls[1][2]["folder_path"] == str(tmp_path)
-    assert url.endswith("/commit/1")
-
-
-def test_a_bare_repo_name_resolves_to_the_full_id_and_ignored_files_stay_local(tmp_path):
-    assert create_model_repo("model", api=RecordingApi(namespace="someone")) == "someone/model"
+def test_create_then_push_uploads_the_folder_to_the_full_repo_id(tmp_path):
     api = RecordingApi(namespace="someone")
-    push_folder_to_hub(tmp_path, "model", api=api, ignore_patterns=["checkpoint-*"])
-    assert api.calls[1][1] == "someone/model"
+    repo_id = create_model_repo("model", api=api)  # a bare name resolves to the full id the card must name
+    assert repo_id == "someone/model" and api.calls[0][2]["exist_ok"] is True
+    url = push_folder_to_hub(tmp_path, repo_id, api=api, ignore_patterns=["checkpoint-*"])
+    assert [c[0] for c in api.calls] == ["create_repo", "upload_folder"]  # created once
+    assert api.calls[1][1] == "someone/model" and api.calls[1][2]["folder_path"] == str(tmp_path)
     assert api.calls[1][2]["ignore_patterns"] == ["checkpoint-*"]
+    assert url.endswith("/commit/1")
