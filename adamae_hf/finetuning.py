@@ -165,7 +165,9 @@ class DataArguments:
             raise ValueError(f"test_num_crops must be 1 or 3, got {self.test_num_crops!r}.")
         if self.class_names is not None:
             duplicates = sorted({name for name in self.class_names if self.class_names.count(name) > 1})
-            if not self.class_names or duplicates:
+            if not self.class_names:
+                raise ValueError("class_names must name at least one class, got none.")
+            if duplicates:
                 raise ValueError(f"class_names must be distinct class names, got duplicates {duplicates}.")
 
 
@@ -231,7 +233,7 @@ class FinetuningClipConfig(VideoClipConfig):
         metadata={"help": "RandAugment spec in timm syntax (the recipe: 'rand-m7-n4-mstd0.5-inc1')."},
     )
     random_erasing_prob: float = field(
-        default=0.25, metadata={"help": "Probability of random erasing per clip (the recipe: 0.25)."}
+        default=0.25, metadata={"help": "Probability of random erasing per frame (the recipe: 0.25)."}
     )
     num_clips: int = field(default=1, metadata={"help": "Not used by fine-tuning: see --test_num_clips."})
     num_crops: int = field(default=1, metadata={"help": "Not used by fine-tuning: see --test_num_crops."})
@@ -326,7 +328,7 @@ def checkpoint_label_names(config_dict: dict | None) -> list[str] | None:
 def resolve_label_names(data_args: DataArguments, checkpoint_labels: list[str] | None) -> tuple[list[str], str]:
     """The classes the model is fine-tuned (or evaluated) on, and where they came from.
 
-    In order: `--label_names`; the training index's classes (in the checkpoint's order when a fine-tuned checkpoint
+    In order: `--class_names`; the training index's classes (in the checkpoint's order when a fine-tuned checkpoint
     has exactly those classes, so its head keeps its meaning); the checkpoint's classes; the validation or test
     index's classes.
     """

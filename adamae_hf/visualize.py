@@ -936,7 +936,7 @@ def main(argv: list[str] | None = None) -> int:
             written = visualize(
                 args.model, args.video, args.out, args.mask_ratio, strip_frames=args.strip_frames, **common
             )
-    except (VideoDecodeError, ValueError, TypeError, OSError) as error:
+    except (VideoDecodeError, ValueError, OSError) as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     for path in written:
         print(path)
