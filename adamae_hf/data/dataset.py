@@ -187,15 +187,12 @@ class VideoClipDataset(Dataset):
         throughput benchmark overrides this to compare decoders under the same sampling and transforms.)
         """
         with VideoReader(self.paths[video_index], num_threads=self.config.decode_threads) as reader:
-            num_video_frames = self._true_frame_counts.get(video_index, reader.num_frames)
-            clips = self.sample_clips(num_video_frames, rng)
-            frames = reader.read_frames(np.concatenate(clips))  # (num_clips * T, H, W, 3)
-            if reader.num_frames < num_video_frames:
-                # The header overstated the length and the clip ran past the real end: sample again inside it.
-                self._true_frame_counts[video_index] = reader.num_frames
-                clips = self.sample_clips(reader.num_frames, rng)
-                frames = reader.read_frames(np.concatenate(clips))
-        return np.split(frames, len(clips))  # each (T, H, W, 3)
+            frames, num_video_frames = reader.read_sampled_frames(
+                lambda length: np.concatenate(self.sample_clips(length, rng)),
+                self._true_frame_counts.get(video_index),
+            )  # (num_clips * T, H, W, 3)
+        self._true_frame_counts[video_index] = num_video_frames  # remembered: a corrected length sticks
+        return np.split(frames, 1 if self.train else self.config.num_clips)  # each (T, H, W, 3)
 
     def _load_views(self, video_index: int, rng: np.random.Generator) -> torch.Tensor:
         config = self.config
@@ -297,8 +294,5 @@ def load_eval_clip(path: str | os.PathLike, config: VideoClipConfig | None = Non
     config = config if config is not None else VideoClipConfig()
     config = dataclasses.replace(config, **{**config_overrides, "num_clips": 1, "num_crops": 1})
     with VideoReader(path, num_threads=config.decode_threads) as reader:
-        header_num_frames = reader.num_frames
-        frames = reader.read_frames(clip_indices(config, header_num_frames, train=False))
-        if reader.num_frames < header_num_frames:  # the header overstated the length: sample inside the real one
-            frames = reader.read_frames(clip_indices(config, reader.num_frames, train=False))
+        frames, _ = reader.read_sampled_frames(lambda length: clip_indices(config, length, train=False))
     return EvalTransform(config)(frames)[0]  # (T, C, H, W)

@@ -282,6 +282,21 @@ class VideoReader:
             frames = np.ascontiguousarray(np.rot90(frames, k=quarter_turns, axes=(1, 2)))
         return frames
 
+    def read_sampled_frames(self, sample_indices, num_frames: int | None = None) -> tuple[np.ndarray, int]:
+        """Decode the frames that ``sample_indices(video_length)`` picks, for a video of ``num_frames`` frames
+        (default :attr:`num_frames`). When the header overstated the length and the picked frames ran past the real
+        end, pick again inside the real length.
+
+        Returns:
+            The frames (see :meth:`read_frames`) and the length they were picked for.
+        """
+        length = self.num_frames if num_frames is None else num_frames
+        frames = self.read_frames(sample_indices(length))
+        if self.num_frames < length:  # decoding found the real end before the claimed one
+            length = self.num_frames
+            frames = self.read_frames(sample_indices(length))
+        return frames, length
+
     def _index_of(self, timestamp: int) -> int:
         return int(round((timestamp - self._start_pts) * self._time_base * self._fps))
 
