@@ -135,8 +135,9 @@ def sampler_diagnostics(model, pixel_values: torch.Tensor, outputs) -> dict[str,
     """
     config = model.config
     mask = outputs.mask.bool()
-    motion = token_motion_energy(pixel_values, config.tubelet_size, config.patch_size, config.image_mean,
-                                 config.image_std)  # (B, N); fmt: skip
+    motion = token_motion_energy(
+        pixel_values, config.tubelet_size, config.patch_size, config.image_mean, config.image_std
+    )  # (B, N)
     visible = (~mask).double()
     visible_motion = (motion.double() * visible).sum(dim=-1) / visible.sum(dim=-1)
     all_motion = motion.double().mean(dim=-1)
