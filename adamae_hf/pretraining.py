@@ -75,7 +75,9 @@ from .training import (
     flag_value,
     load_config_file,
     parse_args_with_config_file,
+    skips_updates_on_device,
     step_noise,
+    step_unless,
 )
 from .visualize import visualize
 
@@ -84,6 +86,8 @@ logger = logging.getLogger(__name__)
 
 SCALAR_LOG = Path("logs") / "scalars.jsonl"
 RUN_ARGUMENTS_FILE = "run_arguments.json"
+# Devices with torch's fused AdamW kernel (CUDA, and the CPU since torch 2.4).
+FUSED_ADAMW_DEVICES = ("cuda", "cpu")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -652,6 +656,8 @@ def run_pretraining(
         weight_decay=training_args.weight_decay,
         betas=(training_args.adam_beta1, training_args.adam_beta2),
         eps=training_args.adam_epsilon,
+        # one kernel for all parameters, and it can skip a non-finite step on the device (see train_loop)
+        fused=accelerator.device.type in FUSED_ADAMW_DEVICES,
     )
     scheduler = warmup_cosine_schedule(
         optimizer,
@@ -730,14 +736,6 @@ def resume_from(accelerator, checkpoint: Path, schedule: TrainingSchedule, train
     return int(state["step"])
 
 
-def any_process_true(accelerator, flag: torch.Tensor) -> bool:
-    """Whether `flag` (a bool scalar tensor) is true on any process; reads one value back to the host."""
-    value = flag.reshape(1).float()
-    if accelerator.num_processes > 1:
-        value = accelerator.reduce(value, reduction="sum")
-    return bool(value.item() > 0)
-
-
 def train_loop(
     accelerator,
     model,
@@ -756,14 +754,17 @@ def train_loop(
 ) -> dict[str, float]:
     """Optimizer steps `start_step + 1 ... schedule.total_steps`; returns the last logged scalars (with "step").
 
-    A step reads one value back to the host (whether the loss was finite on every process) to decide on the update;
-    everything else it logs stays on the device until a logging step.
+    A step reads nothing back to the host, so the CPU can queue the next step's kernels while the GPU runs this one:
+    with fused AdamW the update of a step with a non-finite loss is skipped on the device (`step_unless`), and the
+    losses and verdicts stay there until a logging or save step. Otherwise (fp16's loss scaler, DeepSpeed) the verdict
+    is read back once per step.
     """
     device = accelerator.device
     world_size, rank = accelerator.num_processes, accelerator.process_index
     clips_per_batch = training_args.per_device_train_batch_size
     accumulation = training_args.gradient_accumulation_steps
     unwrapped = accelerator.unwrap_model(model)
+    skip_on_device = skips_updates_on_device(optimizer)
     num_patches = unwrapped.config.num_patches
     adaptive = unwrapped.config.mask_type == "adaptive"
     noise_generator = torch.Generator(device=device)
@@ -810,13 +811,20 @@ def train_loop(
                     interval_sums[:3] += torch.where(finite, losses.double(), 0.0)
                     interval_sums[3] += finite.double()
                     accelerator.backward(loss)
-                    skip_update = False
                     if accelerator.sync_gradients:
-                        skip_update = any_process_true(accelerator, step_nonfinite)
-                        if not skip_update:
-                            if training_args.max_grad_norm:
-                                grad_norm = accelerator.clip_grad_norm_(model.parameters(), training_args.max_grad_norm)
-                            optimizer.step()
+                        # Every process skips the update if any saw a non-finite loss (their gradients would be mixed).
+                        if world_size > 1:
+                            step_nonfinite = accelerator.reduce(step_nonfinite.float(), reduction="sum") > 0
+                        if training_args.max_grad_norm:
+                            grad_norm = accelerator.clip_grad_norm_(model.parameters(), training_args.max_grad_norm)
+                        if skip_on_device:
+                            step_unless(optimizer, step_nonfinite)
+                            guard.record_later(step_nonfinite, step=step + 1)
+                        else:  # one read back per step
+                            skip_update = bool(step_nonfinite.item())
+                            if not skip_update:
+                                optimizer.step()
+                            guard.record(finite=not skip_update, step=step + 1)
                         optimizer.zero_grad(set_to_none=True)
                 interval_batches += 1
                 batch_in_step += 1
@@ -830,9 +838,9 @@ def train_loop(
                 batch_in_step = 0
                 step_nonfinite = torch.zeros((), dtype=torch.bool, device=device)
                 progress.update(1)
-                guard.record(finite=not skip_update, step=step)
 
                 if step % training_args.log_steps == 0 or step == schedule.total_steps or step == start_step + 1:
+                    guard.flush()
                     values = reduce_interval(accelerator, interval_sums, skipped_videos)
                     elapsed = time.perf_counter() - interval_start
                     record = {
@@ -865,6 +873,8 @@ def train_loop(
                 # A checkpoint only after a real update: during a non-finite streak `latest` stays on the last good one,
                 # and a save point that falls in the streak is kept at its first finite step.
                 save_due |= step % training_args.save_steps == 0 or step == schedule.total_steps
+                if save_due:
+                    guard.flush()
                 if save_due and guard.consecutive == 0:
                     save_due = False
                     path = save_checkpoint(

@@ -7,7 +7,8 @@
   (seed, epoch, index) only, so a run gives the same batches whatever the number of processes or workers, and a resumed
   run continues exactly where the interrupted one was.
 - `compute_schedule`: steps per epoch, total and warmup steps, and the recipes' scaled learning rates.
-- `NonFiniteLossGuard`: counts steps skipped for a non-finite loss and stops a run that keeps producing them.
+- `NonFiniteLossGuard`: counts steps skipped for a non-finite loss and stops a run that keeps producing them;
+  `step_unless` skips such an update on the device (fused AdamW's `found_inf`), with no host sync.
 - `ScalarLog`: scalars to a JSON-lines file in the output folder and to Accelerate's trackers (tensorboard, ...).
 """
 
@@ -330,13 +331,21 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class NonFiniteLossGuard:
-    """Counts optimizer steps skipped because the loss was NaN or infinite, and stops the run after
-    `max_consecutive` of them in a row. `last_checkpoint` (kept up to date by the loop) goes into the stop message."""
+    """Counts optimizer steps skipped because the loss (or the gradient norm) was NaN or infinite, and stops the run
+    after `max_consecutive` of them in a row. `last_checkpoint` (kept up to date by the loop) goes into the stop
+    message.
+
+    `record` takes a host-side verdict. `record_later` takes the verdict as a device tensor and keeps it until `flush`
+    reads every pending one back at once, so that a training step needs no host sync for it; the loop flushes at
+    logging and save points, and the guard itself once `max_consecutive` verdicts are pending, so a streak is noticed
+    at most that many steps late.
+    """
 
     max_consecutive: int
     consecutive: int = 0
     total: int = 0
     last_checkpoint: str | None = None
+    pending: list[tuple[int, torch.Tensor]] = dataclasses.field(default_factory=list, repr=False)
 
     def record(self, finite: bool, step: int) -> None:
         if finite:
@@ -357,12 +366,58 @@ class NonFiniteLossGuard:
                 "check the data, then continue with --resume_from_checkpoint latest."
             )
 
+    def record_later(self, nonfinite: torch.Tensor, step: int) -> None:
+        """Keep `nonfinite` (a bool scalar tensor: the step was skipped) for the next `flush`."""
+        self.pending.append((step, nonfinite.detach().reshape(())))
+        if len(self.pending) >= self.max_consecutive:
+            self.flush()
+
+    def flush(self) -> None:
+        """`record` every pending verdict, in step order, with one read back to the host."""
+        if not self.pending:
+            return
+        steps = [step for step, _ in self.pending]
+        verdicts = torch.stack([flag for _, flag in self.pending]).tolist()
+        self.pending.clear()
+        for step, nonfinite in zip(steps, verdicts):
+            self.record(finite=not nonfinite, step=step)
+
     def state_dict(self) -> dict[str, int]:
+        self.flush()
         return {"nonfinite_steps": self.total, "consecutive_nonfinite_steps": self.consecutive}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.pending.clear()
         self.total = int(state.get("nonfinite_steps", 0))
         self.consecutive = int(state.get("consecutive_nonfinite_steps", 0))
+
+
+def skips_updates_on_device(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether `step_unless` can skip this optimizer's update without reading the verdict back to the host.
+
+    torch's fused Adam/AdamW kernels read a `found_inf` tensor (the hook `GradScaler` uses) and leave the parameters,
+    moments and step count untouched when it is 1. Not so for other optimizers (DeepSpeed's), nor when a `GradScaler`
+    drives the step (fp16), since the scaler sets `found_inf` itself.
+    """
+    inner = getattr(optimizer, "optimizer", optimizer)  # under an Accelerate AcceleratedOptimizer
+    fused_adam = isinstance(inner, (torch.optim.Adam, torch.optim.AdamW)) and bool(inner.defaults.get("fused"))
+    return fused_adam and getattr(optimizer, "scaler", None) is None
+
+
+def step_unless(optimizer: torch.optim.Optimizer, skip: torch.Tensor) -> None:
+    """`optimizer.step()`, or no update at all where `skip` (a bool scalar tensor) is true, decided on the device:
+    nothing is read back to the host. Needs `skips_updates_on_device(optimizer)`."""
+    if not skips_updates_on_device(optimizer):
+        raise ValueError(
+            f"step_unless needs torch's fused Adam or AdamW without a GradScaler, got {type(optimizer).__name__}; "
+            "decide on the host instead (`if not skip: optimizer.step()`)."
+        )
+    inner = getattr(optimizer, "optimizer", optimizer)
+    inner.found_inf = skip.detach().to(torch.float32).reshape(())  # the kernels take a float 0/1 scalar
+    try:
+        optimizer.step()
+    finally:
+        del inner.found_inf
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -427,6 +482,8 @@ __all__ = [
     "load_config_file",
     "parse_args_with_config_file",
     "read_scalar_log",
+    "skips_updates_on_device",
     "step_noise",
+    "step_unless",
     "tracker_names",
 ]

@@ -10,6 +10,7 @@ import torch
 from huggingface_hub.utils import filter_repo_objects
 from transformers import Trainer, TrainingArguments
 
+from adamae_hf import pretraining
 from adamae_hf.checkpoint import LATEST_FILE, latest_checkpoint, list_checkpoints, read_training_state
 from adamae_hf.pretraining import (
     DEMO_ARGUMENTS,
@@ -26,7 +27,9 @@ from adamae_hf.training import (
     NonFiniteLossGuard,
     compute_schedule,
     read_scalar_log,
+    skips_updates_on_device,
     step_noise,
+    step_unless,
 )
 from modeling_adamae import AdaMaeForPreTraining
 from pretrain_helpers import TINY_OVERRIDES, RandomClipDataset, reset_accelerate_state, state_dict_of, tiny_argv
@@ -235,6 +238,71 @@ def test_guard_counts_streaks_and_stops_after_the_limit(caplog):
         guard.record(finite=False, step=8)
 
 
+def test_guard_reads_device_verdicts_back_late_and_in_step_order(caplog):
+    guard = NonFiniteLossGuard(max_consecutive=3)
+    guard.record_later(torch.tensor(True), step=1)
+    guard.record_later(torch.tensor(False), step=2)
+    assert (guard.total, len(guard.pending)) == (0, 2)  # nothing read yet
+    guard.flush()
+    assert (guard.consecutive, guard.total, guard.pending) == (0, 1, [])
+    assert "Step 1: the loss is not finite" in caplog.text
+    guard.record_later(torch.tensor(True), step=3)
+    guard.record_later(torch.tensor(True), step=4)
+    assert guard.state_dict() == {"nonfinite_steps": 3, "consecutive_nonfinite_steps": 2}  # flushes first
+    guard.record_later(torch.tensor(True), step=5)
+    guard.record_later(torch.tensor(False), step=6)
+    # the third pending verdict flushes by itself, so a streak is caught at most max_consecutive steps late
+    with pytest.raises(NonFiniteLossError, match=r"Stopped at step 5.*3 consecutive"):
+        guard.record_later(torch.tensor(True), step=7)
+
+
+class HostReadForbidden(torch.Tensor):
+    """A tensor (and everything computed from it) that fails when its value is read back to the host."""
+
+    HOST_READS = {torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.__bool__, torch.Tensor.__float__,
+                  torch.Tensor.__int__, torch.Tensor.__index__}  # fmt: skip
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if func in cls.HOST_READS:
+            raise AssertionError(f"the skip flag was read back to the host ({func.__name__})")
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+@pytest.mark.parametrize("skip", [True, False])
+def test_step_unless_skips_an_update_on_the_device_exactly(skip):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    reference = torch.nn.Linear(4, 3)
+    reference.load_state_dict(model.state_dict())
+    optimizers = [torch.optim.AdamW(m.parameters(), lr=0.1, weight_decay=0.05, fused=True) for m in (model, reference)]
+    assert skips_updates_on_device(optimizers[0])
+    for step in range(3):
+        inputs = torch.randn(5, 4)
+        for m in (model, reference):
+            m(inputs).square().sum().backward()
+        flag = torch.tensor(skip and step == 1).as_subclass(HostReadForbidden)
+        step_unless(optimizers[0], flag)
+        if not (skip and step == 1):
+            optimizers[1].step()
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, reference.state_dict()[name]), name
+    steps = [int(state["step"]) for state in optimizers[0].state.values()]
+    assert steps == [int(state["step"]) for state in optimizers[1].state.values()] == [2 if skip else 3] * 2
+    for state, reference_state in zip(optimizers[0].state.values(), optimizers[1].state.values()):
+        assert torch.equal(state["exp_avg"], reference_state["exp_avg"])
+        assert torch.equal(state["exp_avg_sq"], reference_state["exp_avg_sq"])
+
+
+def test_step_unless_refuses_an_optimizer_that_cannot_skip_on_the_device():
+    optimizer = torch.optim.AdamW(torch.nn.Linear(2, 2).parameters(), foreach=True)
+    assert not skips_updates_on_device(optimizer)
+    with pytest.raises(ValueError, match="fused Adam or AdamW.*got AdamW"):
+        step_unless(optimizer, torch.tensor(False))
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # The loop
 
@@ -253,6 +321,31 @@ def test_a_nan_batch_is_skipped_counted_and_training_continues(tmp_path, caplog)
     # AdamW counted 3 updates for 4 steps: the NaN step never reached the optimizer.
     optimizer_state = torch.load(tmp_path / "run" / "checkpoint-4" / "optimizer.bin", weights_only=True)
     assert {int(state["step"]) for state in optimizer_state["state"].values()} == {3}
+
+
+def test_the_loop_skips_on_the_device_and_reads_verdicts_back_only_at_log_and_save_points(tmp_path, monkeypatch):
+    # 4 steps per epoch; video 5 is NaN (one skipped step). With logging and saving only at the end and a limit of 3,
+    # the verdicts are read back after steps 3 (three pending) and 8 (the end): never per step.
+    calls = {"step_unless": 0, "flushes": []}
+    real_step_unless, real_flush = pretraining.step_unless, NonFiniteLossGuard.flush
+
+    def counting_step_unless(optimizer, skip):
+        calls["step_unless"] += 1
+        real_step_unless(optimizer, skip)
+
+    def counting_flush(guard):
+        if guard.pending:
+            calls["flushes"].append([step for step, _ in guard.pending])
+        real_flush(guard)
+
+    monkeypatch.setattr(pretraining, "step_unless", counting_step_unless)
+    monkeypatch.setattr(NonFiniteLossGuard, "flush", counting_flush)
+    argv = tiny_argv(tmp_path / "run", max_steps=8, log_steps=100, save_steps=100, max_nonfinite_steps=3)
+    result = pretrain(argv, RandomClipDataset(8, nan_items={5}))
+    assert (result.step, result.nonfinite_steps) == (8, 2)  # video 5 once per epoch
+    assert calls["step_unless"] == 8
+    # the first step is logged too (a first sign of life)
+    assert calls["flushes"] == [[1], [2, 3, 4], [5, 6, 7], [8]]
 
 
 def test_a_save_point_on_a_skipped_step_is_saved_at_the_next_finite_step(tmp_path):
