@@ -57,6 +57,7 @@ from .data import (
     generate_sample_videos,
     index_from_file,
     index_from_folder,
+    normalize,
     save_video_processor,
     videos_per_batch,
 )
@@ -169,6 +170,13 @@ class DataArguments:
     visualization_video: str | None = field(
         default=None,
         metadata={"help": "Video for the mask figure (masks.gif / masks.png; default: the first training video)."},
+    )
+    normalize_on_device: bool = field(
+        default=True,
+        metadata={
+            "help": "The data workers send uint8 clips and each batch is normalised on the training device: a "
+            "quarter of the bytes through shared memory, pinned memory and the copy to the GPU. Same values."
+        },
     )
 
     def __post_init__(self):
@@ -489,7 +497,7 @@ def build_train_dataset(
         )
     if data_args.max_train_videos is not None:
         index = index.select(range(min(data_args.max_train_videos, len(index))))
-    return VideoClipDataset(index, clip_config, train=True)
+    return VideoClipDataset(index, clip_config, train=True, normalize=not data_args.normalize_on_device)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -593,8 +601,8 @@ def run_pretraining(
     """Pretrain AdaMAE as the arguments say (see the module docstring); every process calls it.
 
     Args:
-        train_dataset: use these items (dicts with `pixel_values` `(V, T, C, H, W)`) instead of building the clip
-            dataset from `data_args`.
+        train_dataset: use these items (dicts with `pixel_values` `(V, T, C, H, W)`, normalised float or uint8)
+            instead of building the clip dataset from `data_args`.
         hub_api: a `huggingface_hub.HfApi` for the upload (default: a new one with `--hub_token`).
     """
     output_dir = Path(training_args.output_dir)
@@ -801,6 +809,8 @@ def train_loop(
                 # Accelerate gives process r the batches r, r + world_size, ... of the global order.
                 first_row = (batch_in_step * world_size + rank) * clips_per_batch
                 pixel_values = batch["pixel_values"]
+                if pixel_values.dtype == torch.uint8:  # --normalize_on_device
+                    pixel_values = normalize(pixel_values, clip_config.image_mean, clip_config.image_std)
                 with accelerator.accumulate(model):
                     outputs = model(pixel_values=pixel_values, noise=noise[first_row : first_row + clips_per_batch])
                     loss = outputs.loss

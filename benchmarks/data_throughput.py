@@ -8,7 +8,9 @@ through a real DataLoader, with:
   frame from the start up to the last wanted index, PyAV's default threading), same sampling and transforms;
 * ``seek``: :class:`adamae_hf.data.VideoReader` (seek to the keyframe before the window, drop unneeded
   non-reference frames, convert only wanted frames);
-* ``seek, num_sample=2``: the same with repeated sampling (one decode, two augmented clips).
+* ``seek, num_sample=2``: the same with repeated sampling (one decode, two augmented clips);
+* ``uint8``: the clips leave the dataset as uint8, for the training loop to normalise on the GPU
+  (``run_pretrain.py --normalize_on_device``, the default): a quarter of the bytes between processes.
 
 Each row is the median of ``--repeats`` timed passes, after one warm-up batch that also starts the workers.
 
@@ -161,15 +163,17 @@ def main(argv=None) -> list[dict]:
 
         base = dict(num_frames=args.num_frames, sampling_rate=args.sampling_rate, crop_size=args.crop_size)
         pipelines = [
-            ("naive (decode from start)", NaiveDecodeDataset, VideoClipConfig(**base)),
-            ("seek", VideoClipDataset, VideoClipConfig(**base)),
-            ("seek, num_sample=2", VideoClipDataset, VideoClipConfig(**base, num_sample=2)),
+            ("naive (decode from start)", NaiveDecodeDataset, VideoClipConfig(**base), True),
+            ("seek", VideoClipDataset, VideoClipConfig(**base), True),
+            ("seek, uint8", VideoClipDataset, VideoClipConfig(**base), False),
+            ("seek, num_sample=2", VideoClipDataset, VideoClipConfig(**base, num_sample=2), True),
+            ("seek, num_sample=2, uint8", VideoClipDataset, VideoClipConfig(**base, num_sample=2), False),
         ]
         rows = []
         for num_workers in args.workers:
             naive_rate = None
-            for name, dataset_class, config in pipelines:
-                dataset = dataset_class(index, config, train=True)
+            for name, dataset_class, config, normalize in pipelines:
+                dataset = dataset_class(index, config, train=True, normalize=normalize)
                 rate = clips_per_second(dataset, args, num_workers)
                 naive_rate = rate if naive_rate is None else naive_rate
                 rows.append(

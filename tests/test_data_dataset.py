@@ -16,6 +16,7 @@ from adamae_hf.data import (
     index_from_dataset,
     index_from_file,
     load_eval_clip,
+    normalize,
     read_video_frames,
     render_motion_clip,
     unnormalize,
@@ -42,6 +43,20 @@ def test_training_item_and_batch_shapes(sample_index):
     assert batch["pixel_values"].shape == (4, 4, 3, 32, 32) and batch["pixel_values"].dtype == torch.float32
     assert batch["labels"].shape == (4,) and batch["labels"].dtype == torch.long
     assert batch["video_index"].dtype == torch.long
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_uint8_items_normalised_later_equal_the_normalised_items(sample_index, num_workers):
+    config = VideoClipConfig(**SMALL, num_sample=2)
+    batches = []
+    for normalise_in_dataset in (True, False):
+        dataset = VideoClipDataset(sample_index, config, train=True, normalize=normalise_in_dataset)
+        torch.manual_seed(0)  # the same items' random streams in both
+        batches.append(next(iter(clip_dataloader(dataset, clips_per_batch=4, num_workers=num_workers))))
+    normalised, raw = batches
+    assert raw["pixel_values"].dtype == torch.uint8 and raw["pixel_values"].shape == (4, 4, 3, 32, 32)
+    assert torch.equal(normalize(raw["pixel_values"], config.image_mean, config.image_std), normalised["pixel_values"])
+    assert torch.equal(raw["video_index"], normalised["video_index"])
 
 
 def test_segment_sampling_dataset(sample_index):

@@ -152,6 +152,24 @@ def test_normalize_then_unnormalize_round_trips():
     assert normalize(video, MEAN, STD, out=out) is out
 
 
+@pytest.mark.parametrize("train", [True, False])
+def test_uint8_output_normalised_later_equals_the_normalised_output(train):
+    # The pretraining loop normalises uint8 batches where they land (--normalize_on_device): bit for bit the same.
+    config = VideoClipConfig(crop_size=32, short_side_size=36, num_crops=3, horizontal_flip=True,
+                             rand_augment="rand-m7-n4-mstd0.5-inc1")  # fmt: skip
+    frames = random_frames(height=48, width=64)
+    transforms = [(TrainTransform if train else EvalTransform)(config, normalize=flag) for flag in (True, False)]
+    normalised, raw = (transform(frames, np.random.default_rng(3)) for transform in transforms)
+    assert raw.dtype == torch.uint8 and raw.shape == normalised.shape
+    batch = torch.stack([raw, raw])  # a batch, as the loop sees it
+    assert torch.equal(normalize(batch, MEAN, STD)[1], normalised)
+
+
+def test_uint8_output_refuses_random_erasing():
+    with pytest.raises(ValueError, match=r"random erasing \(random_erasing_prob=0.25\) needs normalised clips"):
+        TrainTransform(VideoClipConfig(random_erasing_prob=0.25), normalize=False)
+
+
 @pytest.mark.parametrize("op", VideoRandAugment._OPS)
 def test_each_rand_augment_op_keeps_shape_and_treats_frames_alike(op):
     frame = random_frames(num_frames=1, height=24, width=32)

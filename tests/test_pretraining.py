@@ -387,6 +387,16 @@ def test_resuming_from_a_checkpoint_continues_bit_for_bit(tmp_path, sample_index
         assert before["loss"] == after["loss"] and before["sampler/entropy"] == after["sampler/entropy"]
 
 
+def test_normalising_on_the_device_trains_exactly_like_normalising_in_the_workers(tmp_path, sample_index_file):
+    runs = {}
+    for flag in ("true", "false"):
+        reset_accelerate_state()
+        runs[flag] = pretrain(tiny_argv(tmp_path / flag, sample_index_file, normalize_on_device=flag,
+                                        dataloader_num_workers=1))  # fmt: skip
+    on_device, in_workers = (state_dict_of(runs[flag].model) for flag in ("true", "false"))
+    assert all(torch.equal(on_device[name], in_workers[name]) for name in on_device)
+
+
 def test_gradient_accumulation_follows_the_same_trajectory_as_one_larger_batch(tmp_path):
     # Same global batch (4 clips) as one pass or as 2 accumulated passes: same clips, same masks, same updates.
     overrides = TINY_OVERRIDES + ",sampler_dropout_prob=0.0"  # dropout is drawn per forward pass

@@ -107,10 +107,15 @@ class VideoClipDataset(Dataset):
         train: Random clips with training augmentation (True) or deterministic evaluation views (False).
         check_decodable: At construction, decode files in order until one works; raise if none does.
         skipped: Share a :class:`SkippedVideos` between datasets (default: a new one).
+        normalize: Normalised float32 clips (True), or the uint8 pixels (False), for the consumer to normalise
+            where the batch lands with :func:`adamae_hf.data.transforms.normalize`: a quarter of the bytes through
+            worker shared memory, pinned memory and the copy to the GPU, and no float work in the workers. Not with
+            random erasing.
 
     Each item is a dict:
 
-    * ``pixel_values``: float32 (V, T, C, H, W), V = ``num_sample`` (train) or ``num_clips * num_crops`` (eval);
+    * ``pixel_values``: float32 (or uint8) (V, T, C, H, W), V = ``num_sample`` (train) or
+      ``num_clips * num_crops`` (eval);
     * ``labels``: int64 (V,), when the index has labels;
     * ``video_index``: int64 (V,), the row of the video actually used (differs from the item's index when a
       bad video was replaced). At evaluation, group predictions by it: each decodable video is then counted once
@@ -127,6 +132,7 @@ class VideoClipDataset(Dataset):
         train: bool,
         check_decodable: bool = True,
         skipped: SkippedVideos | None = None,
+        normalize: bool = True,
     ):
         if PATH_COLUMN not in index.column_names:
             raise ValueError(f"index must have a '{PATH_COLUMN}' column, got {index.column_names}")
@@ -137,7 +143,8 @@ class VideoClipDataset(Dataset):
         self.train = train
         self.paths: list[str] = list(index[PATH_COLUMN])
         self.labels: list[int] | None = list(index[LABEL_COLUMN]) if LABEL_COLUMN in index.column_names else None
-        self.transform = TrainTransform(config) if train else EvalTransform(config)
+        self.normalize = normalize
+        self.transform = TrainTransform(config, normalize) if train else EvalTransform(config, normalize)
         self.skipped = skipped if skipped is not None else SkippedVideos(len(self.paths))
         # Frame counts corrected after a header overstated a video's length (per process).
         self._true_frame_counts: dict[int, int] = {}
@@ -199,7 +206,8 @@ class VideoClipDataset(Dataset):
         clip_frames = self.read_clip_frames(video_index, rng)
         # Transforms write straight into the item's tensor: no stacking copy of ~10 MB per 16x224x224 view.
         pixel_values = torch.empty(
-            (self.views_per_video, config.num_frames, 3, config.crop_size, config.crop_size), dtype=torch.float32
+            (self.views_per_video, config.num_frames, 3, config.crop_size, config.crop_size),
+            dtype=torch.float32 if self.normalize else torch.uint8,
         )  # (V, T, C, H, W)
         if self.train:
             # Repeated sampling: independent augmentations of the same decoded clip.
@@ -236,7 +244,7 @@ class VideoClipDataset(Dataset):
 
 
 def collate_clips(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Concatenate the views of several videos: ``pixel_values`` (sum of V, T, C, H, W) float32, ``labels`` and
+    """Concatenate the views of several videos: ``pixel_values`` (sum of V, T, C, H, W), ``labels`` and
     ``video_index`` (sum of V,) int64. The batch is VideoMAE's ``pixel_values`` layout."""
     batch = {
         "pixel_values": _concatenate([item["pixel_values"] for item in items]),
