@@ -2,7 +2,7 @@
 
 import math
 
-from benchmarks import inference, pretrain_step
+from benchmarks import end_to_end, inference, pretrain_step
 
 
 def test_pretrain_step_benchmark_smoke(capsys):
@@ -20,3 +20,10 @@ def test_inference_benchmark_smoke(capsys):
     assert [r["system"] for r in results] == ["adamae", "videomae"]
     assert all(r["clips_per_s"] > 0 and math.isnan(r["peak_gib"]) for r in results)
     assert "vs VideoMAE" in capsys.readouterr().out
+
+
+def test_end_to_end_benchmark_smoke(capsys):
+    rows = end_to_end.main(["--smoke"])
+    assert [(row["input"], row["workers"]) for row in rows] == [("synthetic", 0), ("decoded videos", 0)]
+    assert rows[0]["vs_synthetic"] == 1.0 and all(row["clips_per_s"] > 0 for row in rows)
+    assert "| decoded videos | 0 | 1 | uint8 |" in capsys.readouterr().out
