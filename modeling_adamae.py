@@ -107,6 +107,12 @@ def patchify(pixel_values: torch.Tensor, tubelet_size: int, patch_size: int) -> 
     return patches.reshape(batch_size, num_patches, t * p * p, num_channels)
 
 
+def channel_constants(values: list[float], like: torch.Tensor) -> torch.Tensor:
+    """`values` as a float32 tensor on `like`'s device. The copy from the host does not wait for the device, as
+    `like.new_tensor(values)` would: on a GPU that blocks the host until every queued kernel has run, once per step."""
+    return torch.tensor(values, dtype=torch.float32).to(like.device, non_blocking=True)
+
+
 def gather_tokens(tokens: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
     """Pick tokens by index: `(B, N, D)` and `(B, K)` -> `(B, K, D)`."""
     return torch.gather(tokens, 1, indices.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
@@ -632,7 +638,9 @@ class AdaMaeForPreTraining(AdaMaePreTrainedModel):
             patches = gather_tokens(patches.reshape(batch_size, -1, pixels * num_channels), masked_indices)
             patches = patches.reshape(batch_size, -1, pixels, num_channels)  # (B, num_masked, t*p*p, C)
         # un-normalise with the statistics the inputs carry (channels are the last dimension)
-        patches = patches.float() * patches.new_tensor(config.image_std) + patches.new_tensor(config.image_mean)
+        patches = patches.float() * channel_constants(config.image_std, patches) + channel_constants(
+            config.image_mean, patches
+        )
         if config.norm_pix_loss:
             mean = patches.mean(dim=-2, keepdim=True)
             std = patches.var(dim=-2, unbiased=True, keepdim=True).sqrt()

@@ -626,7 +626,8 @@ def run_pretraining(
     figure_video = data_args.visualization_video or next(iter(getattr(train_dataset, "paths", [])), None)
     model = build_model(model_args, clip_config)
     if training_args.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        # transformers renamed it (the old name warns from 5.2x on); both exist for the versions we support
+        getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
 
     schedule = compute_schedule(
         num_videos=len(train_dataset),

@@ -499,8 +499,8 @@ def test_gradient_checkpointing_gives_the_same_gradients(no_dropout_config):
     reference = gradients(model)
     calls = []
     model.videomae.encoder.layer[0].intermediate.register_forward_hook(lambda *args: calls.append(1))
-    model.gradient_checkpointing_enable()
-    assert model.is_gradient_checkpointing
+    getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()  # renamed in 5.2x
+    assert model.videomae.encoder.gradient_checkpointing
     checkpointed = gradients(model)
     assert len(calls) == 2  # the layer ran again during backward
     assert reference.keys() == checkpointed.keys()

@@ -296,6 +296,31 @@ def test_step_unless_skips_an_update_on_the_device_exactly(skip):
         assert torch.equal(state["exp_avg_sq"], reference_state["exp_avg_sq"])
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="host syncs are a CUDA matter: CPU work never waits on a device")
+def test_a_training_step_never_makes_the_host_wait_for_the_gpu():
+    # forward, backward and the update of run_pretrain's loop, under CUDA's sync checker (after one warm-up step,
+    # which may sync while it creates library handles)
+    model = AdaMaeForPreTraining(tiny_config()).cuda().train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
+    video = torch.randn(2, 8, 3, 32, 32, device="cuda")
+    noise = torch.rand(2, model.config.num_patches, device="cuda")
+
+    def step():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = model(video, noise=noise).loss
+        loss.backward()
+        step_unless(optimizer, ~torch.isfinite(loss.detach()))
+        optimizer.zero_grad(set_to_none=True)
+
+    step()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
 def test_step_unless_refuses_an_optimizer_that_cannot_skip_on_the_device():
     optimizer = torch.optim.AdamW(torch.nn.Linear(2, 2).parameters(), foreach=True)
     assert not skips_updates_on_device(optimizer)
