@@ -765,8 +765,8 @@ def train_loop(
 
     A step reads nothing back to the host, so the CPU can queue the next step's kernels while the GPU runs this one:
     with fused AdamW the update of a step with a non-finite loss is skipped on the device (`step_unless`), and the
-    losses and verdicts stay there until a logging or save step. Otherwise (fp16's loss scaler, DeepSpeed) the verdict
-    is read back once per step.
+    losses and verdicts stay there until a logging or save step (or `--max_nonfinite_steps` verdicts are pending).
+    Otherwise (fp16's loss scaler, DeepSpeed) the verdict is read back once per step.
     """
     device = accelerator.device
     world_size, rank = accelerator.num_processes, accelerator.process_index

@@ -331,9 +331,8 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class NonFiniteLossGuard:
-    """Counts optimizer steps skipped because the loss (or the gradient norm) was NaN or infinite, and stops the run
-    after `max_consecutive` of them in a row. `last_checkpoint` (kept up to date by the loop) goes into the stop
-    message.
+    """Counts optimizer steps skipped because the loss was NaN or infinite, and stops the run after
+    `max_consecutive` of them in a row. `last_checkpoint` (kept up to date by the loop) goes into the stop message.
 
     `record` takes a host-side verdict. `record_later` takes the verdict as a device tensor and keeps it until `flush`
     reads every pending one back at once, so that a training step needs no host sync for it; the loop flushes at
