@@ -826,14 +826,19 @@ def train_loop(
                         # Every process skips the update if any saw a non-finite loss (their gradients would be mixed).
                         if world_size > 1:
                             step_nonfinite = accelerator.reduce(step_nonfinite.float(), reduction="sum") > 0
-                        if training_args.max_grad_norm:
-                            grad_norm = accelerator.clip_grad_norm_(model.parameters(), training_args.max_grad_norm)
                         if skip_on_device:
+                            if training_args.max_grad_norm:
+                                grad_norm = accelerator.clip_grad_norm_(model.parameters(), training_args.max_grad_norm)
                             step_unless(optimizer, step_nonfinite)
                             guard.record_later(step_nonfinite, step=step + 1)
                         else:  # one read back per step
                             skip_update = bool(step_nonfinite.item())
+                            # not even clipped when skipped: under fp16 clipping unscales, and only a step resets that
                             if not skip_update:
+                                if training_args.max_grad_norm:
+                                    grad_norm = accelerator.clip_grad_norm_(
+                                        model.parameters(), training_args.max_grad_norm
+                                    )
                                 optimizer.step()
                             guard.record(finite=not skip_update, step=step + 1)
                         optimizer.zero_grad(set_to_none=True)

@@ -373,6 +373,19 @@ def test_the_loop_skips_on_the_device_and_reads_verdicts_back_only_at_log_and_sa
     assert calls["flushes"] == [[1], [2, 3, 4], [5, 6, 7], [8]]
 
 
+def test_without_a_fused_optimizer_the_loop_decides_on_the_host_with_the_same_result(tmp_path, monkeypatch):
+    # fp16's loss scaler and DeepSpeed's optimizers cannot skip on the device: the loop reads each verdict back instead
+    runs = {}
+    for on_device in (True, False):
+        reset_accelerate_state()
+        monkeypatch.setattr(pretraining, "skips_updates_on_device", lambda optimizer, flag=on_device: flag)
+        runs[on_device] = pretrain(tiny_argv(tmp_path / str(on_device), max_steps=4, max_grad_norm=1.0),
+                                   RandomClipDataset(8, nan_items={5}))  # fmt: skip
+    assert runs[True].nonfinite_steps == runs[False].nonfinite_steps == 1
+    device_weights, host_weights = state_dict_of(runs[True].model), state_dict_of(runs[False].model)
+    assert all(torch.equal(device_weights[name], host_weights[name]) for name in device_weights)
+
+
 def test_a_save_point_on_a_skipped_step_is_saved_at_the_next_finite_step(tmp_path):
     # As above, the NaN video lands in step 3 (seed 0); a save point every 3 steps moves to step 4.
     result = pretrain(tiny_argv(tmp_path / "run", max_steps=5, save_steps=3, save_total_limit=0),
