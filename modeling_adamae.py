@@ -108,9 +108,9 @@ def patchify(pixel_values: torch.Tensor, tubelet_size: int, patch_size: int) -> 
 
 
 def channel_constants(values: list[float], like: torch.Tensor) -> torch.Tensor:
-    """`values` as a float32 tensor on `like`'s device. The copy from the host does not wait for the device, as
-    `like.new_tensor(values)` would: on a GPU that blocks the host until every queued kernel has run, once per step."""
-    return torch.tensor(values, dtype=torch.float32).to(like.device, non_blocking=True)
+    """`values` as a float32 `(C,)` tensor on `like`'s device, written by fill kernels. Not `like.new_tensor(values)`:
+    a copy from host memory can make the host wait until every kernel queued on the GPU has run, once per step."""
+    return torch.stack([torch.full((), value, dtype=torch.float32, device=like.device) for value in values])
 
 
 def gather_tokens(tokens: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:

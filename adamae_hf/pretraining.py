@@ -497,7 +497,12 @@ def build_train_dataset(
         )
     if data_args.max_train_videos is not None:
         index = index.select(range(min(data_args.max_train_videos, len(index))))
-    return VideoClipDataset(index, clip_config, train=True, normalize=not data_args.normalize_on_device)
+    normalize_on_device = data_args.normalize_on_device
+    if normalize_on_device and clip_config.random_erasing_prob > 0:
+        logger.info("Random erasing works on normalised clips: the data workers normalise them (as with "
+                    "--normalize_on_device false).")  # fmt: skip
+        normalize_on_device = False
+    return VideoClipDataset(index, clip_config, train=True, normalize=not normalize_on_device)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -766,14 +771,15 @@ def train_loop(
     A step reads nothing back to the host, so the CPU can queue the next step's kernels while the GPU runs this one:
     with fused AdamW the update of a step with a non-finite loss is skipped on the device (`step_unless`), and the
     losses and verdicts stay there until a logging or save step (or `--max_nonfinite_steps` verdicts are pending).
-    Otherwise (fp16's loss scaler, DeepSpeed) the verdict is read back once per step.
+    Otherwise (fp16's loss scaler, parameters offloaded to the CPU) the verdict is read back once per step. Under
+    DeepSpeed the engine steps inside `backward`, so the skip does not apply there (its fp16 scaler skips overflows).
     """
     device = accelerator.device
     world_size, rank = accelerator.num_processes, accelerator.process_index
     clips_per_batch = training_args.per_device_train_batch_size
     accumulation = training_args.gradient_accumulation_steps
     unwrapped = accelerator.unwrap_model(model)
-    skip_on_device = skips_updates_on_device(optimizer)
+    skip_on_device = skips_updates_on_device(optimizer, device)
     num_patches = unwrapped.config.num_patches
     adaptive = unwrapped.config.mask_type == "adaptive"
     noise_generator = torch.Generator(device=device)
@@ -828,7 +834,9 @@ def train_loop(
                             step_nonfinite = accelerator.reduce(step_nonfinite.float(), reduction="sum") > 0
                         if skip_on_device:
                             if training_args.max_grad_norm:
-                                grad_norm = accelerator.clip_grad_norm_(model.parameters(), training_args.max_grad_norm)
+                                norm = accelerator.clip_grad_norm_(model.parameters(), training_args.max_grad_norm)
+                                # the logged norm stays that of the last real update, as on the host path
+                                grad_norm = norm if grad_norm is None else torch.where(step_nonfinite, grad_norm, norm)
                             step_unless(optimizer, step_nonfinite)
                             guard.record_later(step_nonfinite, step=step + 1)
                         else:  # one read back per step
@@ -858,7 +866,9 @@ def train_loop(
                 if step % training_args.log_steps == 0 or step == schedule.total_steps or step == start_step + 1:
                     guard.flush()
                     values = reduce_interval(accelerator, interval_sums, skipped_videos)
-                    elapsed = time.perf_counter() - interval_start
+                    # the interval ends here, so the logging below counts into the next one: clips/s is wall-clock
+                    now = time.perf_counter()
+                    elapsed, interval_start = now - interval_start, now
                     record = {
                         "epoch": step / schedule.steps_per_epoch,
                         "loss": values["loss"],
@@ -884,7 +894,7 @@ def train_loop(
                     )  # fmt: skip
                     last_logged = {"step": step, **record}
                     interval_sums.zero_()
-                    interval_batches, interval_start = 0, time.perf_counter()
+                    interval_batches = 0
 
                 # A checkpoint only after a real update: during a non-finite streak `latest` stays on the last good one,
                 # and a save point that falls in the streak is kept at its first finite step.

@@ -391,16 +391,27 @@ class NonFiniteLossGuard:
         self.consecutive = int(state.get("consecutive_nonfinite_steps", 0))
 
 
-def skips_updates_on_device(optimizer: torch.optim.Optimizer) -> bool:
+def skips_updates_on_device(optimizer: torch.optim.Optimizer, device: torch.device | str | None = None) -> bool:
     """Whether `step_unless` can skip this optimizer's update without reading the verdict back to the host.
 
     torch's fused Adam/AdamW kernels read a `found_inf` tensor (the hook `GradScaler` uses) and leave the parameters,
-    moments and step count untouched when it is 1. Not so for other optimizers (DeepSpeed's), nor when a `GradScaler`
-    drives the step (fp16), since the scaler sets `found_inf` itself.
+    moments and step count untouched when it is 1. Not so for other optimizers (DeepSpeed's wrapper), nor when a
+    `GradScaler` drives the step (fp16), since the scaler sets `found_inf` itself. With `device` (where the verdict
+    lives), also not when a parameter lives elsewhere (FSDP's CPU offload): the kernel would read a copy of the verdict
+    that may not have landed yet.
     """
     inner = getattr(optimizer, "optimizer", optimizer)  # under an Accelerate AcceleratedOptimizer
     fused_adam = isinstance(inner, (torch.optim.Adam, torch.optim.AdamW)) and bool(inner.defaults.get("fused"))
-    return fused_adam and getattr(optimizer, "scaler", None) is None
+    if not fused_adam or getattr(optimizer, "scaler", None) is not None:
+        return False
+    if device is None:
+        return True
+    device = torch.device(device)
+    return all(
+        parameter.device.type == device.type and parameter.device.index in (None, device.index)
+        for group in inner.param_groups
+        for parameter in group["params"]
+    )
 
 
 def step_unless(optimizer: torch.optim.Optimizer, skip: torch.Tensor) -> None:

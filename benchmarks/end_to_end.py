@@ -73,6 +73,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, nargs="+", default=[max(1, (os.cpu_count() or 2) - 2)],
                         help="DataLoader worker counts of the video rows.")  # fmt: skip
     parser.add_argument("--num_sample", type=int, nargs="+", default=[1, 2], help="Clips drawn per decoded video.")
+    parser.add_argument("--synthetic_workers", type=int, default=2,
+                        help="DataLoader workers of the synthetic row: they batch the fixed clips, so the main process "
+                        "only launches the model's work, as with real data.")  # fmt: skip
     parser.add_argument("--transport", nargs="+", choices=["uint8", "float32"], default=["uint8"],
                         help="uint8: clips normalised on the device (--normalize_on_device, the default); float32: "
                         "normalised in the workers.")  # fmt: skip
@@ -87,9 +90,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.num_videos, args.video_seconds, args.height, args.width, args.gop = 2, 1.0, 48, 64, 10
         args.num_frames, args.sampling_rate, args.crop_size, args.batch_size = 8, 2, 32, 2
         args.steps, args.warmup_steps, args.log_steps = 4, 2, 2
-        args.workers, args.num_sample, args.mixed_precision = [0], [1], "no"
-    if args.warmup_steps % args.log_steps or args.steps - args.warmup_steps < args.log_steps:
-        parser.error("--warmup_steps must be a multiple of --log_steps, with at least --log_steps steps after it")
+        args.workers, args.num_sample, args.mixed_precision, args.synthetic_workers = [0], [1], "no", 0
+    if not 0 < args.warmup_steps < args.steps or args.warmup_steps % args.log_steps:
+        parser.error("--warmup_steps must be a positive multiple of --log_steps below --steps (timing starts at a log)")
     return args
 
 
@@ -111,7 +114,7 @@ def make_videos(args, root: Path) -> list[str]:
     if len(existing) == args.num_videos:
         return existing
     with ProcessPoolExecutor(len(tasks)) as pool:
-        return [path for paths in pool.map(_generate_chunk, tasks) for path in paths]
+        return sorted(path for paths in pool.map(_generate_chunk, tasks) for path in paths)  # as when reused
 
 
 def write_index(paths: list[str], rows: int, path: Path) -> Path:
@@ -133,9 +136,8 @@ def reset_accelerate_state() -> None:
     PartialState._reset_state()
 
 
-def measure(args, output_dir: Path, train_dataset=None, index_file=None, workers=0, num_sample=1,
-            transport="uint8") -> float:  # fmt: skip
-    """clips/s of one pretraining run over its steps after the warm-up, from the run's scalar log."""
+def pretraining_argv(args, output_dir: Path, index_file=None, workers=0, num_sample=1, transport="uint8") -> list[str]:
+    """`run_pretrain.py` flags of one run."""
     flags = {
         "output_dir": output_dir, "train_index_file": index_file, "num_frames": args.num_frames,
         "sampling_rate": args.sampling_rate, "crop_size": args.crop_size, "num_sample": num_sample,
@@ -143,18 +145,26 @@ def measure(args, output_dir: Path, train_dataset=None, index_file=None, workers
         "log_steps": args.log_steps, "save_steps": 10**9, "dataloader_num_workers": workers,
         "normalize_on_device": transport == "uint8", "mixed_precision": args.mixed_precision,
         "torch_compile": args.torch_compile, "torch_compile_mode": args.torch_compile_mode, "report_to": "none",
+        "use_cpu": args.smoke,
     }  # fmt: skip
     if args.smoke:
-        flags["use_cpu"] = True
         flags["config_overrides"] = ",".join(f"{k}={v}" for k, v in TINY.items() if k != "image_size")
-    argv = [item for name, value in flags.items() if value is not None and value is not False
-            for item in (f"--{name}", str(value))]  # fmt: skip
+    return [item for name, value in flags.items() if value is not None for item in (f"--{name}", str(value))]
+
+
+def measure(args, output_dir: Path, train_dataset=None, **run) -> float:
+    """clips/s of one pretraining run over its steps after the warm-up, from the run's scalar log (each record's
+    clips/s covers the steps since the previous record, logging included)."""
     reset_accelerate_state()
-    run_pretraining(*parse_pretraining_args(argv), train_dataset=train_dataset)
+    run_pretraining(*parse_pretraining_args(pretraining_argv(args, output_dir, **run)), train_dataset=train_dataset)
     records = read_scalar_log(output_dir / "logs" / "scalars.jsonl")
-    timed = [record["clips_per_second"] for record in records if record["step"] > args.warmup_steps]
-    # Every timed record covers log_steps steps of the same clip count: the rate over all of them is the harmonic mean.
-    return len(timed) / sum(1.0 / rate for rate in timed)
+    clips = seconds = 0.0
+    for previous, record in zip(records, records[1:]):
+        if previous["step"] >= args.warmup_steps:
+            interval_clips = (record["step"] - previous["step"]) * args.batch_size
+            clips += interval_clips
+            seconds += interval_clips / record["clips_per_second"]
+    return clips / seconds
 
 
 def environment(device: str) -> str:
@@ -173,8 +183,9 @@ def main(argv=None) -> list[dict]:
         paths = make_videos(args, Path(args.video_dir) if args.video_dir else scratch / "videos")
         clips_per_run = args.batch_size * (args.steps + 1)
         synthetic = SyntheticClips(clips_per_run, args.num_frames, args.crop_size)
-        rows = [{"input": "synthetic", "workers": 0, "num_sample": 1, "transport": "uint8",
-                 "clips_per_s": measure(args, scratch / "synthetic", train_dataset=synthetic)}]  # fmt: skip
+        rate = measure(args, scratch / "synthetic", train_dataset=synthetic, workers=args.synthetic_workers)
+        rows = [{"input": "synthetic", "workers": args.synthetic_workers, "num_sample": 1, "transport": "uint8",
+                 "clips_per_s": rate}]  # fmt: skip
         print(json.dumps(rows[-1]), flush=True)
         for num_sample in args.num_sample:
             index_file = write_index(paths, -(-clips_per_run // num_sample), scratch / f"index-{num_sample}.csv")

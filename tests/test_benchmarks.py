@@ -27,3 +27,14 @@ def test_end_to_end_benchmark_smoke(capsys):
     assert [(row["input"], row["workers"]) for row in rows] == [("synthetic", 0), ("decoded videos", 0)]
     assert rows[0]["vs_synthetic"] == 1.0 and all(row["clips_per_s"] > 0 for row in rows)
     assert "| decoded videos | 0 | 1 | uint8 |" in capsys.readouterr().out
+
+
+def test_end_to_end_runs_get_the_flags_of_their_row(tmp_path):
+    from adamae_hf.pretraining import parse_pretraining_args
+
+    args = end_to_end.parse_args(["--smoke"])
+    argv = end_to_end.pretraining_argv(args, tmp_path, index_file="index.csv", workers=3, num_sample=2,
+                                       transport="float32")  # fmt: skip
+    _, data_args, clip_config, training_args = parse_pretraining_args(argv)
+    assert not data_args.normalize_on_device and not training_args.torch_compile
+    assert (training_args.dataloader_num_workers, clip_config.num_sample) == (3, 2)

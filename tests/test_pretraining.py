@@ -322,6 +322,9 @@ def test_a_training_step_never_makes_the_host_wait_for_the_gpu():
 
 
 def test_step_unless_refuses_an_optimizer_that_cannot_skip_on_the_device():
+    fused = torch.optim.AdamW(torch.nn.Linear(2, 2).parameters(), fused=True)
+    assert skips_updates_on_device(fused, "cpu")
+    assert not skips_updates_on_device(fused, "cuda:0")  # parameters away from the verdict (FSDP's CPU offload)
     optimizer = torch.optim.AdamW(torch.nn.Linear(2, 2).parameters(), foreach=True)
     assert not skips_updates_on_device(optimizer)
     with pytest.raises(ValueError, match="fused Adam or AdamW.*got AdamW"):
@@ -384,6 +387,10 @@ def test_without_a_fused_optimizer_the_loop_decides_on_the_host_with_the_same_re
     assert runs[True].nonfinite_steps == runs[False].nonfinite_steps == 1
     device_weights, host_weights = state_dict_of(runs[True].model), state_dict_of(runs[False].model)
     assert all(torch.equal(device_weights[name], host_weights[name]) for name in device_weights)
+    # a skipped step logs the last real update's gradient norm on both paths
+    logs = [read_scalar_log(tmp_path / str(flag) / "logs" / "scalars.jsonl") for flag in (True, False)]
+    assert [r["grad_norm"] for r in logs[0]] == [r["grad_norm"] for r in logs[1]]
+    assert all(math.isfinite(r["grad_norm"]) for r in logs[0])
 
 
 def test_a_save_point_on_a_skipped_step_is_saved_at_the_next_finite_step(tmp_path):
@@ -423,6 +430,15 @@ def test_resuming_from_a_checkpoint_continues_bit_for_bit(tmp_path, sample_index
     assert [record["step"] for record in resumed_log] == [3, 4, 5]
     for before, after in zip(straight_log[2:], resumed_log):
         assert before["loss"] == after["loss"] and before["sampler/entropy"] == after["sampler/entropy"]
+
+
+def test_random_erasing_keeps_normalisation_in_the_workers(tmp_path, sample_index_file):
+    model_args, data_args, clip_config, training_args = parse_pretraining_args(
+        tiny_argv(tmp_path, sample_index_file, random_erasing_prob=0.25)
+    )
+    assert data_args.normalize_on_device  # the default, which random erasing cannot use
+    dataset = build_train_dataset(data_args, clip_config, training_args, accelerator=None)
+    assert dataset.normalize and dataset[0]["pixel_values"].dtype == torch.float32
 
 
 def test_normalising_on_the_device_trains_exactly_like_normalising_in_the_workers(tmp_path, sample_index_file):

@@ -165,13 +165,21 @@ def normalize(video: torch.Tensor, mean, std, out: torch.Tensor | None = None) -
     rounding only (~1e-6).
     """
     # the scale and shift in float32 on the CPU, so that every device multiplies by the same numbers
-    mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+    mean = torch.tensor(mean, dtype=torch.float32)
+    std = torch.tensor(std, dtype=torch.float32)
     scale, shift = 1.0 / (255.0 * std), mean / std
     if out is None:
         out = torch.empty(video.shape, dtype=torch.float32, device=video.device)
     out.copy_(video.contiguous())  # uint8 -> float32
-    return out.mul_(scale.to(out.device, non_blocking=True)).sub_(shift.to(out.device, non_blocking=True))
+    return out.mul_(_channel_vector(scale, out.device)).sub_(_channel_vector(shift, out.device))
+
+
+def _channel_vector(values: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """float32 `(3,)` -> `(3, 1, 1)` on `device`, written by fill kernels (the same values: float32 -> float ->
+    float32 is exact). A copy from host memory could make the host wait for the kernels queued on a GPU, where the
+    training loop normalises every batch."""
+    filled = [torch.full((), value, dtype=torch.float32, device=device) for value in values.tolist()]
+    return torch.stack(filled).view(3, 1, 1)
 
 
 def unnormalize(pixel_values: torch.Tensor, mean, std) -> torch.Tensor:
