@@ -34,10 +34,12 @@ from adamae_hf.finetuning import (
     build_model,
     build_video_datasets,
     checkpoint_label_names,
+    model_name_or_path_from,
     publish,
     read_checkpoint_config,
     recipe_learning_rates,
     resolve_label_names,
+    saved_clip_geometry,
     take_push_to_hub,
     write_predictions,
 )
@@ -51,13 +53,18 @@ ARGUMENT_CLASSES = (ModelArguments, DataArguments, RecipeArguments, FinetuningCl
 
 def parse_arguments(argv: list[str] | None = None):
     """The five argument dataclasses from flags and/or a YAML or JSON file (`--config FILE`, flag names as keys; flags
-    override it). A lone file argument (`run_finetune.py configs/finetune_k400.yaml`) is read as `--config FILE`."""
+    override it). A lone file argument (`run_finetune.py configs/finetune_k400.yaml`) is read as `--config FILE`.
+
+    A model folder written by this project carries its clip geometry (`clip_config.json`: frames, sampling rate and
+    mode, crop and resize sizes, normalisation); those values replace the defaults, below the file and the flags, so
+    evaluating a fine-tuned folder samples clips as its training did."""
     parser = HfArgumentParser(ARGUMENT_CLASSES, description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="YAML or JSON file of arguments (flag names as keys); flags override it.")
     argv = sys.argv[1:] if argv is None else list(argv)
     if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
         argv = ["--config", argv[0]]
-    return parse_args_with_config_file(parser, argv)[: len(ARGUMENT_CLASSES)]  # without the `config` namespace
+    presets = saved_clip_geometry(model_name_or_path_from(argv))
+    return parse_args_with_config_file(parser, argv, presets)[: len(ARGUMENT_CLASSES)]  # without `config`
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -83,6 +90,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             logger.info(f"Resuming from {last_checkpoint}; pass --resume_from_checkpoint to choose another.")
 
     # Classes, data and model.
+    saved_geometry = saved_clip_geometry(model_args.model_name_or_path)
+    if saved_geometry:
+        logger.info(f"Clip settings not given as flags come from {model_args.model_name_or_path}/clip_config.json: "
+                    + ", ".join(f"{name}={value}" for name, value in saved_geometry.items()))  # fmt: skip
     checkpoint_config = read_checkpoint_config(model_args)
     label_names, label_source = resolve_label_names(data_args, checkpoint_label_names(checkpoint_config))
     logger.info(f"{len(label_names)} classes from {label_source}")

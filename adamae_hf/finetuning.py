@@ -18,6 +18,7 @@ The pieces `run_finetune.py` puts together:
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import logging
@@ -46,11 +47,14 @@ from .data import (
     index_from_file,
     index_from_folder,
     label_maps,
+    load_clip_geometry,
+    save_clip_config,
     save_video_processor,
 )
 from .hub import build_model_card, create_model_repo, push_folder_to_hub, save_model_card
 from .metrics import load_video_accuracy
 from .optim import build_adamw, scaled_learning_rate, warmup_cosine_schedule
+from .training import config_file_from_argv, load_config_file
 
 
 logger = logging.getLogger(__name__)
@@ -403,6 +407,25 @@ def build_video_datasets(
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Model
+
+
+def model_name_or_path_from(argv: list[str]) -> str | None:
+    """`--model_name_or_path` from the flags or, failing that, from the `--config` file."""
+    pre_parser = argparse.ArgumentParser(add_help=False)
+    pre_parser.add_argument("--model_name_or_path", default=None)
+    value = pre_parser.parse_known_args(argv)[0].model_name_or_path
+    if value is None:
+        config_path = config_file_from_argv(argv)
+        value = load_config_file(config_path).get("model_name_or_path") if config_path else None
+    return value
+
+
+def saved_clip_geometry(model_name_or_path: str | None) -> dict[str, Any]:
+    """The clip geometry saved in a local model folder (`clip_config.json`, written beside every model this project
+    saves), or nothing for other sources (Hub ids, authors' checkpoints, converted or older folders)."""
+    if not model_name_or_path or not os.path.isdir(model_name_or_path):
+        return {}
+    return load_clip_geometry(model_name_or_path) or {}
 
 
 def read_checkpoint_config(model_args: ModelArguments) -> dict | None:
@@ -848,7 +871,8 @@ def publish(
     metrics: dict[str, float],
     push_to_hub_id: str | None = None,
 ) -> None:
-    """Write the output folder's model card, the optional stock-VideoMAE export, and upload the folder.
+    """Write the output folder's clip settings (`clip_config.json`) and model card, the optional stock-VideoMAE
+    export, and upload the folder.
 
     The model and its processor are saved by `trainer.save_model()` beforehand. Runs on the main process only.
     """
@@ -856,6 +880,7 @@ def publish(
         return
     args = trainer.args
     output_dir = args.output_dir
+    save_clip_config(output_dir, clip_config)
     model = trainer.accelerator.unwrap_model(trainer.model)
     repo_id = None
     if push_to_hub_id is not None:
@@ -918,10 +943,12 @@ __all__ = [
     "clips_per_step",
     "evaluation_clip_config",
     "load_video_index",
+    "model_name_or_path_from",
     "publish",
     "recipe_learning_rates",
     "read_checkpoint_config",
     "resolve_label_names",
+    "saved_clip_geometry",
     "smoothed_one_hot",
     "take_push_to_hub",
     "write_predictions",

@@ -1,9 +1,19 @@
-"""VideoClipConfig: defaults, validation that names the field, use as a script-argument dataclass."""
+"""VideoClipConfig: defaults, validation that names the field, use as a script-argument dataclass, and the
+clip_config.json a model folder carries."""
+
+import json
 
 import pytest
 from transformers import HfArgumentParser
 
-from adamae_hf.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, VideoClipConfig
+from adamae_hf.data import (
+    CLIP_GEOMETRY_FIELDS,
+    IMAGENET_DEFAULT_MEAN,
+    IMAGENET_DEFAULT_STD,
+    VideoClipConfig,
+    load_clip_geometry,
+    save_clip_config,
+)
 
 
 def test_defaults_follow_the_pretraining_recipe():
@@ -65,3 +75,18 @@ def test_parses_from_command_line_arguments():
     assert config.num_frames == 8 and config.sampling_mode == "segment"
     assert config.multiscale_scales == [1.0, 0.5] and config.horizontal_flip is True
     assert config.to_dict()["num_frames"] == 8
+
+
+def test_clip_config_file_round_trips_and_gives_back_the_geometry_only(tmp_path):
+    config = VideoClipConfig(num_frames=8, sampling_rate=2, sampling_mode="segment", crop_size=32, short_side_size=40,
+                             rand_augment="rand-m7-n4-mstd0.5-inc1")  # fmt: skip
+    path = save_clip_config(tmp_path / "model", config)
+    assert path.name == "clip_config.json" and json.loads(path.read_text()) == config.to_dict()
+    geometry = load_clip_geometry(tmp_path / "model")
+    assert set(geometry) == set(CLIP_GEOMETRY_FIELDS)  # not rand_augment: augmentation is the next run's choice
+    assert VideoClipConfig(**geometry) == VideoClipConfig(num_frames=8, sampling_rate=2, sampling_mode="segment",
+                                                          crop_size=32, short_side_size=40)  # fmt: skip
+    assert load_clip_geometry(tmp_path) is None  # a folder without one
+    (tmp_path / "clip_config.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="must hold a JSON object of clip settings, got a list"):
+        load_clip_geometry(tmp_path)

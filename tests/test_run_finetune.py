@@ -172,7 +172,7 @@ def test_evaluation_only_run_reuses_the_checkpoint_labels_skips_bad_videos_and_p
         "--model_name_or_path", str(output_dir), "--validation_index", str(index),
         "--output_dir", str(tmp_path / "evaluated"), "--do_eval", "--do_predict", "--per_device_eval_batch_size", "3",
         "--test_num_clips", "2", "--test_num_crops", "3", "--push_to_hub", "--hub_model_id", "someone/adamae-tiny",
-        *TINY_CLIPS,
+        "--report_to", "none", "--use_cpu",  # frames, stride and crop: from the folder's clip_config.json
     ])  # fmt: skip
     # The broken file is skipped and counted; its item is filled by the next video, whose views are grouped with that
     # video's own, so the same model on the same 6 videos gives the same results.
@@ -187,6 +187,22 @@ def test_evaluation_only_run_reuses_the_checkpoint_labels_skips_bad_videos_and_p
     assert "checkpoint-*" in hub.calls[1][3]
     card = (tmp_path / "evaluated" / "README.md").read_text()
     assert 'pipeline("video-classification", model="someone/adamae-tiny"' in card
+
+
+def test_a_model_folder_carries_its_clip_geometry_for_the_next_run(finetuned, tmp_path):
+    output_dir, _ = finetuned
+    saved = json.loads((output_dir / "clip_config.json").read_text())
+    assert (saved["num_frames"], saved["sampling_rate"], saved["crop_size"]) == (8, 2, 32)
+    from_folder = run_finetune.parse_arguments(["--model_name_or_path", str(output_dir), "--output_dir", "out"])[3]
+    assert (from_folder.num_frames, from_folder.sampling_rate, from_folder.crop_size) == (8, 2, 32)
+    assert from_folder.rand_augment == "rand-m7-n4-mstd0.5-inc1"  # augmentation is not geometry: the recipe's default
+    # a config file and flags still win, in that order
+    (tmp_path / "run.yaml").write_text(f"model_name_or_path: {output_dir}\nsampling_rate: 3\n")
+    from_file = run_finetune.parse_arguments(["--config", str(tmp_path / "run.yaml"), "--output_dir", "out"])[3]
+    assert (from_file.num_frames, from_file.sampling_rate) == (8, 3)
+    flagged = run_finetune.parse_arguments(["--config", str(tmp_path / "run.yaml"), "--output_dir", "out",
+                                            "--sampling_rate", "4"])[3]  # fmt: skip
+    assert flagged.sampling_rate == 4
 
 
 def test_unknown_validation_label_stops_the_run_naming_label_and_line(finetuned, sample_index_file, tmp_path):

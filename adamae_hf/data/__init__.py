@@ -15,7 +15,17 @@ Typical use::
         print(dataset.skipped.count)  # undecodable videos skipped so far, all workers
 """
 
-from .config import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, SAMPLING_MODES, TRAIN_CROPS, VideoClipConfig
+from .config import (
+    CLIP_CONFIG_NAME,
+    CLIP_GEOMETRY_FIELDS,
+    IMAGENET_DEFAULT_MEAN,
+    IMAGENET_DEFAULT_STD,
+    SAMPLING_MODES,
+    TRAIN_CROPS,
+    VideoClipConfig,
+    load_clip_geometry,
+    save_clip_config,
+)
 from .dataset import (
     SkippedVideos,
     VideoClipDataset,
@@ -42,6 +52,8 @@ from .transforms import EvalTransform, TrainTransform, VideoRandAugment, normali
 
 
 __all__ = [
+    "CLIP_CONFIG_NAME",
+    "CLIP_GEOMETRY_FIELDS",
     "DEFAULT_MOTION_CLASSES",
     "IMAGENET_DEFAULT_MEAN",
     "IMAGENET_DEFAULT_STD",
@@ -70,12 +82,14 @@ __all__ = [
     "index_from_file",
     "index_from_folder",
     "label_maps",
+    "load_clip_geometry",
     "load_eval_clip",
     "load_motion_mask",
     "normalize",
     "probe_video",
     "read_video_frames",
     "render_motion_clip",
+    "save_clip_config",
     "save_video_processor",
     "segment_clip_indices",
     "shard_index",

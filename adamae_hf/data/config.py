@@ -7,14 +7,23 @@ training, evaluation and ``pipeline("video-classification")`` cannot drift apart
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from transformers.utils.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 
 
 SAMPLING_MODES = ("dense", "segment")
+CLIP_CONFIG_NAME = "clip_config.json"
+# What makes a clip the input a model was trained on, as opposed to its augmentation: a model folder carries these,
+# and evaluating or fine-tuning from the folder starts from them (`load_clip_geometry`).
+CLIP_GEOMETRY_FIELDS = (
+    "num_frames", "sampling_rate", "sampling_mode", "crop_size", "short_side_size", "image_mean", "image_std"
+)
 TRAIN_CROPS = ("multiscale", "random_resized")
 
 _RAND_AUGMENT_PATTERN = re.compile(r"^rand(-(m\d+(\.\d+)?|n\d+|mstd\d+(\.\d+)?|inc[01]))*$")
@@ -153,3 +162,24 @@ class VideoClipConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def save_clip_config(save_directory: str | os.PathLike, config: VideoClipConfig) -> Path:
+    """Write every setting of ``config`` to ``save_directory/clip_config.json`` (beside a model) and return the path."""
+    path = Path(save_directory) / CLIP_CONFIG_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def load_clip_geometry(model_folder: str | os.PathLike) -> dict | None:
+    """The clip geometry (``CLIP_GEOMETRY_FIELDS``) saved in a local model folder's ``clip_config.json``, or None when
+    the folder has none (converted checkpoints, Hub ids, older folders)."""
+    path = Path(model_folder) / CLIP_CONFIG_NAME
+    if not path.is_file():
+        return None
+    with open(path) as handle:
+        values = json.load(handle)
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} must hold a JSON object of clip settings, got a {type(values).__name__}.")
+    return {name: values[name] for name in CLIP_GEOMETRY_FIELDS if name in values}

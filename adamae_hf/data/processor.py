@@ -24,7 +24,7 @@ import os
 
 from transformers.utils import is_torchvision_available, is_vision_available
 
-from .config import VideoClipConfig
+from .config import VideoClipConfig, save_clip_config
 
 
 PROCESSOR_CONFIG_NAME = "preprocessor_config.json"
@@ -70,15 +70,18 @@ def build_video_processor(config: VideoClipConfig | None = None):
 
 
 def save_video_processor(save_directory: str | os.PathLike, config: VideoClipConfig | None = None) -> str:
-    """Write ``preprocessor_config.json`` for ``config`` into ``save_directory`` (e.g. a model folder).
+    """Write ``preprocessor_config.json`` for ``config`` into ``save_directory`` (e.g. a model folder), and with a
+    ``config`` also ``clip_config.json`` (every clip setting; ``run_finetune.py`` starts from its geometry).
 
     Uses the processor's own ``save_pretrained`` when a backend is installed; otherwise writes the identical
     JSON directly, so training machines without Pillow or torchvision still produce pipeline-ready folders.
 
     Returns:
-        The path of the written file.
+        The path of the written processor file.
     """
     os.makedirs(save_directory, exist_ok=True)
+    if config is not None:
+        save_clip_config(save_directory, config)
     try:
         processor = build_video_processor(config)
     except ImportError:
