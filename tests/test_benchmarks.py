@@ -2,6 +2,9 @@
 
 import math
 
+import pytest
+import torch
+
 from benchmarks import end_to_end, inference, pretrain_step
 
 
@@ -13,6 +16,31 @@ def test_pretrain_step_benchmark_smoke(capsys):
     videomae = next(r for r in results if r.system == "videomae-tube-0.9")
     assert adaptive.tflop_per_clip > videomae.tflop_per_clip  # the sampler runs over every token
     assert "| system | compiled |" in capsys.readouterr().out
+
+
+def test_the_issue_plan_holds_the_performance_issues_measurements():
+    runs = pretrain_step.issue_plan(smoke=False)
+    assert {(system, False, 16, 16) for system in pretrain_step.SYSTEMS} <= set(runs)  # the memory table, batch 16
+    for system in ("adamae-adaptive-0.95", "videomae-tube-0.9"):
+        assert {(system, True, 16, 16), (system, True, (256, 128, 64), 16), (system, True, 16, 32)} <= set(runs)
+
+
+def test_the_largest_batch_is_the_first_candidate_that_fits(monkeypatch):
+    tried = []
+
+    def measure(system, compiled, batch_size, *args, **kwargs):
+        tried.append(batch_size)
+        if batch_size > 64:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return batch_size
+
+    monkeypatch.setattr(pretrain_step, "measure", measure)
+    largest = pretrain_step.measure_largest_batch("adamae-adaptive-0.95", True, (256, 128, 64, 32), 16, None,
+                                                  torch.bfloat16, 1, 1, False, 1.0)  # fmt: skip
+    assert (largest, tried) == (64, [256, 128, 64])
+    with pytest.raises(RuntimeError, match="none of the batch sizes"):
+        pretrain_step.measure_largest_batch("videomae-tube-0.9", True, (512, 256), 16, None, torch.bfloat16, 1, 1,
+                                            False, 1.0)  # fmt: skip
 
 
 def test_inference_benchmark_smoke(capsys):
