@@ -40,6 +40,7 @@ from adamae_hf.finetuning import (
     recipe_learning_rates,
     resolve_label_names,
     saved_clip_geometry,
+    skipped_video_total,
     take_push_to_hub,
     write_predictions,
 )
@@ -124,21 +125,21 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if training_args.do_train:
         train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or last_checkpoint)
         trainer.save_model()
-        train_metrics = {**train_result.metrics, "train_skipped_videos": data.train.skipped.count}
+        train_metrics = {**train_result.metrics, "train_skipped_videos": skipped_video_total(trainer, data.train)}
         trainer.log_metrics("train", train_metrics)
         trainer.save_metrics("train", train_metrics)
         trainer.save_state()
         metrics.update(train_metrics)
 
     if training_args.do_eval:
-        eval_metrics = {**trainer.evaluate(), "eval_skipped_videos": data.validation.skipped.count}
+        eval_metrics = {**trainer.evaluate(), "eval_skipped_videos": skipped_video_total(trainer, data.validation)}
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)
         metrics.update(eval_metrics)
 
     if training_args.do_predict:
         output = trainer.predict(data.test, metric_key_prefix="test")
-        test_metrics = {**output.metrics, "test_skipped_videos": data.test.skipped.count}
+        test_metrics = {**output.metrics, "test_skipped_videos": skipped_video_total(trainer, data.test)}
         trainer.log_metrics("test", test_metrics)
         trainer.save_metrics("test", test_metrics)
         metrics.update(test_metrics)

@@ -914,6 +914,13 @@ def publish(
         logger.info(f"Uploaded {output_dir} to {url}")
 
 
+def skipped_video_total(trainer: Trainer, dataset: VideoClipDataset) -> int:
+    """Skips of undecodable videos in `dataset` summed over every process (each counts those its own batches met).
+    A collective: every process calls it."""
+    count = torch.tensor([dataset.skipped.count], dtype=torch.long, device=trainer.accelerator.device)
+    return int(trainer.accelerator.reduce(count, reduction="sum").item())
+
+
 def take_push_to_hub(training_args: TrainingArguments) -> str | None:
     """The repo to upload to at the end, taking `push_to_hub` away from Trainer: its own pushes would replace our
     model card with its generic one. Returns `hub_model_id` or the output folder's name, None without --push_to_hub."""
@@ -949,6 +956,7 @@ __all__ = [
     "read_checkpoint_config",
     "resolve_label_names",
     "saved_clip_geometry",
+    "skipped_video_total",
     "smoothed_one_hot",
     "take_push_to_hub",
     "write_predictions",

@@ -6,7 +6,11 @@ import json
 import os
 import re
 import shutil
+import socket
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,6 +25,7 @@ from tiny_configs import tiny_config
 from without_project import run_without_project
 
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["move_left", "move_right", "move_up"]
 METRICS = ("top1_accuracy", "top5_accuracy", "mean_class_accuracy")
 TINY_CLIPS = ["--num_frames", "8", "--sampling_rate", "2", "--crop_size", "32", "--report_to", "none", "--use_cpu"]
@@ -187,6 +192,28 @@ def test_evaluation_only_run_reuses_the_checkpoint_labels_skips_bad_videos_and_p
     assert "checkpoint-*" in hub.calls[1][3]
     card = (tmp_path / "evaluated" / "README.md").read_text()
     assert 'pipeline("video-classification", model="someone/adamae-tiny"' in card
+
+
+def test_skipped_videos_are_counted_over_every_process(finetuned, sample_videos, tmp_path):
+    # Two gloo processes evaluate one video per batch, alternating: the broken file (row 3) is rank 1's, so a count
+    # from rank 0 alone would be 0.
+    output_dir, _ = finetuned
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    rows = [f"{v.path},{v.label}" for v in sample_videos]
+    rows.insert(3, f"{tmp_path / 'broken.mp4'},move_up")
+    (tmp_path / "index.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+               "--master_port", str(port), str(REPO_ROOT / "run_finetune.py"), "--model_name_or_path", str(output_dir),
+               "--validation_index", str(tmp_path / "index.csv"), "--output_dir", str(tmp_path / "ddp"), "--do_eval",
+               "--per_device_eval_batch_size", "1", "--ddp_backend", "gloo", "--report_to", "none", "--use_cpu"]  # fmt: skip
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    results = json.loads((tmp_path / "ddp" / "eval_results.json").read_text())
+    assert results["eval_skipped_videos"] == 1
 
 
 def test_a_model_folder_carries_its_clip_geometry_for_the_next_run(finetuned, tmp_path):
