@@ -740,10 +740,9 @@ class VideoClassificationTrainer(Trainer):
                 betas=(self.args.adam_beta1, self.args.adam_beta2),
                 layer_decay=None if self.layer_decay == 1 else self.layer_decay,
                 eps=self.args.adam_epsilon,
+                # Trainer logs the first group's lr: the head's (undecayed), not the embeddings' decay^(L+1) of it
+                head_first=True,
             )
-            # Trainer logs the first group's lr: put the head's group (undecayed) first so that the logged value is
-            # the base schedule rather than the embeddings' decay^(L+1) fraction of it.
-            self.optimizer.param_groups.reverse()
         return self.optimizer
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):

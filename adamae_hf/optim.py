@@ -38,11 +38,12 @@ def layer_id_for_vit(name: str, num_layers: int) -> int:
 
 
 def parameter_groups(
-    model: torch.nn.Module, weight_decay: float, layer_decay: float | None = None
+    model: torch.nn.Module, weight_decay: float, layer_decay: float | None = None, head_first: bool = False
 ) -> list[dict]:
     """AdamW parameter groups. Each group has `params`, `weight_decay`, `lr_scale` (layer-wise decay:
     `layer_decay ** (num_layers + 1 - layer_id)`, else 1) and `names` (for logging and tests). Frozen parameters are
-    left out."""
+    left out. Groups run from the embeddings to the head, or with `head_first` the other way: Trainer logs the first
+    group's lr, which should then be the undecayed schedule."""
     num_layers = model.config.num_hidden_layers
     groups: dict[tuple[int, bool], dict] = {}
     for name, parameter in model.named_parameters():
@@ -56,7 +57,7 @@ def parameter_groups(
             groups[key] = {"params": [], "names": [], "weight_decay": 0.0 if exempt else weight_decay, "lr_scale": scale}
         groups[key]["params"].append(parameter)
         groups[key]["names"].append(name)
-    return [groups[key] for key in sorted(groups)]
+    return [groups[key] for key in sorted(groups, reverse=head_first)]
 
 
 def build_adamw(
@@ -67,10 +68,11 @@ def build_adamw(
     layer_decay: float | None = None,
     eps: float = 1e-8,
     fused: bool | None = None,
+    head_first: bool = False,
 ) -> torch.optim.AdamW:
     """AdamW over `parameter_groups`; each group's lr is `lr * lr_scale`. `fused=None` uses the fused CUDA kernel when
     every parameter is on a CUDA device."""
-    groups = parameter_groups(model, weight_decay, layer_decay)
+    groups = parameter_groups(model, weight_decay, layer_decay, head_first)
     for group in groups:
         group["lr"] = lr * group["lr_scale"]
         group.pop("names")

@@ -36,6 +36,10 @@ def test_layer_wise_lr_decay_scales_each_group_by_depth():
             assert group["lr"] == pytest.approx(base * decay ** (3 - layer_id)), name
             seen.add(name)
     assert seen == set(names.values())
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(base * decay**3)  # the embeddings first
+    head_first = build_adamw(model, lr=base, weight_decay=0.05, betas=(0.9, 0.999), layer_decay=decay, head_first=True)
+    assert [group["lr"] for group in head_first.param_groups] == [group["lr"] for group in optimizer.param_groups][::-1]
+    assert head_first.param_groups[0]["lr"] == base  # what Trainer logs: the undecayed schedule
 
 
 def test_scaled_learning_rate():
