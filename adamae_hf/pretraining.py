@@ -829,27 +829,9 @@ def train_loop(
                     interval_sums[3] += finite.double()
                     accelerator.backward(loss)
                     if accelerator.sync_gradients:
-                        # Every process skips the update if any saw a non-finite loss (their gradients would be mixed).
-                        if world_size > 1:
-                            step_nonfinite = accelerator.reduce(step_nonfinite.float(), reduction="sum") > 0
-                        if skip_on_device:
-                            if training_args.max_grad_norm:
-                                norm = accelerator.clip_grad_norm_(model.parameters(), training_args.max_grad_norm)
-                                # the logged norm stays that of the last real update, as on the host path
-                                grad_norm = norm if grad_norm is None else torch.where(step_nonfinite, grad_norm, norm)
-                            step_unless(optimizer, step_nonfinite)
-                            guard.record_later(step_nonfinite, step=step + 1)
-                        else:  # one read back per step
-                            skip_update = bool(step_nonfinite.item())
-                            # not even clipped when skipped: under fp16 clipping unscales, and only a step resets that
-                            if not skip_update:
-                                if training_args.max_grad_norm:
-                                    grad_norm = accelerator.clip_grad_norm_(
-                                        model.parameters(), training_args.max_grad_norm
-                                    )
-                                optimizer.step()
-                            guard.record(finite=not skip_update, step=step + 1)
-                        optimizer.zero_grad(set_to_none=True)
+                        grad_norm = update_unless_nonfinite(accelerator, model, optimizer, guard, step_nonfinite,
+                                                            step + 1, training_args.max_grad_norm, skip_on_device,
+                                                            grad_norm)  # fmt: skip
                 interval_batches += 1
                 batch_in_step += 1
                 if not accelerator.sync_gradients:
@@ -919,6 +901,35 @@ def train_loop(
     finally:
         progress.close()
     return last_logged
+
+
+def update_unless_nonfinite(accelerator, model, optimizer, guard: NonFiniteLossGuard, nonfinite: torch.Tensor,
+                            step: int, max_grad_norm: float | None, on_device: bool, grad_norm):  # fmt: skip
+    """Clip and apply the optimizer update of `step`, unless `nonfinite` (a bool scalar tensor: a loss of this step was
+    NaN or infinite on this process) is true on any process; then zero the gradients. Returns the gradient norm to log,
+    that of the last real update.
+
+    `on_device` (`skips_updates_on_device`): fused AdamW decides from the tensor and the guard reads it back later.
+    Otherwise it is read back now, and a skipped step is not even clipped: under fp16, clipping unscales the
+    gradients, which only an optimizer step resets.
+    """
+    if accelerator.num_processes > 1:  # every process skips if any must: the gradients are averaged over all
+        nonfinite = accelerator.reduce(nonfinite.float(), reduction="sum") > 0
+    if on_device:
+        if max_grad_norm:
+            norm = accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+            grad_norm = norm if grad_norm is None else torch.where(nonfinite, grad_norm, norm)
+        step_unless(optimizer, nonfinite)
+        guard.record_later(nonfinite, step=step)
+    else:
+        skip = bool(nonfinite.item())
+        if not skip:
+            if max_grad_norm:
+                grad_norm = accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+            optimizer.step()
+        guard.record(finite=not skip, step=step)
+    optimizer.zero_grad(set_to_none=True)
+    return grad_norm
 
 
 def reduce_interval(accelerator, interval_sums: torch.Tensor, skipped_videos) -> dict[str, float]:
