@@ -20,8 +20,9 @@ from transformers import HfArgumentParser, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 import adamae_hf  # noqa: F401  (registers AdaMAE with the Auto classes)
-from adamae_hf.data import build_video_processor, collate_clips
+from adamae_hf.data import CLIP_CONFIG_NAME, build_video_processor, collate_clips
 from adamae_hf.finetuning import (
+    MODEL_SOURCE_FIELDS,
     DataArguments,
     FinetuningClipConfig,
     FinetuningTrainingArguments,
@@ -34,7 +35,7 @@ from adamae_hf.finetuning import (
     build_model,
     build_video_datasets,
     checkpoint_label_names,
-    model_name_or_path_from,
+    model_source_from,
     publish,
     read_checkpoint_config,
     recipe_learning_rates,
@@ -64,8 +65,18 @@ def parse_arguments(argv: list[str] | None = None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
         argv = ["--config", argv[0]]
-    presets = saved_clip_geometry(model_name_or_path_from(argv))
-    return parse_args_with_config_file(parser, argv, presets)[: len(ARGUMENT_CLASSES)]  # without `config`
+    source = model_source_from(argv)
+    presets = saved_clip_geometry(**source)
+    try:
+        return parse_args_with_config_file(parser, argv, presets)[: len(ARGUMENT_CLASSES)]  # without `config`
+    except ValueError as error:
+        if not presets:
+            raise
+        raise ValueError(
+            f"{error} (the clip settings that no flag or --config file gave came from "
+            f"{source['model_name_or_path']}'s {CLIP_CONFIG_NAME}: "
+            + ", ".join(f"{name}={value}" for name, value in presets.items()) + ")"
+        ) from error
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -91,10 +102,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             logger.info(f"Resuming from {last_checkpoint}; pass --resume_from_checkpoint to choose another.")
 
     # Classes, data and model.
-    saved_geometry = saved_clip_geometry(model_args.model_name_or_path)
-    if saved_geometry:
-        logger.info(f"Clip settings not given as flags come from {model_args.model_name_or_path}/clip_config.json: "
-                    + ", ".join(f"{name}={value}" for name, value in saved_geometry.items()))  # fmt: skip
+    saved_geometry = saved_clip_geometry(**{name: getattr(model_args, name) for name in MODEL_SOURCE_FIELDS})
+    inherited = {name: value for name, value in saved_geometry.items() if getattr(clip_config, name) == value}
+    if inherited:
+        logger.info(f"Clip settings from {model_args.model_name_or_path}'s {CLIP_CONFIG_NAME}: "
+                    + ", ".join(f"{name}={value}" for name, value in inherited.items()))  # fmt: skip
     checkpoint_config = read_checkpoint_config(model_args)
     label_names, label_source = resolve_label_names(data_args, checkpoint_label_names(checkpoint_config))
     logger.info(f"{len(label_names)} classes from {label_source}")
@@ -113,6 +125,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         eval_dataset=data.validation,
         data_collator=collate_clips,
         processing_class=build_video_processor(clip_config),  # saved with the model and every checkpoint
+        clip_config=clip_config,  # likewise, as clip_config.json
         compute_metrics=build_compute_metrics(),
         layer_decay=recipe_args.layer_decay,
         mixup=build_mixup(recipe_args, len(label_names), training_args.label_smoothing_factor),

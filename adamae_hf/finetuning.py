@@ -34,6 +34,8 @@ from typing import Any
 import datasets
 import numpy as np
 import torch
+from huggingface_hub import hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 from transformers import EvalPrediction, PretrainedConfig, SchedulerType, Trainer, TrainingArguments
 
 from configuration_adamae import AdaMaeConfig
@@ -41,6 +43,7 @@ from modeling_adamae import AdaMaeForVideoClassification
 
 from .convert import convert_authors_checkpoint, convert_videomae_to_adamae, export_to_videomae
 from .data import (
+    CLIP_CONFIG_NAME,
     UnknownLabelError,
     VideoClipConfig,
     VideoClipDataset,
@@ -409,23 +412,42 @@ def build_video_datasets(
 # Model
 
 
-def model_name_or_path_from(argv: list[str]) -> str | None:
-    """`--model_name_or_path` from the flags or, failing that, from the `--config` file."""
+MODEL_SOURCE_FIELDS = ("model_name_or_path", "cache_dir", "model_revision", "token")
+HUB_ID_PATTERN = re.compile(r"[\w.-]+/[\w.-]+")
+
+
+def model_source_from(argv: list[str]) -> dict[str, str | None]:
+    """`--model_name_or_path` and how to fetch it (`--cache_dir`, `--model_revision`, `--token`), from the flags or,
+    failing that, from the `--config` file: what the clip presets are read from before the arguments are parsed."""
     pre_parser = argparse.ArgumentParser(add_help=False)
-    pre_parser.add_argument("--model_name_or_path", default=None)
-    value = pre_parser.parse_known_args(argv)[0].model_name_or_path
-    if value is None:
-        config_path = config_file_from_argv(argv)
-        value = load_config_file(config_path).get("model_name_or_path") if config_path else None
-    return value
+    for name in MODEL_SOURCE_FIELDS:
+        pre_parser.add_argument(f"--{name}", default=None)
+    values = vars(pre_parser.parse_known_args(argv)[0])
+    config_path = config_file_from_argv(argv)
+    file_values = load_config_file(config_path) if config_path else {}
+    return {name: values[name] if values[name] is not None else file_values.get(name) for name in MODEL_SOURCE_FIELDS}
 
 
-def saved_clip_geometry(model_name_or_path: str | None) -> dict[str, Any]:
-    """The clip geometry saved in a local model folder (`clip_config.json`, written beside every model this project
-    saves), or nothing for other sources (Hub ids, authors' checkpoints, converted or older folders)."""
-    if not model_name_or_path or not os.path.isdir(model_name_or_path):
+def saved_clip_geometry(
+    model_name_or_path: str | None, cache_dir: str | None = None, model_revision: str | None = None,
+    token: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The clip geometry saved beside a model (`clip_config.json`, in every model folder and checkpoint this project
+    writes, and so in its Hub uploads), or nothing where there is none (authors' checkpoints, converted or older
+    folders, other Hub repos, no network)."""
+    if not model_name_or_path:
         return {}
-    return load_clip_geometry(model_name_or_path) or {}
+    if os.path.isdir(model_name_or_path):
+        return load_clip_geometry(model_name_or_path) or {}
+    if os.path.exists(model_name_or_path) or not HUB_ID_PATTERN.fullmatch(model_name_or_path):
+        return {}  # a checkpoint file
+    try:
+        path = hf_hub_download(model_name_or_path, CLIP_CONFIG_NAME, revision=model_revision, cache_dir=cache_dir,
+                               token=token)  # fmt: skip
+    except (EntryNotFoundError, HfHubHTTPError, OSError) as error:
+        logger.debug(f"No {CLIP_CONFIG_NAME} from {model_name_or_path}: {error}")
+        return {}
+    return load_clip_geometry(Path(path).parent) or {}
 
 
 def read_checkpoint_config(model_args: ModelArguments) -> dict | None:
@@ -706,11 +728,14 @@ class VideoClassificationTrainer(Trainer):
       own label smoother is off since `label_smoothing_factor` is folded into those targets.
     - Batches carry `video_index`; it is kept out of the model and returned beside the labels by `prediction_step`,
       so `compute_metrics` receives `label_ids == (labels, video_index)` and groups views per video.
+    - Every save (the model, each checkpoint) also writes `clip_config` as `clip_config.json`, so that evaluating any
+      of them samples clips as training did.
     """
 
     def __init__(
         self,
         *args,
+        clip_config: VideoClipConfig | None = None,
         layer_decay: float | None = None,
         mixup: MixupCutmix | None = None,
         warmup_epochs: float = 0.0,
@@ -727,9 +752,15 @@ class VideoClassificationTrainer(Trainer):
         if self.args.optim not in ("adamw_torch", "adamw_torch_fused"):
             raise ValueError(f"the fine-tuning optimizer is AdamW with layer-wise lr decay; --optim {self.args.optim} "
                              "is not supported (use adamw_torch or adamw_torch_fused).")  # fmt: skip
+        self.clip_config = clip_config
         self.layer_decay = layer_decay
         self.mixup = mixup
         self.label_smoother = None
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        super()._save(output_dir, state_dict=state_dict)
+        if self.clip_config is not None and self.args.should_save:
+            save_clip_config(output_dir if output_dir is not None else self.args.output_dir, self.clip_config)
 
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
         if self.optimizer is None:
@@ -870,23 +901,22 @@ def publish(
     metrics: dict[str, float],
     push_to_hub_id: str | None = None,
 ) -> None:
-    """Write the output folder's clip settings (`clip_config.json`) and model card, the optional stock-VideoMAE
-    export, and upload the folder.
+    """Write the output folder's model card, the optional stock-VideoMAE export, and upload the folder.
 
-    The model and its processor are saved by `trainer.save_model()` beforehand. Runs on the main process only.
+    The model, its processor and clip settings are saved by `trainer.save_model()` beforehand. Runs on the main process
+    only.
     """
     if not trainer.is_world_process_zero():
         return
     args = trainer.args
     output_dir = args.output_dir
-    save_clip_config(output_dir, clip_config)
     model = trainer.accelerator.unwrap_model(trainer.model)
     repo_id = None
     if push_to_hub_id is not None:
         repo_id = create_model_repo(push_to_hub_id, private=args.hub_private_repo, token=args.hub_token)
     results, extra_results, results_note = card_results(metrics, data_args)
-    is_hub_id = not os.path.exists(model_args.model_name_or_path) and re.fullmatch(
-        r"[\w.-]+/[\w.-]+", model_args.model_name_or_path
+    is_hub_id = not os.path.exists(model_args.model_name_or_path) and HUB_ID_PATTERN.fullmatch(
+        model_args.model_name_or_path
     )
     card = build_model_card(
         "video-classification",
@@ -930,6 +960,7 @@ def take_push_to_hub(training_args: TrainingArguments) -> str | None:
 
 
 __all__ = [
+    "MODEL_SOURCE_FIELDS",
     "DataArguments",
     "FinetuningClipConfig",
     "FinetuningTrainingArguments",
@@ -949,7 +980,7 @@ __all__ = [
     "clips_per_step",
     "evaluation_clip_config",
     "load_video_index",
-    "model_name_or_path_from",
+    "model_source_from",
     "publish",
     "recipe_learning_rates",
     "read_checkpoint_config",

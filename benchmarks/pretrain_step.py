@@ -14,6 +14,7 @@ torch's FlopCounterMode over one forward + backward.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import platform
 import sys
@@ -161,9 +162,12 @@ def measure(system, compiled, batch_size, num_frames, device, dtype, warmup, ste
     )
     size = config.image_size
     pixel_values = torch.randn(batch_size, num_frames, 3, size, size, device=device)
-    forward_backward, step = make_step(model, config, optimizer, device, dtype, batch_size)
-    flops = count_flops(forward_backward, pixel_values)  # eager, before compiling
+    # FLOPs grow linearly with the batch: counted (eagerly, before compiling) on one clip, so that eager memory never
+    # decides whether a batch fits
+    count_one, _ = make_step(model, config, optimizer, device, dtype, 1)
+    flops = count_flops(count_one, pixel_values[:1]) * batch_size
     optimizer.zero_grad(set_to_none=True)
+    forward_backward, step = make_step(model, config, optimizer, device, dtype, batch_size)
     if compiled:
         model.compile(mode=compile_mode)
     seconds, loss = time_steps(step, warmup, steps, device, pixel_values)
@@ -174,9 +178,8 @@ def measure(system, compiled, batch_size, num_frames, device, dtype, warmup, ste
         raise RuntimeError(f"{system}: non-finite loss {loss.item()}")
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
     tflops = flops / seconds / 1e12
-    del model, optimizer, pixel_values
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
+    del model, optimizer, pixel_values, forward_backward, step, count_one
+    release_memory(device)
     return Result(
         system=system,
         compiled=compile_mode if compiled else "no",
@@ -191,6 +194,20 @@ def measure(system, compiled, batch_size, num_frames, device, dtype, warmup, ste
     )
 
 
+def release_memory(device) -> None:
+    """Free what a measurement left: a compiled module refers to itself (a cycle only the collector breaks), and
+    dynamo's caches hold its graphs."""
+    gc.collect()
+    torch._dynamo.reset()
+    if device is not None and torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """An out-of-memory failure, also when a compiler or library wraps it in another error."""
+    return isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+
 def measure_largest_batch(system, compiled, candidates, num_frames, device, dtype, warmup, steps, smoke, peak_tflops,
                           compile_mode="default") -> Result:  # fmt: skip
     """`measure` at the first of `candidates` (largest first) that fits in the GPU's memory."""
@@ -198,10 +215,12 @@ def measure_largest_batch(system, compiled, candidates, num_frames, device, dtyp
         try:
             return measure(system, compiled, batch_size, num_frames, device, dtype, warmup, steps, smoke,
                            peak_tflops, compile_mode=compile_mode)  # fmt: skip
-        except torch.cuda.OutOfMemoryError:
-            print(f"{system}: batch {batch_size} does not fit, trying a smaller one", flush=True)
-            torch._dynamo.reset()
-            torch.cuda.empty_cache()
+        except RuntimeError as error:
+            if not is_out_of_memory(error):
+                raise
+        # outside the handler, whose traceback kept the failed attempt's model and activations alive
+        print(f"{system}: batch {batch_size} does not fit, trying a smaller one", flush=True)
+        release_memory(device)
     raise RuntimeError(f"{system}: none of the batch sizes {candidates} fits")
 
 

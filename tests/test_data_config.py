@@ -90,3 +90,9 @@ def test_clip_config_file_round_trips_and_gives_back_the_geometry_only(tmp_path)
     (tmp_path / "clip_config.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="must hold a JSON object of clip settings, got a list"):
         load_clip_geometry(tmp_path)
+    (tmp_path / "clip_config.json").write_text('{"num_frames": 8,')
+    with pytest.raises(ValueError, match="clip_config.json is not valid JSON"):
+        load_clip_geometry(tmp_path)
+    (tmp_path / "clip_config.json").write_text('{"num_frames": 8.0}')
+    with pytest.raises(ValueError, match="clip_config.json holds invalid clip settings: num_frames must be"):
+        load_clip_geometry(tmp_path)

@@ -19,7 +19,7 @@ from huggingface_hub import ModelCard
 from transformers import AutoImageProcessor, VideoMAEForVideoClassification, pipeline
 
 import run_finetune
-from adamae_hf.data import load_eval_clip
+from adamae_hf.data import VideoClipConfig, load_eval_clip, save_clip_config
 from modeling_adamae import AdaMaeForPreTraining, AdaMaeForVideoClassification
 from tiny_configs import tiny_config
 from without_project import run_without_project
@@ -220,6 +220,8 @@ def test_a_model_folder_carries_its_clip_geometry_for_the_next_run(finetuned, tm
     output_dir, _ = finetuned
     saved = json.loads((output_dir / "clip_config.json").read_text())
     assert (saved["num_frames"], saved["sampling_rate"], saved["crop_size"]) == (8, 2, 32)
+    checkpoints = sorted(output_dir.glob("checkpoint-*"))
+    assert checkpoints and all((checkpoint / "clip_config.json").is_file() for checkpoint in checkpoints)
     from_folder = run_finetune.parse_arguments(["--model_name_or_path", str(output_dir), "--output_dir", "out"])[3]
     assert (from_folder.num_frames, from_folder.sampling_rate, from_folder.crop_size) == (8, 2, 32)
     assert from_folder.rand_augment == "rand-m7-n4-mstd0.5-inc1"  # augmentation is not geometry: the recipe's default
@@ -230,6 +232,33 @@ def test_a_model_folder_carries_its_clip_geometry_for_the_next_run(finetuned, tm
     flagged = run_finetune.parse_arguments(["--config", str(tmp_path / "run.yaml"), "--output_dir", "out",
                                             "--sampling_rate", "4"])[3]  # fmt: skip
     assert flagged.sampling_rate == 4
+    # a clash between a flag and a saved value names where the saved one came from
+    save_clip_config(tmp_path / "model", VideoClipConfig(crop_size=32, short_side_size=36))
+    with pytest.raises(ValueError, match=r"crop_size must be <= short_side_size .*clip_config.json: .*short_side_size"):
+        run_finetune.parse_arguments(["--model_name_or_path", str(tmp_path / "model"), "--output_dir", "out",
+                                      "--crop_size", "64"])  # fmt: skip
+
+
+def test_a_hub_model_gives_its_clip_geometry_and_a_missing_file_gives_none(tmp_path, monkeypatch):
+    from huggingface_hub.errors import EntryNotFoundError
+
+    from adamae_hf.finetuning import saved_clip_geometry
+
+    downloads = []
+
+    def hub_download(repo_id, filename, revision=None, cache_dir=None, token=None):
+        downloads.append((repo_id, filename, revision))
+        if repo_id == "someone/no-clip-config":
+            raise EntryNotFoundError(f"{filename} not in {repo_id}")
+        return str(save_clip_config(tmp_path / "snapshot", VideoClipConfig(num_frames=8, sampling_rate=2)))
+
+    monkeypatch.setattr("adamae_hf.finetuning.hf_hub_download", hub_download)
+    assert saved_clip_geometry("someone/adamae", model_revision="v1")["sampling_rate"] == 2
+    assert saved_clip_geometry("someone/no-clip-config") == {}
+    (tmp_path / "weights.pth").write_bytes(b"")
+    assert saved_clip_geometry(str(tmp_path / "weights.pth")) == {}  # a checkpoint file: nothing to look for
+    assert downloads == [("someone/adamae", "clip_config.json", "v1"), ("someone/no-clip-config", "clip_config.json",
+                                                                          None)]  # fmt: skip
 
 
 def test_unknown_validation_label_stops_the_run_naming_label_and_line(finetuned, sample_index_file, tmp_path):

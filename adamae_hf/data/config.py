@@ -178,8 +178,15 @@ def load_clip_geometry(model_folder: str | os.PathLike) -> dict | None:
     path = Path(model_folder) / CLIP_CONFIG_NAME
     if not path.is_file():
         return None
-    with open(path) as handle:
-        values = json.load(handle)
+    try:
+        values = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from error
     if not isinstance(values, dict):
         raise ValueError(f"{path} must hold a JSON object of clip settings, got a {type(values).__name__}.")
-    return {name: values[name] for name in CLIP_GEOMETRY_FIELDS if name in values}
+    geometry = {name: values[name] for name in CLIP_GEOMETRY_FIELDS if name in values}
+    try:
+        VideoClipConfig(**geometry)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path} holds invalid clip settings: {error}") from error
+    return geometry
