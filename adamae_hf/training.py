@@ -175,6 +175,16 @@ def build_accelerator(
     return accelerator
 
 
+def reset_accelerate_state() -> None:
+    """Forget Accelerate's process-wide state, so that the next `Accelerator` starts clean: for several runs in one
+    process (tests, benchmarks)."""
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    PartialState._reset_state()
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Data order
 
@@ -492,6 +502,7 @@ __all__ = [
     "load_config_file",
     "parse_args_with_config_file",
     "read_scalar_log",
+    "reset_accelerate_state",
     "skips_updates_on_device",
     "step_noise",
     "step_unless",

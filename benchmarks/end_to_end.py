@@ -31,12 +31,11 @@ from torch.utils.data import Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's top-level modeling files
 
-import transformers  # noqa: E402
-
 from adamae_hf.data import generate_sample_videos  # noqa: E402
 from adamae_hf.pretraining import parse_pretraining_args, run_pretraining  # noqa: E402
-from adamae_hf.training import read_scalar_log  # noqa: E402
+from adamae_hf.training import read_scalar_log, reset_accelerate_state  # noqa: E402
 from benchmarks.pretrain_step import TINY  # noqa: E402
+from benchmarks.pretrain_step import environment as step_environment  # noqa: E402
 
 
 class SyntheticClips(Dataset):
@@ -127,15 +126,6 @@ def write_index(paths: list[str], rows: int, path: Path) -> Path:
     return path
 
 
-def reset_accelerate_state() -> None:
-    """One Accelerator per run in this process: forget the previous one's state."""
-    from accelerate.state import AcceleratorState, GradientState, PartialState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    PartialState._reset_state()
-
-
 def pretraining_argv(args, output_dir: Path, index_file=None, workers=0, num_sample=1, transport="uint8") -> list[str]:
     """`run_pretrain.py` flags of one run."""
     flags = {
@@ -168,11 +158,8 @@ def measure(args, output_dir: Path, train_dataset=None, **run) -> float:
 
 
 def environment(device: str) -> str:
-    gpu = torch.cuda.get_device_name() if device == "cuda" else "no GPU"
-    return (
-        f"{gpu}, {os.cpu_count()} CPUs ({platform.machine()}); torch {torch.__version__} (CUDA {torch.version.cuda}), "
-        f"transformers {transformers.__version__}, av {av.__version__}, Python {platform.python_version()}"
-    )
+    """`pretrain_step`'s line (device, torch, transformers, Python), plus what decoding runs on."""
+    return f"{step_environment(torch.device(device))}; {os.cpu_count()} CPUs ({platform.machine()}), av {av.__version__}"
 
 
 def main(argv=None) -> list[dict]:

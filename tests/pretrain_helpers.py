@@ -55,15 +55,6 @@ def tiny_argv(output_dir, index_file=None, max_steps=3, **flags) -> list[str]:
     return argv
 
 
-def reset_accelerate_state() -> None:
-    """Forget the process-wide Accelerate state, so that the next Accelerator starts clean (one run per test)."""
-    from accelerate.state import AcceleratorState, GradientState, PartialState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    PartialState._reset_state()
-
-
 class RandomClipDataset(Dataset):
     """`num_videos` items of one normalised random clip `(1, 8, 3, 32, 32)` each (the tiny model's input); the items
     whose index is in `nan_items` are NaN, and with `nan_after_calls` every item fetched after that many fetches is NaN.

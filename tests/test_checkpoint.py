@@ -22,9 +22,9 @@ from adamae_hf.checkpoint import (
     save_checkpoint,
 )
 from adamae_hf.optim import build_adamw, warmup_cosine_schedule
-from adamae_hf.training import build_accelerator
+from adamae_hf.training import build_accelerator, reset_accelerate_state
 from modeling_adamae import AdaMaeForPreTraining
-from pretrain_helpers import REPO_ROOT, reset_accelerate_state, state_dict_of
+from pretrain_helpers import REPO_ROOT, state_dict_of
 from tiny_configs import tiny_config
 
 

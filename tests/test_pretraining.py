@@ -27,12 +27,13 @@ from adamae_hf.training import (
     NonFiniteLossGuard,
     compute_schedule,
     read_scalar_log,
+    reset_accelerate_state,
     skips_updates_on_device,
     step_noise,
     step_unless,
 )
 from modeling_adamae import AdaMaeForPreTraining
-from pretrain_helpers import TINY_OVERRIDES, RandomClipDataset, reset_accelerate_state, state_dict_of, tiny_argv
+from pretrain_helpers import TINY_OVERRIDES, RandomClipDataset, state_dict_of, tiny_argv
 from tiny_configs import tiny_config
 
 

@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import load_file
 
 from adamae_hf.pretraining import parse_pretraining_args, pretraining_argument_parser, run_pretraining
-from adamae_hf.training import read_scalar_log
+from adamae_hf.training import read_scalar_log, reset_accelerate_state
 from modeling_adamae import AdaMaeForPreTraining
-from pretrain_helpers import REPO_ROOT, TINY_OVERRIDES, reset_accelerate_state, state_dict_of, tiny_argv
+from pretrain_helpers import REPO_ROOT, TINY_OVERRIDES, state_dict_of, tiny_argv
 
 
 def subprocess_env():
