@@ -20,6 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from modeling_adamae import channel_constants
+
 from .config import IMAGENET_DEFAULT_MEAN, VideoClipConfig
 
 
@@ -171,15 +173,10 @@ def normalize(video: torch.Tensor, mean, std, out: torch.Tensor | None = None) -
     if out is None:
         out = torch.empty(video.shape, dtype=torch.float32, device=video.device)
     out.copy_(video.contiguous())  # uint8 -> float32
-    return out.mul_(_channel_vector(scale, out.device)).sub_(_channel_vector(shift, out.device))
-
-
-def _channel_vector(values: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """float32 `(3,)` -> `(3, 1, 1)` on `device`, written by fill kernels (the same values: float32 -> float ->
-    float32 is exact). A copy from host memory could make the host wait for the kernels queued on a GPU, where the
-    training loop normalises every batch."""
-    filled = [torch.full((), value, dtype=torch.float32, device=device) for value in values.tolist()]
-    return torch.stack(filled).view(3, 1, 1)
+    # on the device without a host copy (the loop normalises every batch on the GPU); float32 -> float -> float32 is
+    # exact, so every device uses the same numbers
+    scale, shift = (channel_constants(values.tolist(), out).view(3, 1, 1) for values in (scale, shift))
+    return out.mul_(scale).sub_(shift)
 
 
 def unnormalize(pixel_values: torch.Tensor, mean, std) -> torch.Tensor:
