@@ -22,7 +22,6 @@ from transformers.trainer_utils import get_last_checkpoint
 import adamae_hf  # noqa: F401  (registers AdaMAE with the Auto classes)
 from adamae_hf.data import CLIP_CONFIG_NAME, build_video_processor, collate_clips
 from adamae_hf.finetuning import (
-    MODEL_SOURCE_FIELDS,
     DataArguments,
     FinetuningClipConfig,
     FinetuningTrainingArguments,
@@ -60,6 +59,11 @@ def parse_arguments(argv: list[str] | None = None):
     A model folder written by this project carries its clip geometry (`clip_config.json`: frames, sampling rate and
     mode, crop and resize sizes, normalisation); those values replace the defaults, below the file and the flags, so
     evaluating a fine-tuned folder samples clips as its training did."""
+    return parse_arguments_and_clip_presets(argv)[0]
+
+
+def parse_arguments_and_clip_presets(argv: list[str] | None = None) -> tuple[tuple, dict]:
+    """`parse_arguments`, and the clip geometry read from the model's `clip_config.json` (empty without one)."""
     parser = HfArgumentParser(ARGUMENT_CLASSES, description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="YAML or JSON file of arguments (flag names as keys); flags override it.")
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -68,7 +72,8 @@ def parse_arguments(argv: list[str] | None = None):
     source = model_source_from(argv)
     presets = saved_clip_geometry(**source)
     try:
-        return parse_args_with_config_file(parser, argv, presets)[: len(ARGUMENT_CLASSES)]  # without `config`
+        arguments = parse_args_with_config_file(parser, argv, presets)[: len(ARGUMENT_CLASSES)]  # without `config`
+        return arguments, presets
     except ValueError as error:
         if not presets:
             raise
@@ -80,7 +85,9 @@ def parse_arguments(argv: list[str] | None = None):
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    model_args, data_args, recipe_args, clip_config, training_args = parse_arguments(argv)
+    (model_args, data_args, recipe_args, clip_config, training_args), saved_geometry = (
+        parse_arguments_and_clip_presets(argv)
+    )
 
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
@@ -102,7 +109,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             logger.info(f"Resuming from {last_checkpoint}; pass --resume_from_checkpoint to choose another.")
 
     # Classes, data and model.
-    saved_geometry = saved_clip_geometry(**{name: getattr(model_args, name) for name in MODEL_SOURCE_FIELDS})
     inherited = {name: value for name, value in saved_geometry.items() if getattr(clip_config, name) == value}
     if inherited:
         logger.info(f"Clip settings from {model_args.model_name_or_path}'s {CLIP_CONFIG_NAME}: "

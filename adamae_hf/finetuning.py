@@ -960,7 +960,6 @@ def take_push_to_hub(training_args: TrainingArguments) -> str | None:
 
 
 __all__ = [
-    "MODEL_SOURCE_FIELDS",
     "DataArguments",
     "FinetuningClipConfig",
     "FinetuningTrainingArguments",
