@@ -1,0 +1,77 @@
+"""User mistakes as one line, for the command-line entry points (`run_pretrain.py`, `run_finetune.py`, `adamae-*`).
+
+    from adamae_hf.errors import UserError, run_cli
+
+    def main(argv=None): ...                  # raises UserError("expected X, got Y") on a user mistake
+    if __name__ == "__main__":
+        sys.exit(run_cli(main))
+
+`run_cli` calls `main(argv)` and turns a user mistake into one line on stderr (`error: ...`) and exit status 1. A
+user mistake is a `UserError`, or one of the exceptions that validation raises for bad input (`ValueError`, `OSError`
+such as a missing file or an unreachable Hub, YAML syntax errors, undecodable videos). Anything else is a bug and keeps
+its traceback. `--debug` anywhere in the arguments (removed before `main` sees them), or the root logger at DEBUG,
+shows the traceback of user mistakes too.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+
+import yaml
+
+from .data.decoding import VideoDecodeError
+
+
+DEBUG_FLAG = "--debug"
+EXIT_USER_ERROR = 1
+
+
+class UserError(Exception):
+    """A mistake in the user's input (arguments, files, credentials): its message says what was expected and what came,
+    and `run_cli` shows only that message."""
+
+
+# What validation raises for bad input, besides UserError. A bug that raises one of these shows as one line too; the
+# line ends with a pointer to --debug for that case.
+USER_ERROR_TYPES: tuple[type[BaseException], ...] = (UserError, ValueError, OSError, yaml.YAMLError, VideoDecodeError)
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line (whitespace runs, newlines included, become one space); the type's name when
+    the message is empty, and a missing file's name for a bare `FileNotFoundError(2, ..., name)`."""
+    if isinstance(error, FileNotFoundError) and error.filename is not None:
+        message = f"No such file or directory: {error.filename}"
+    else:
+        message = str(error)
+    message = " ".join(message.split())
+    return message or type(error).__name__
+
+
+def debug_requested(argv: Sequence[str]) -> bool:
+    """`--debug` among the arguments, or the root logger at DEBUG."""
+    return DEBUG_FLAG in argv or logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+def run_cli(main: Callable[[list[str]], object], argv: Sequence[str] | None = None) -> int:
+    """Run `main(argv)` (default: `sys.argv[1:]`, without `--debug`) and return the exit status for `sys.exit`: 0, or
+    1 after printing a user mistake as `error: <message>` on stderr. With `--debug` or a DEBUG root logger the
+    traceback is printed too. Other exceptions propagate (with their traceback); `SystemExit` (argparse's usage
+    errors, `--help`) passes through."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = debug_requested(argv)
+    arguments = [argument for argument in argv if argument != DEBUG_FLAG]
+    try:
+        main(arguments)
+    except USER_ERROR_TYPES as error:
+        if debug or debug_requested(()):  # also a DEBUG level that main itself set
+            traceback.print_exc(file=sys.stderr)
+        hint = "" if isinstance(error, UserError) or debug else f" ({DEBUG_FLAG} shows where)"
+        print(f"error: {one_line(error)}{hint}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return 0
+
+
+__all__ = ["DEBUG_FLAG", "EXIT_USER_ERROR", "USER_ERROR_TYPES", "UserError", "debug_requested", "one_line", "run_cli"]
