@@ -10,17 +10,21 @@
 user mistake is a `UserError`, or one of the exceptions that validation raises for bad input (`ValueError`, `OSError`
 such as a missing file or an unreachable Hub, YAML syntax errors, undecodable videos). Anything else is a bug and keeps
 its traceback. `--debug` anywhere in the arguments (removed before `main` sees them), or the root logger at DEBUG,
-shows the traceback of user mistakes too.
+shows the traceback of user mistakes too. `check_model_source(name_or_path, flag)` rejects a model folder that does
+not exist (and is no Hub id) in those terms.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
 
 import yaml
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 
 from .data.decoding import VideoDecodeError
 
@@ -50,6 +54,20 @@ def one_line(error: BaseException) -> str:
     return message or type(error).__name__
 
 
+def check_model_source(name_or_path: str, flag: str = "--model_name_or_path") -> None:
+    """Raise a `UserError` when `name_or_path` is neither an existing path nor a valid Hub id: a local folder that does
+    not exist would otherwise reach huggingface_hub as a repo id and fail with "Repo id must be in the form ..."."""
+    if os.path.exists(name_or_path):
+        return
+    try:
+        validate_repo_id(name_or_path)
+    except HFValidationError:
+        raise UserError(
+            f"{flag}: expected a model folder or a Hub id ('name' or 'user/name'), got {name_or_path!r}: no such "
+            "folder, and not a valid Hub id."
+        ) from None
+
+
 def debug_requested(argv: Sequence[str]) -> bool:
     """`--debug` among the arguments, or the root logger at DEBUG."""
     return DEBUG_FLAG in argv or logging.getLogger().isEnabledFor(logging.DEBUG)
@@ -68,10 +86,19 @@ def run_cli(main: Callable[[list[str]], object], argv: Sequence[str] | None = No
     except USER_ERROR_TYPES as error:
         if debug or debug_requested(()):  # also a DEBUG level that main itself set
             traceback.print_exc(file=sys.stderr)
-        hint = "" if isinstance(error, UserError) or debug else f" ({DEBUG_FLAG} shows where)"
+        hint = "" if isinstance(error, UserError) or debug else f" (rerun with {DEBUG_FLAG} for the traceback)"
         print(f"error: {one_line(error)}{hint}", file=sys.stderr)
         return EXIT_USER_ERROR
     return 0
 
 
-__all__ = ["DEBUG_FLAG", "EXIT_USER_ERROR", "USER_ERROR_TYPES", "UserError", "debug_requested", "one_line", "run_cli"]
+__all__ = [
+    "DEBUG_FLAG",
+    "EXIT_USER_ERROR",
+    "USER_ERROR_TYPES",
+    "UserError",
+    "check_model_source",
+    "debug_requested",
+    "one_line",
+    "run_cli",
+]

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from adamae_hf.data import VideoDecodeError
-from adamae_hf.errors import UserError, one_line, run_cli
+from adamae_hf.errors import UserError, check_model_source, one_line, run_cli
 
 
 def failing_main(error):
@@ -69,3 +69,10 @@ def test_bugs_keep_their_traceback_and_success_returns_zero():
 
 def test_one_line_names_the_type_of_an_empty_message():
     assert one_line(ValueError()) == "ValueError"
+
+
+def test_check_model_source_names_a_missing_folder(tmp_path):
+    check_model_source(str(tmp_path))  # an existing folder
+    check_model_source("user/adamae-vit-b")  # a Hub id: left to the Hub
+    with pytest.raises(UserError, match=r"--config_name: expected a model folder or a Hub id .*'/no/such/folder'"):
+        check_model_source("/no/such/folder", "--config_name")
