@@ -113,6 +113,12 @@ def channel_constants(values: list[float], like: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.full((), value, dtype=torch.float32, device=like.device) for value in values])
 
 
+def fused_qkv_xavier_bound(fan_in: int, fan_out: int) -> float:
+    """xavier-uniform's bound for one of query, key, value (each `fan_out x fan_in`) when, as in the reference, the
+    three are rows of one fused `(3 * fan_out) x fan_in` Linear: sqrt(6 / (fan_in + 3 * fan_out))."""
+    return math.sqrt(6.0 / (fan_in + 3 * fan_out))
+
+
 def gather_tokens(tokens: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
     """Pick tokens by index: `(B, N, D)` and `(B, K)` -> `(B, K, D)`."""
     return torch.gather(tokens, 1, indices.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
@@ -202,6 +208,8 @@ class AdaMaeLayer(VideoMAELayer):
         self_attention = self.attention.attention
         if self_attention.key.bias is not None:
             self_attention.key = nn.Linear(config.hidden_size, self_attention.all_head_size, bias=False)
+        for linear in (self_attention.query, self_attention.key, self_attention.value):
+            linear.is_fused_qkv_part = True  # initialised as a third of the reference's fused qkv layer
         self.drop_path = AdaMaeDropPath(drop_path_rate) if drop_path_rate > 0.0 else nn.Identity()
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -388,14 +396,21 @@ class AdaMaePreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module):
-        """The reference's pretraining initialisation: xavier-uniform linear layers with zero bias (torch's default for
-        `encoder_to_decoder`), unit LayerNorms, torch's default Conv3d patch embedding, zero sampler positions and a
-        mask token from a normal truncated at one standard deviation."""
+        """The reference's pretraining initialisation: xavier-uniform linear layers with zero bias (query, key and value
+        with the bound of the reference's fused qkv layer; torch's default for `encoder_to_decoder`), unit LayerNorms,
+        torch's default Conv3d patch embedding, zero sampler positions and a mask token from a normal truncated at one
+        standard deviation."""
         if isinstance(module, nn.Linear) and module is getattr(self, "encoder_to_decoder", None):
             # The reference never applies its init to the top-level model, so this projection keeps torch's default.
             init.kaiming_uniform_(module.weight, a=math.sqrt(5))
         elif isinstance(module, nn.Linear):
-            init.xavier_uniform_(module.weight)
+            if getattr(module, "is_fused_qkv_part", False):
+                # The reference's query, key and value are one fused Linear (3D x D), so xavier gives each of them
+                # the bound sqrt(6 / (D + 3D)), not the sqrt(6 / 2D) of a separate D x D layer.
+                bound = fused_qkv_xavier_bound(*reversed(module.weight.shape))
+                init.uniform_(module.weight, -bound, bound)
+            else:
+                init.xavier_uniform_(module.weight)
             if module.bias is not None:
                 init.zeros_(module.bias)
         elif isinstance(module, nn.LayerNorm):

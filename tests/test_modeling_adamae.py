@@ -379,16 +379,50 @@ def test_patch_embedding_as_a_matrix_product_equals_the_conv3d():
 def test_initialisation_follows_the_reference():
     torch.manual_seed(0)
     model = AdaMaeForPreTraining(tiny_config())
-    # xavier-uniform encoder/decoder/sampler linears: bound sqrt(6 / (fan_in + fan_out))
+    # xavier-uniform linears: bound sqrt(6 / (fan_in + fan_out)); query/key/value are thirds of a fused 3D x D layer
     query = model.videomae.encoder.layer[0].attention.attention.query
-    assert query.weight.abs().max() <= math.sqrt(6 / 64) and query.weight.abs().max() > 0.9 * math.sqrt(6 / 64)
+    bound = math.sqrt(6 / (32 + 3 * 32))
+    assert query.weight.abs().max() <= bound and query.weight.abs().max() > 0.9 * bound
     assert torch.count_nonzero(query.bias) == 0
+    fc1 = model.videomae.encoder.layer[0].intermediate.dense.weight  # 64 x 32
+    assert fc1.abs().max() <= math.sqrt(6 / 96) and fc1.abs().max() > 0.9 * math.sqrt(6 / 96)
     # encoder_to_decoder keeps torch's default (kaiming-uniform, a = sqrt(5)): bound 1 / sqrt(fan_in)
     projection = model.encoder_to_decoder.weight
     assert projection.abs().max() <= 1 / math.sqrt(32) and projection.abs().max() > 0.9 / math.sqrt(32)
     # mask token: normal(0, 0.02) truncated at one standard deviation; sampler positions start at zero
     assert model.mask_token.abs().max() <= 0.02 and model.mask_token.std() > 0.005
     assert torch.count_nonzero(model.sampler.position_embeddings) == 0
+
+
+def test_query_key_value_start_as_thirds_of_the_references_fused_qkv_layer():
+    """The reference's q, k, v are one xavier-uniform Linear (3D x D): each gets std sqrt(2 / (D + 3D)) (0.0255 at
+    D = 768), not the sqrt(2 / 2D) (0.0361) of a separate D x D layer. Every other Linear keeps plain xavier."""
+    torch.manual_seed(0)
+    config = tiny_config(hidden_size=128, num_attention_heads=2, intermediate_size=256, decoder_hidden_size=96,
+                         decoder_num_attention_heads=2, decoder_intermediate_size=192, sampler_num_attention_heads=2)  # fmt: skip
+    model = AdaMaeForPreTraining(config)
+    parts = {
+        "encoder": model.videomae.encoder.layer, "sampler": model.sampler.layer, "decoder": model.decoder.decoder_layers
+    }
+    checked = 0
+    for part, layers in parts.items():
+        for layer in layers:
+            attention = layer.attention.attention
+            for name in ("query", "key", "value"):
+                weight = getattr(attention, name).weight
+                width = weight.shape[1]
+                expected = math.sqrt(2 / (width + 3 * width))
+                # std of a uniform estimated from >= 9216 samples: relative error ~ 0.6%; sqrt(2) apart from separate
+                assert abs(weight.std().item() / expected - 1) < 0.05, (part, name, weight.std().item(), expected)
+                assert weight.abs().max() <= math.sqrt(3) * expected
+                checked += 1
+            for linear in (layer.attention.output.dense, layer.intermediate.dense, layer.output.dense):
+                fan_out, fan_in = linear.weight.shape
+                expected = math.sqrt(2 / (fan_in + fan_out))
+                assert abs(linear.weight.std().item() / expected - 1) < 0.05, (part, linear.weight.shape)
+    assert checked == 3 * (config.num_hidden_layers + config.sampler_num_hidden_layers + config.decoder_num_hidden_layers)
+    # the default ViT-B numbers the reference gives: 0.0255 in the encoder (D = 768), 0.036 in the decoder (D = 384)
+    assert round(math.sqrt(2 / (4 * 768)), 4) == 0.0255 and round(math.sqrt(2 / (4 * 384)), 3) == 0.036
 
 
 def test_sinusoid_table_equals_videomae():
