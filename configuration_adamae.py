@@ -9,6 +9,13 @@ from transformers.utils.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT
 
 
 MASK_TYPES = ("adaptive", "tube", "random", "frame")
+# Bounds that turn an absurd size into a clear error instead of an allocator failure deep inside the model.
+# A frame side above 4096 pixels (beyond 4K video's 3840) is no plausible model input.
+MAX_IMAGE_SIZE = 4096
+# The sampler attends over all N tokens of a clip and three N x width tables are allocated (positions of encoder,
+# sampler and decoder). 2**16 tokens is 40x the paper's 1568 (e.g. 64 frames of 512x512 in 16x16 patches is 32768)
+# and already 17 GB of attention scores per head and clip without a memory-efficient attention kernel.
+MAX_NUM_PATCHES = 2**16
 
 
 class AdaMaeConfig(PretrainedConfig):
@@ -277,6 +284,8 @@ class AdaMaeConfig(PretrainedConfig):
         if len(sizes) not in (1, 2) or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes):
             raise ValueError(f"image_size must be a positive integer or a (height, width) pair, got {image_size!r}.")
         for side, size in zip(("height", "width"), self.frame_size):
+            if size > MAX_IMAGE_SIZE:
+                raise ValueError(f"image_size {side} must be at most {MAX_IMAGE_SIZE} pixels, got {size}.")
             if size % self.patch_size != 0:
                 raise ValueError(
                     f"image_size {side} ({size}) must be divisible by patch_size ({self.patch_size})."
@@ -284,6 +293,12 @@ class AdaMaeConfig(PretrainedConfig):
         if self.num_frames % self.tubelet_size != 0:
             raise ValueError(
                 f"num_frames ({self.num_frames}) must be divisible by tubelet_size ({self.tubelet_size})."
+            )
+        if self.num_patches > MAX_NUM_PATCHES:
+            raise ValueError(
+                f"num_frames={self.num_frames}, image_size={self.image_size} give {self.num_patches} tokens "
+                f"(token grid t x h x w = {self.token_grid}); at most {MAX_NUM_PATCHES} are supported. Use fewer "
+                "frames, smaller frames, or a larger patch_size / tubelet_size."
             )
         for width_name, heads_name in (
             ("hidden_size", "num_attention_heads"),
@@ -312,4 +327,4 @@ class AdaMaeConfig(PretrainedConfig):
 
 AdaMaeConfig.register_for_auto_class()
 
-__all__ = ["AdaMaeConfig", "MASK_TYPES"]
+__all__ = ["AdaMaeConfig", "MASK_TYPES", "MAX_IMAGE_SIZE", "MAX_NUM_PATCHES"]

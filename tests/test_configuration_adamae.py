@@ -82,6 +82,26 @@ def test_error_message_states_the_allowed_range():
         tiny_config(mask_ratio=0.99)
 
 
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(image_size=10**9), r"image_size height must be at most 4096 pixels, got 1000000000"),
+        (dict(image_size=[32, 8192]), r"image_size width must be at most 4096 pixels, got 8192"),
+        (dict(num_frames=2**14), r"num_frames=16384, image_size=32 give 131072 tokens .* at most 65536"),
+        (dict(image_size=4096), r"give 1048576 tokens"),
+    ],
+)
+def test_absurd_sizes_are_refused_naming_the_field_the_value_and_the_limit(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(**overrides)
+
+
+def test_largest_supported_sizes_are_accepted():
+    # 64 frames of 512 x 512 in 16 x 16 patches: 32768 tokens; 4096-pixel frames with 64-pixel patches
+    assert AdaMaeConfig(num_frames=64, image_size=512).num_patches == 32768
+    assert AdaMaeConfig(image_size=4096, patch_size=64).num_patches == 8 * 64 * 64
+
+
 def test_json_round_trip(tmp_path):
     config = tiny_config(mask_type="tube", mask_ratio=0.5, image_size=[32, 48], sampler_hidden_size=16)
     config.save_pretrained(tmp_path)
