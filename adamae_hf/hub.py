@@ -2,17 +2,35 @@
 
 `build_model_card` writes the card of a pretraining or a video-classification folder through huggingface_hub's
 `ModelCard` / `ModelCardData` (metadata that the Hub parses: library_name, pipeline_tag, tags, datasets, base_model,
-eval_results), with working usage code, the run's settings and its results. `create_model_repo` makes the repo and
-returns its full id (what the card's usage code must load); `push_folder_to_hub` uploads a folder.
+eval_results), with working usage code, the run's settings and its results.
+
+Publishing never loses work: `check_hub_access` runs at start-up, before any training (a token, an endpoint that
+answers, a repo the token may write; it returns the repo's full id, which the card's usage code loads); the scripts
+write the card and every file locally before `push_folder_to_hub` uploads the folder, and a failed upload ends with
+`retry_upload_command`, the one command that uploads the same files again.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, constants, get_token
+from huggingface_hub.errors import HfHubHTTPError
+
+from .errors import UserError
+
+
+try:  # the HTTP client of huggingface_hub >= 2; connection errors derive from its HTTPError, not from OSError
+    from httpx2 import HTTPError as HttpClientError
+except ImportError:  # pragma: no cover - older clients
+    from httpx import HTTPError as HttpClientError
+
+# What a request to the Hub raises when the endpoint refuses it or cannot be reached.
+HUB_ERRORS = (HfHubHTTPError, HttpClientError, OSError)
+LOGIN_HINT = "run `hf auth login`, set HF_TOKEN, or pass --hub_token"
 
 
 CITATION = """@InProceedings{Bandara_2023_CVPR,
@@ -85,6 +103,12 @@ returns exactly the clip the evaluation used (normalised, `(T, C, H, W)`), and `
 `trust_remote_code` unnecessary."""
 
 
+def model_name(model_id: str | os.PathLike) -> str:
+    """The name a card shows for a Hub id ("user/name" -> "name") or a local folder ("/runs/name/" -> "name"): never
+    an absolute local path, which means nothing once the folder is uploaded."""
+    return Path(str(model_id).rstrip("/\\")).name or str(model_id)
+
+
 def _table(rows: dict[str, Any], header: tuple[str, str]) -> str:
     lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
     for key, value in rows.items():
@@ -153,7 +177,7 @@ def build_model_card(
         datasets=datasets,
         base_model=base_model,
         license=license,
-        model_name=model_id,
+        model_name=model_name(model_id),
         eval_results=eval_results,
     )
     sampling_note = ""
@@ -180,7 +204,7 @@ def build_model_card(
     else:
         architecture["classes"] = config.num_labels
     sections = [
-        f"# {model_id.rstrip('/').split('/')[-1]}",
+        f"# {model_name(model_id)}",
         f"An AdaMAE {'pretrained model' if task == 'pretraining' else 'video classifier'} trained with adamae-hf, "
         "the HuggingFace-native implementation of AdaMAE.",
         ABOUT,
@@ -213,8 +237,68 @@ def create_model_repo(
     """Create the model repo if needed; returns its full id ("user/name" where `repo_id` was just "name"), which is
     what a model card's usage code must load."""
     api = api or HfApi(token=token)
-    url = api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    url = api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True, token=token)
     return getattr(url, "repo_id", None) or repo_id
+
+
+def describe_hub_error(error: BaseException, endpoint: str) -> str:
+    """One line on why a request to the Hub at `endpoint` failed: refused token, no write access, another status, or
+    no answer at all."""
+    response = getattr(error, "response", None)
+    status = getattr(response, "status_code", None)
+    if status == 401:
+        return f"the Hub at {endpoint} refused the token (401 Unauthorized); {LOGIN_HINT} with a valid token"
+    if status == 403:
+        return f"the token may not write there (403 Forbidden at {endpoint}); use a token with write access"
+    if status is not None:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return f"the Hub at {endpoint} answered {status}: {first_line}"
+    return f"no answer from the Hub at {endpoint} ({type(error).__name__}: {error}); check the network or HF_ENDPOINT"
+
+
+def check_hub_access(
+    repo_id: str | None, token: str | None = None, private: bool = False, api: HfApi | None = None
+) -> str:
+    """The `--push_to_hub` preflight, run at start-up before any training: a token is present, the endpoint answers,
+    the token is valid, the model repo exists (created if needed) and the token may write to it.
+
+    Args:
+        repo_id: "user/name", or "name" for the token owner's namespace.
+        token: the Hub token (default: the logged-in one, or HF_TOKEN).
+        private: create the repo as private (an existing repo keeps its visibility).
+        api: the `HfApi` to use (default: one for `token` at huggingface_hub's endpoint, `HF_ENDPOINT`).
+
+    Returns:
+        The repo's full id, which the model card's usage code must load.
+
+    Raises:
+        UserError: no repo name, no token, a refused token (401), no write access (403), or no answer.
+    """
+    if not repo_id:
+        raise UserError("--push_to_hub needs a repository: pass --hub_model_id (e.g. 'user/adamae-vit-b'), got none.")
+    token = token or getattr(api, "token", None) or get_token()
+    if not token:
+        raise UserError(f"--push_to_hub needs a Hugging Face token with write access, found none: {LOGIN_HINT}.")
+    api = api or HfApi(token=token)
+    endpoint = getattr(api, "endpoint", None) or constants.ENDPOINT
+    try:
+        api.whoami(token=token)
+        full_id = create_model_repo(repo_id, private=private, token=token, api=api)
+        api.auth_check(full_id, repo_type="model", token=token, write=True)
+    except HUB_ERRORS as error:
+        raise UserError(f"--push_to_hub to {repo_id}: {describe_hub_error(error, endpoint)}.") from error
+    return full_id
+
+
+def retry_upload_command(
+    repo_id: str, folder: str | os.PathLike, ignore_patterns: list[str] | None = None
+) -> str:
+    """The one command that uploads `folder` to the model repo `repo_id` again, leaving out what the upload left out
+    (`ignore_patterns`, as `--exclude` patterns): huggingface_hub's `hf upload` CLI."""
+    command = ["hf", "upload", repo_id, str(Path(folder).absolute()), ".", "--repo-type", "model"]
+    for pattern in ignore_patterns or []:
+        command += ["--exclude", pattern]
+    return shlex.join(command)
 
 
 def push_folder_to_hub(
@@ -225,13 +309,38 @@ def push_folder_to_hub(
     api: HfApi | None = None,
     ignore_patterns: list[str] | None = None,
 ) -> str:
-    """Upload the folder (model, config, code, processor, card) to the model repo `repo_id`, which
-    `create_model_repo` made (it returns the full id the card names), leaving out files that match `ignore_patterns`
-    (e.g. `["checkpoint-*", "checkpoint-*/**"]`). Returns the commit URL."""
+    """Upload the folder (model, config, code, processor, card, all written beforehand) to the model repo `repo_id`,
+    which `check_hub_access` (or `create_model_repo`) made and named in full, leaving out files that match
+    `ignore_patterns` (e.g. `["checkpoint-*", "checkpoint-*/**"]`). Returns the commit URL.
+
+    Raises:
+        UserError: the upload failed (refused token, no write access, no answer); the folder is left as it was and the
+            message names `retry_upload_command`.
+    """
     api = api or HfApi(token=token)
-    commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
-                               commit_message=commit_message, ignore_patterns=ignore_patterns)  # fmt: skip
+    try:
+        commit = api.upload_folder(
+            folder_path=str(folder), repo_id=repo_id, repo_type="model", token=token, commit_message=commit_message,
+            # a copy: upload_folder appends its own defaults (.git, .cache) to the list it is given
+            ignore_patterns=list(ignore_patterns) if ignore_patterns else None,
+        )
+    except HUB_ERRORS as error:
+        reason = describe_hub_error(error, getattr(api, "endpoint", None) or constants.ENDPOINT)
+        raise UserError(
+            f"the upload of {folder} to {repo_id} failed: {reason}. Nothing is lost: "
+            f"every file is in {folder}; upload it with: {retry_upload_command(repo_id, folder, ignore_patterns)}"
+        ) from error
     return str(getattr(commit, "commit_url", commit))
 
 
-__all__ = ["CITATION", "build_model_card", "create_model_repo", "push_folder_to_hub", "save_model_card"]
+__all__ = [
+    "CITATION",
+    "build_model_card",
+    "check_hub_access",
+    "create_model_repo",
+    "describe_hub_error",
+    "model_name",
+    "push_folder_to_hub",
+    "retry_upload_command",
+    "save_model_card",
+]

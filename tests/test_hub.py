@@ -1,6 +1,21 @@
+import os
+import shlex
+import subprocess
+import sys
+
+import pytest
 from huggingface_hub import ModelCard
 
-from adamae_hf.hub import build_model_card, create_model_repo, push_folder_to_hub, save_model_card
+from adamae_hf.errors import UserError
+from adamae_hf.hub import (
+    build_model_card,
+    check_hub_access,
+    create_model_repo,
+    push_folder_to_hub,
+    retry_upload_command,
+    save_model_card,
+)
+from fake_hub import FakeHub
 from tiny_configs import tiny_config
 
 
@@ -79,3 +94,105 @@ def test_create_then_push_uploads_the_folder_to_the_full_repo_id(tmp_path):
     assert api.calls[1][1] == "someone/model" and api.calls[1][2]["folder_path"] == str(tmp_path)
     assert api.calls[1][2]["ignore_patterns"] == ["checkpoint-*"]
     assert url.endswith("/commit/1")
+
+
+def test_the_card_names_the_model_not_a_local_path(tmp_path):
+    folder = tmp_path / "runs" / "adamae-tiny-k400"
+    config = tiny_config(num_labels=3)
+    card = build_model_card("video-classification", str(folder) + "/", config, results={"top1_accuracy": 0.5})
+    assert card.data.model_name == "adamae-tiny-k400" and "# adamae-tiny-k400" in card.text
+    assert str(tmp_path) not in card.data.to_yaml()
+    assert build_model_card("pretraining", "someone/adamae-tiny", tiny_config()).data.model_name == "adamae-tiny"
+
+
+# --- the Hub preflight and the upload, against a local endpoint ------------------------------------------------------
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """A fake Hub on 127.0.0.1 that every new `HfApi` talks to, with its token as the logged-in one."""
+    with FakeHub(token="hf_good", user="someone", read_only=("someone-else/shared",)) as fake:
+        monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", fake.endpoint)
+        monkeypatch.setenv("HF_TOKEN", "hf_good")
+        yield fake
+
+
+def test_preflight_checks_token_endpoint_and_write_access_and_returns_the_full_id(hub):
+    assert check_hub_access("adamae-tiny") == "someone/adamae-tiny"
+    assert [path for _, path in hub.requests] == [
+        "/api/whoami-v2", "/api/repos/create", "/api/models/someone/adamae-tiny/auth-check/write"
+    ]
+    assert check_hub_access("someone/adamae-tiny", token="hf_good", private=True) == "someone/adamae-tiny"  # exists
+
+
+@pytest.mark.parametrize(
+    "repo_id, token, expected",
+    [
+        (None, "hf_good", r"needs a repository: pass --hub_model_id"),
+        ("adamae-tiny", "hf_expired", r"refused the token \(401 Unauthorized\); run `hf auth login`"),
+        ("someone-else/shared", "hf_good", r"someone-else/shared: the token may not write there \(403"),
+    ],
+)
+def test_preflight_refusals_are_one_line_user_errors(hub, repo_id, token, expected):
+    with pytest.raises(UserError, match=expected) as raised:
+        check_hub_access(repo_id, token=token)
+    assert "\n" not in str(raised.value)
+    assert hub.commits == {}
+
+
+def test_preflight_without_a_token_or_an_answer(hub, monkeypatch):
+    monkeypatch.setattr("adamae_hf.hub.get_token", lambda: None)
+    with pytest.raises(UserError, match=r"needs a Hugging Face token with write access, found none"):
+        check_hub_access("adamae-tiny")
+    assert hub.requests == []  # nothing was asked of the Hub
+    hub.stop()
+    with pytest.raises(UserError, match=rf"no answer from the Hub at {hub.endpoint} \(ConnectError"):
+        check_hub_access("adamae-tiny", token="hf_good")
+
+
+def write_model_folder(folder):
+    (folder / "checkpoint-4").mkdir(parents=True)
+    (folder / "checkpoint-4" / "model.safetensors").write_bytes(b"intermediate")
+    (folder / "model.safetensors").write_bytes(b"weights")
+    (folder / "config.json").write_text("{}")
+    save_model_card(build_model_card("pretraining", "someone/adamae-tiny", tiny_config()), folder)
+    return {name: (folder / name).read_bytes() for name in ("model.safetensors", "config.json", "README.md")}
+
+
+IGNORED = ["checkpoint-*", "checkpoint-*/**"]
+
+
+def test_upload_sends_the_folder_without_the_ignored_files(hub, tmp_path):
+    files = write_model_folder(tmp_path / "out")
+    repo_id = check_hub_access("adamae-tiny")
+    url = push_folder_to_hub(tmp_path / "out", repo_id, ignore_patterns=IGNORED)
+    assert url == f"{hub.endpoint}/someone/adamae-tiny/commit/1"
+    assert hub.uploaded("someone/adamae-tiny") == files
+    assert IGNORED == ["checkpoint-*", "checkpoint-*/**"]  # the caller's list is not extended by the upload
+
+
+@pytest.mark.parametrize("failure", ["401", "network"])
+def test_a_failed_upload_loses_nothing_and_names_the_command_that_retries_it(hub, tmp_path, monkeypatch, failure):
+    files = write_model_folder(tmp_path / "out")
+    repo_id = check_hub_access("adamae-tiny")
+    if failure == "401":
+        hub.commit_status = 401  # the token was revoked during training
+    else:
+        monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", "http://127.0.0.1:9")  # the discard port: refused
+    with pytest.raises(UserError) as raised:
+        push_folder_to_hub(tmp_path / "out", repo_id, ignore_patterns=IGNORED)
+    message = str(raised.value)
+    assert "\n" not in message and ("401 Unauthorized" in message if failure == "401" else "no answer" in message)
+    command = retry_upload_command(repo_id, tmp_path / "out", IGNORED)
+    assert message.endswith(f"Nothing is lost: every file is in {tmp_path / 'out'}; upload it with: {command}")
+    assert {name: (tmp_path / "out" / name).read_bytes() for name in files} == files  # the folder is untouched
+    assert "someone/adamae-tiny" not in hub.commits
+    # The command, as printed, uploads the same files (huggingface_hub's CLI, in a fresh process).
+    hub.commit_status = None
+    argv = shlex.split(command)
+    assert argv[:2] == ["hf", "upload"]
+    environment = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_TOKEN": "hf_good", "HF_HUB_DISABLE_TELEMETRY": "1"}
+    completed = subprocess.run([sys.executable, "-m", "huggingface_hub.cli.hf", *argv[1:]], capture_output=True,
+                               text=True, timeout=120, env=environment)  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    assert hub.uploaded("someone/adamae-tiny") == files
