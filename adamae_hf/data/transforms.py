@@ -8,7 +8,8 @@ on all its frames, so motion is preserved.
 Training (:class:`TrainTransform`): VideoMAE's multi-scale crop (pretraining) or a random resized crop
 (fine-tuning), optional flip, optional RandAugment, normalisation, optional random erasing.
 Evaluation (:class:`EvalTransform`): short-side resize, then a centre crop or three crops along the long side,
-normalisation. Frames smaller than the crop are resized up.
+normalisation. Frames smaller than the crop are resized up. The evaluation views, the resizes and crops they use and
+:func:`normalize` live in the top-level ``video_adamae.py``, which the Hub pipeline (``pipeline_adamae.py``) shares.
 """
 
 from __future__ import annotations
@@ -20,63 +21,40 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from modeling_adamae import channel_constants
+from video_adamae import (
+    as_uint8_video,
+    center_crop,
+    evaluation_views,
+    normalize,
+    resize,
+    resize_short_side,
+    short_side_resize_shape,
+    three_crops,
+)
 
 from .config import IMAGENET_DEFAULT_MEAN, VideoClipConfig
 
 
-def as_uint8_video(frames) -> torch.Tensor:
-    """(T, H, W, 3) uint8 frames (numpy or torch) as a (T, 3, H, W) uint8 tensor view (no copy)."""
-    video = torch.from_numpy(frames) if isinstance(frames, np.ndarray) else torch.as_tensor(frames)
-    if video.dtype != torch.uint8 or video.ndim != 4 or video.shape[-1] != 3:
-        raise ValueError(f"frames must be uint8 (T, H, W, 3), got {video.dtype} {tuple(video.shape)}")
-    return video.permute(0, 3, 1, 2)
-
-
-def resize(video: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Bilinear resize of a uint8 (T, C, H, W) video with antialiasing (a no-op at the same size)."""
-    if video.shape[-2:] == (height, width):
-        return video
-    return F.interpolate(video, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
-
-
-def short_side_resize_shape(height: int, width: int, short_side: int) -> tuple[int, int]:
-    """Output (height, width) with the short side set to ``short_side``: transformers' rule, long side truncated."""
-    if width <= height:
-        return int(short_side * height / width), short_side
-    return short_side, int(short_side * width / height)
-
-
-def resize_short_side(video: torch.Tensor, short_side: int) -> torch.Tensor:
-    """Resize (T, C, H, W) so that min(H, W) == short_side, keeping the aspect ratio."""
-    return resize(video, *short_side_resize_shape(video.shape[-2], video.shape[-1], short_side))
-
-
-def center_crop(video: torch.Tensor, size: int) -> torch.Tensor:
-    """Centre ``size`` x ``size`` crop (offset rounded down, as transformers' processors do)."""
-    height, width = video.shape[-2:]
-    if size > height or size > width:
-        raise ValueError(f"crop size {size} is larger than the frames ({height}x{width}); resize first")
-    top, left = (height - size) // 2, (width - size) // 2
-    return video[..., top : top + size, left : left + size]
-
-
-def three_crops(video: torch.Tensor, size: int) -> list[torch.Tensor]:
-    """Start, centre and end ``size`` x ``size`` crops along the long side, centred on the short side.
-
-    These are VideoMAE's three spatial test views; frames must already be resized so the short side is >= size.
-    """
-    height, width = video.shape[-2:]
-    if size > height or size > width:
-        raise ValueError(f"crop size {size} is larger than the frames ({height}x{width}); resize first")
-    crops = []
-    for position in range(3):
-        if width >= height:
-            top, left = (height - size) // 2, position * (width - size) // 2
-        else:
-            top, left = position * (height - size) // 2, (width - size) // 2
-        crops.append(video[..., top : top + size, left : left + size])
-    return crops
+__all__ = [
+    "EvalTransform",
+    "TrainTransform",
+    "VideoRandAugment",
+    "as_uint8_video",
+    "center_crop",
+    "check_uint8_output",
+    "evaluation_views",
+    "multiscale_crop",
+    "multiscale_crop_box",
+    "normalize",
+    "random_erasing",
+    "random_resized_crop",
+    "random_resized_crop_box",
+    "resize",
+    "resize_short_side",
+    "short_side_resize_shape",
+    "three_crops",
+    "unnormalize",
+]
 
 
 def multiscale_crop_box(
@@ -156,27 +134,6 @@ def random_resized_crop(
     """Random resized crop of a uint8 (T, C, H, W) video to (crop_size, crop_size)."""
     top, left, crop_height, crop_width = random_resized_crop_box(video.shape[-2], video.shape[-1], scale, ratio, rng)
     return resize(video[..., top : top + crop_height, left : left + crop_width], crop_size, crop_size)
-
-
-def normalize(video: torch.Tensor, mean, std, out: torch.Tensor | None = None) -> torch.Tensor:
-    """uint8 (..., C, H, W) -> float32 ``(x / 255 - mean) / std``, contiguous (written into ``out`` if given), on
-    the input's device: a worker normalises a clip, or the training loop a uint8 batch on the GPU, bit for bit alike.
-
-    Computed as ``x * (1 / (255 std)) - mean / std`` on a contiguous copy: one multiply-add instead of three
-    broadcast passes over channels-last memory (10x faster); it differs from the textbook order by float
-    rounding only (~1e-6).
-    """
-    # the scale and shift in float32 on the CPU, so that every device multiplies by the same numbers
-    mean = torch.tensor(mean, dtype=torch.float32)
-    std = torch.tensor(std, dtype=torch.float32)
-    scale, shift = 1.0 / (255.0 * std), mean / std
-    if out is None:
-        out = torch.empty(video.shape, dtype=torch.float32, device=video.device)
-    out.copy_(video.contiguous())  # uint8 -> float32
-    # on the device without a host copy (the loop normalises every batch on the GPU); float32 -> float -> float32 is
-    # exact, so every device uses the same numbers
-    scale, shift = (channel_constants(values.tolist(), out).view(3, 1, 1) for values in (scale, shift))
-    return out.mul_(scale).sub_(shift)
 
 
 def unnormalize(pixel_values: torch.Tensor, mean, std) -> torch.Tensor:
@@ -459,17 +416,7 @@ class EvalTransform:
         receives them when given. ``rng`` is unused (evaluation is deterministic); it keeps the signature of
         :class:`TrainTransform`."""
         config = self.config
-        video = resize_short_side(as_uint8_video(frames), config.eval_short_side)
-        if config.num_crops == 1:
-            crops = [center_crop(video, config.crop_size)]
-        else:
-            crops = three_crops(video, config.crop_size)
-        if out is None:
-            dtype = torch.float32 if self.normalize else torch.uint8
-            out = torch.empty((len(crops), *crops[0].shape), dtype=dtype)
-        for crop_index, crop in enumerate(crops):
-            if self.normalize:
-                normalize(crop, config.image_mean, config.image_std, out=out[crop_index])
-            else:
-                out[crop_index].copy_(crop)
-        return out
+        return evaluation_views(
+            frames, config.crop_size, config.eval_short_side, config.num_crops, config.image_mean, config.image_std,
+            normalized=self.normalize, out=out,
+        )  # fmt: skip

@@ -1,0 +1,694 @@
+"""Reading videos and making the evaluation views of a clip: the one implementation that training, evaluation and the
+Hub pipeline share.
+
+This file travels with every AdaMAE classifier folder (beside ``pipeline_adamae.py``, which imports it), so it needs
+only PyAV, NumPy and torch; ``adamae_hf.data`` re-exports its reader, samplers and evaluation transform.
+
+* :class:`VideoReader` -- frame-accurate, seek-based decoding with PyAV.
+* :func:`dense_clip_indices`, :func:`segment_clip_indices`, :func:`sample_clip_indices` -- VideoMAE's two ways of
+  picking a clip's frames.
+* :func:`evaluation_views` -- short-side resize, one centre crop or three crops, normalisation, on uint8 tensors.
+
+Decoding
+--------
+A clip of 16 frames at stride 4 needs 61 consecutive frames of a video, yet the simple way to get them
+(decode from the first frame, keep the wanted ones) decodes everything before the window too. :class:`VideoReader`
+instead seeks to the keyframe before the window, tells the decoder to drop non-reference frames it will not
+return (they cannot be needed to decode any other frame), stops at the last wanted frame and converts only the
+wanted frames to RGB. It also copes with the files real datasets contain: unknown or wrong frame counts, variable
+frame rate, rotation metadata and pixel formats other than yuv420p.
+
+Frame indices are positions on the stream's nominal frame grid: index i is the frame shown at time
+``start_time + i / fps``, where fps is the stream's average rate. For constant-frame-rate video that is exactly
+the i-th frame. For variable frame rate it is the first frame whose timestamp rounds to slot i or, when no frame
+does (a gap), the latest earlier frame, the one still on screen: what a fixed-rate copy of the video shows.
+
+Every failure to read a file surfaces as :class:`VideoDecodeError` with a short, human-readable reason, so a data
+loader can skip the file and say why.
+
+Sampling
+--------
+* **dense** (Kinetics): ``num_frames`` frames ``sampling_rate`` apart from one window of
+  ``(num_frames - 1) * sampling_rate + 1`` frames; a random window in training, ``num_clips`` evenly spaced
+  windows at evaluation.
+* **segment** (Something-Something): the video is cut into ``num_frames`` equal segments and one frame is taken
+  from each; a random frame per segment in training, the middle at evaluation (shifted per clip when
+  ``num_clips > 1``).
+
+All samplers return int64 arrays of frame indices in ``[0, num_video_frames)``, in temporal order.
+
+Evaluation views
+----------------
+Frames stay uint8 (T, C, H, W) until normalisation, so every resize runs on PyTorch's uint8 bilinear kernel with
+antialiasing (``F.interpolate(..., antialias=True)``), which is also what transformers' torchvision-backed
+VideoMAE processors use. Frames smaller than the crop are resized up.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import av
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+try:
+    from .modeling_adamae import channel_constants
+except ImportError:  # imported as an installed top-level module rather than as Hub remote code
+    from modeling_adamae import channel_constants
+
+
+SAMPLING_MODES = ("dense", "segment")
+
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
+
+# A decoder that keeps failing on consecutive packets is reading garbage; give up rather than loop.
+_MAX_CONSECUTIVE_DECODE_ERRORS = 8
+# Decoding stops with an error after 4 * (last wanted index + 1) + this many frames: a stream whose timestamps
+# never reach the window (garbled or stuck) must not be decoded to the end of a possibly huge file.
+_DECODE_SLACK_FRAMES = 64
+_FALLBACK_FPS = 25.0
+
+
+class VideoDecodeError(Exception):
+    """A video file that cannot be decoded. ``reason`` says why in a few words; ``path`` names the file."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+    def __reduce__(self):
+        # Keep the two-argument constructor working when the error crosses a DataLoader worker boundary.
+        return (type(self), (self.path, self.reason))
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says about its first video stream (before rotation is applied).
+
+    Attributes:
+        num_frames: Frames on the nominal grid; exact for constant frame rate when ``frame_count_source`` is
+            "header" or "decoded", an estimate otherwise.
+        fps: Nominal frame rate used to map indices to timestamps.
+        duration: Seconds, ``num_frames / fps``.
+        width, height: Coded size in pixels.
+        pix_fmt: Decoder output pixel format (e.g. "yuv420p", "gray", "yuv420p10le").
+        codec: Decoder name.
+        constant_frame_rate: False when the average rate differs from the stream's base rate.
+        frame_count_source: "header", "duration", "container_duration", "packets" or "decoded".
+    """
+
+    num_frames: int
+    fps: float
+    duration: float
+    width: int
+    height: int
+    pix_fmt: str | None
+    codec: str
+    constant_frame_rate: bool
+    frame_count_source: str
+
+
+def _describe(error: BaseException) -> str:
+    # FFmpeg errors repeat the file name in str(error); the reason reads better without it.
+    message = getattr(error, "strerror", None) or str(error).strip() or "no message"
+    return f"{type(error).__name__}: {message}"
+
+
+def check_video_file(path: str) -> None:
+    """Raise :class:`VideoDecodeError` for problems visible without opening the file (missing, empty, a folder)."""
+    if not os.path.exists(path):
+        raise VideoDecodeError(path, "file not found")
+    if not os.path.isfile(path):
+        raise VideoDecodeError(path, "not a regular file")
+    if os.path.getsize(path) == 0:
+        raise VideoDecodeError(path, "empty file (0 bytes)")
+
+
+class VideoReader:
+    """Reads frames from the first video stream of a file; use it as a context manager.
+
+    Args:
+        path: Video file.
+        num_threads: Decoder threads; 0 lets FFmpeg choose (one per core). Frame and slice threading are both
+            enabled. Inside DataLoader workers that already occupy every core, 1 is usually fastest.
+        skip_unneeded_frames: Ask the decoder to drop non-reference frames that are not returned (before the
+            window, and between wanted frames on constant-frame-rate streams). Output is identical either way.
+
+    Raises:
+        VideoDecodeError: The file is missing, empty, not a media container, or has no video stream.
+
+    Example::
+
+        with VideoReader("clip.mp4") as reader:
+            frames = reader.read_frames([0, 4, 8, 12])  # uint8 (4, H, W, 3) RGB
+    """
+
+    def __init__(self, path: str | os.PathLike, num_threads: int = 0, skip_unneeded_frames: bool = True):
+        self.path = str(path)
+        self._num_threads = num_threads
+        check_video_file(self.path)
+        try:
+            self._open_container()
+        except VideoDecodeError:
+            raise
+        except Exception as error:  # PyAV raises many types for unreadable input; all mean "not a video".
+            raise VideoDecodeError(self.path, f"cannot open as a media container ({_describe(error)})") from None
+        try:
+            self._setup_stream()
+        except VideoDecodeError:
+            self.close()
+            raise
+        except Exception as error:
+            self.close()
+            raise VideoDecodeError(self.path, f"unreadable stream header ({_describe(error)})") from None
+        self.skip_unneeded_frames = skip_unneeded_frames
+        self.rotation: int | None = None  # Known after the first decoded frame.
+
+    # ------------------------------------------------------------------------------------------------ setup
+
+    def _open_container(self) -> None:
+        """Open the file and pick the first video stream, with frame and slice threading."""
+        self._container = av.open(self.path, metadata_errors="ignore")
+        video_streams = self._container.streams.video
+        if len(video_streams) == 0:
+            found = sorted({stream.type for stream in self._container.streams}) or ["none"]
+            self.close()
+            raise VideoDecodeError(self.path, f"no video stream (streams found: {', '.join(found)})")
+        self._stream = video_streams[0]
+        codec_context = self._stream.codec_context
+        if codec_context is None:
+            self.close()
+            raise VideoDecodeError(self.path, "no decoder for the video stream")
+        codec_context.thread_type = "AUTO"
+        codec_context.thread_count = self._num_threads
+
+    def _setup_stream(self) -> None:
+        self._time_base = float(self._stream.time_base) if self._stream.time_base else 1.0 / av.time_base
+        start_time = self._stream.start_time
+        self._start_pts = start_time if start_time is not None else 0
+
+        average_rate = self._stream.average_rate
+        base_rate = self._stream.base_rate
+        fps = None
+        for rate in (average_rate, self._stream.guessed_rate, base_rate):
+            if rate is not None and 0 < float(rate) <= 1000:
+                fps = float(rate)
+                break
+        self._fps = fps if fps is not None else _FALLBACK_FPS
+        self._constant_frame_rate = (
+            average_rate is not None
+            and base_rate is not None
+            and float(base_rate) > 0
+            and abs(float(average_rate) / float(base_rate) - 1.0) < 0.01
+        )
+        self._num_frames, self._frame_count_source = self._estimate_num_frames()
+
+    def _estimate_num_frames(self) -> tuple[int, str]:
+        """Frame count from the header, cross-checked against the duration; from packet timestamps if neither.
+
+        Variable-frame-rate streams are always measured from packet timestamps (a demux pass, no decoding),
+        because their header count and duration need not match the grid that the timestamps span.
+        """
+        if not self._constant_frame_rate:
+            return self._count_grid_slots_from_packets(), "packets"
+        header_count = self._stream.frames if self._stream.frames and self._stream.frames > 0 else None
+        duration_count = None
+        source = None
+        if self._stream.duration is not None and self._stream.duration > 0:
+            duration_count = int(round(self._stream.duration * self._time_base * self._fps))
+            source = "duration"
+        elif self._container.duration is not None and self._container.duration > 0:
+            duration_count = int(round(self._container.duration / av.time_base * self._fps))
+            source = "container_duration"
+        if header_count is not None:
+            # A header count far below the duration would silently hide the end of the video; a count too high
+            # is caught at decode time (see read_frames), so keep the larger of two disagreeing numbers.
+            if duration_count is not None and duration_count > 1.1 * header_count + 1:
+                return duration_count, source
+            return header_count, "header"
+        if duration_count is not None and duration_count > 0:
+            return duration_count, source
+        return self._count_grid_slots_from_packets(), "packets"
+
+    def _count_grid_slots_from_packets(self) -> int:
+        """Read every packet (no decoding) and return the grid slots up to the last timestamp, or the count."""
+        packet_count = 0
+        last_index = -1
+        try:
+            for packet in self._container.demux(self._stream):
+                if packet.size > 0:
+                    packet_count += 1
+                    if packet.pts is not None:
+                        last_index = max(last_index, self._index_of(packet.pts))
+            self._rewind()
+        except Exception as error:
+            raise VideoDecodeError(self.path, f"cannot read packets ({_describe(error)})") from None
+        if packet_count == 0:
+            raise VideoDecodeError(self.path, "video stream has no packets")
+        return last_index + 1 if last_index >= 0 else packet_count
+
+    # ------------------------------------------------------------------------------------------------ queries
+
+    @property
+    def num_frames(self) -> int:
+        """Frames on the nominal grid (see :class:`VideoInfo`); corrected downwards once decoding hits the end."""
+        return self._num_frames
+
+    @property
+    def fps(self) -> float:
+        return self._fps
+
+    @property
+    def frame_count_source(self) -> str:
+        return self._frame_count_source
+
+    def info(self) -> VideoInfo:
+        """Stream properties as a :class:`VideoInfo`."""
+        codec_context = self._stream.codec_context
+        return VideoInfo(
+            num_frames=self._num_frames,
+            fps=self._fps,
+            duration=self._num_frames / self._fps,
+            width=codec_context.width,
+            height=codec_context.height,
+            pix_fmt=codec_context.pix_fmt,
+            codec=codec_context.name,
+            constant_frame_rate=self._constant_frame_rate,
+            frame_count_source=self._frame_count_source,
+        )
+
+    # ------------------------------------------------------------------------------------------------ decoding
+
+    def read_frames(self, frame_indices) -> np.ndarray:
+        """Decode the frames at the given grid indices.
+
+        Args:
+            frame_indices: Non-negative ints in any order, repeats allowed (e.g. a clip that repeats its last frame).
+
+        Returns:
+            uint8 array (len(frame_indices), H, W, 3), RGB, rotated upright when the stream carries rotation
+            metadata (multiples of 90 degrees; other angles are rounded to the nearest one).
+
+        Indices past the real end of the stream get the last frame; when that happens because the header
+        overstated the length, :attr:`num_frames` is corrected to the true count (``frame_count_source`` becomes
+        "decoded") so a caller can resample its indices.
+
+        Raises:
+            VideoDecodeError: Nothing decodes, the decoder keeps failing, or timestamps do not advance.
+        """
+        indices = np.asarray(frame_indices, dtype=np.int64).reshape(-1)
+        if indices.size == 0:
+            raise ValueError("frame_indices must not be empty")
+        if (indices < 0).any():
+            raise ValueError(f"frame_indices must be >= 0, got {indices.min()}")
+        wanted = np.unique(indices)
+        try:
+            frames_by_index = self._decode_wanted(wanted.tolist())
+        except VideoDecodeError:
+            raise
+        except Exception as error:
+            raise VideoDecodeError(self.path, f"decoding failed ({_describe(error)})") from None
+        frames = np.stack([frames_by_index[index] for index in indices.tolist()])  # (T, H, W, 3)
+        quarter_turns = int(round((self.rotation or 0) / 90.0)) % 4
+        if quarter_turns:
+            # The display matrix angle is counter-clockwise, like np.rot90 over the (H, W) axes.
+            frames = np.ascontiguousarray(np.rot90(frames, k=quarter_turns, axes=(1, 2)))
+        return frames
+
+    def read_sampled_frames(self, sample_indices, num_frames: int | None = None) -> tuple[np.ndarray, int]:
+        """Decode the frames that ``sample_indices(video_length)`` picks, for a video of ``num_frames`` frames
+        (default :attr:`num_frames`). When the header overstated the length and the picked frames ran past the real
+        end, pick again inside the real length.
+
+        Returns:
+            The frames (see :meth:`read_frames`) and the length they were picked for.
+        """
+        length = self.num_frames if num_frames is None else num_frames
+        frames = self.read_frames(sample_indices(length))
+        if self.num_frames < length:  # decoding found the real end before the claimed one
+            length = self.num_frames
+            frames = self.read_frames(sample_indices(length))
+        return frames, length
+
+    def _index_of(self, timestamp: int) -> int:
+        return int(round((timestamp - self._start_pts) * self._time_base * self._fps))
+
+    def _seek_to_index(self, index: int) -> None:
+        target = self._start_pts + int(index / self._fps / self._time_base)
+        self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
+
+    def _decode_wanted(self, wanted: list[int]) -> dict[int, np.ndarray]:
+        if wanted[0] > 0:
+            try:
+                self._seek_to_index(wanted[0])
+            except Exception:  # Some containers cannot seek; decoding from the start still works.
+                pass
+            else:
+                frames_by_index = self._decode_from_current_position(wanted, after_seek=True)
+                if frames_by_index is not None:
+                    return frames_by_index
+        # Nothing consumed yet, a seek that was impossible or untrustworthy, or a window past the real end:
+        # decode from the start, which works for any readable stream.
+        self._rewind()
+        return self._decode_from_current_position(wanted, after_seek=False)
+
+    def _rewind(self) -> None:
+        """Go back to the first packet; reopen the file if the container cannot seek."""
+        try:
+            self._container.seek(0)
+        except Exception:
+            self.close()
+            self._open_container()
+
+    def _decode_from_current_position(self, wanted: list[int], after_seek: bool) -> dict[int, np.ndarray] | None:
+        """Decode forward, giving each wanted index the frame on screen at its time.
+
+        Returns None (after a seek only) when the seek is not trustworthy: no frame came out, or the first frame
+        is later than the first wanted index.
+        """
+        codec_context = self._stream.codec_context
+        wanted_set = set(wanted)
+        # Dropping a non-reference frame that is not wanted is exact when every frame has its own grid slot
+        # (constant frame rate); with variable frame rate a dropped frame could be the one on screen at a wanted
+        # time, so nothing is dropped.
+        drop_unwanted = self.skip_unneeded_frames and self._constant_frame_rate
+        frames_by_index: dict[int, np.ndarray] = {}
+        output_size: tuple[int, int] | None = None
+        last_conversion: tuple[object, np.ndarray] | None = None  # (frame, RGB): a held frame converts once
+        previous_frame = None
+        previous_index = -1
+        next_wanted = 0  # position in `wanted` of the first index still unassigned
+        decoded_count = 0
+        consecutive_errors = 0
+        # Variable frame rate can put several frames in one grid slot, hence the factor.
+        frame_budget = 4 * (wanted[-1] + 1) + _DECODE_SLACK_FRAMES
+
+        def to_rgb(frame) -> np.ndarray:
+            nonlocal output_size, last_conversion
+            if last_conversion is not None and last_conversion[0] is frame:
+                return last_conversion[1]
+            if output_size is None:
+                output_size = (frame.width, frame.height)
+                self.rotation = frame.rotation
+            width, height = output_size
+            # Reformatting to the first frame's size keeps the stack rectangular if a stream changes size.
+            rgb = frame.to_ndarray(format="rgb24", width=width, height=height)
+            last_conversion = (frame, rgb)
+            return rgb
+
+        try:
+            for packet in self._container.demux(self._stream):
+                if packet.pts is None:
+                    codec_context.skip_frame = "DEFAULT"
+                elif drop_unwanted:
+                    keep = self._index_of(packet.pts) in wanted_set
+                    codec_context.skip_frame = "DEFAULT" if keep else "NONREF"
+                try:
+                    decoded = packet.decode()
+                    consecutive_errors = 0
+                except (av.FFmpegError, ValueError) as error:
+                    consecutive_errors += 1
+                    if consecutive_errors >= _MAX_CONSECUTIVE_DECODE_ERRORS:
+                        raise VideoDecodeError(self.path, f"decoder keeps failing ({_describe(error)})") from None
+                    continue
+                for frame in decoded:
+                    decoded_count += 1
+                    if decoded_count > frame_budget:
+                        raise VideoDecodeError(
+                            self.path, f"decoded {decoded_count} frames without reaching frame {wanted[-1]}"
+                        )
+                    timestamp = frame.pts if frame.pts is not None else frame.dts
+                    index = self._index_of(timestamp) if timestamp is not None else previous_index + 1
+                    index = max(index, previous_index)  # garbled timestamps must not run backwards
+                    if after_seek and previous_frame is None and index > wanted[0]:
+                        return None
+                    # Wanted indices before this frame's slot fall in a gap: they show the previous frame.
+                    while next_wanted < len(wanted) and wanted[next_wanted] < index:
+                        held = previous_frame if previous_frame is not None else frame
+                        frames_by_index[wanted[next_wanted]] = to_rgb(held)
+                        next_wanted += 1
+                    if next_wanted < len(wanted) and wanted[next_wanted] == index:
+                        frames_by_index[index] = to_rgb(frame)
+                        next_wanted += 1
+                    if next_wanted == len(wanted):
+                        return frames_by_index
+                    previous_frame, previous_index = frame, index
+        finally:
+            codec_context.skip_frame = "DEFAULT"
+
+        # End of stream before the last wanted index.
+        if previous_frame is None:
+            if after_seek:
+                return None
+            raise VideoDecodeError(self.path, "no frame could be decoded")
+        last_frame = to_rgb(previous_frame)
+        for index in wanted[next_wanted:]:
+            frames_by_index[index] = last_frame
+        true_count = previous_index + 1
+        if true_count < self._num_frames:
+            self._num_frames = true_count
+            self._frame_count_source = "decoded"
+        return frames_by_index
+
+    # ------------------------------------------------------------------------------------------------ lifetime
+
+    def close(self) -> None:
+        container = getattr(self, "_container", None)
+        if container is not None:
+            container.close()
+            self._container = None
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Open a file and return its :class:`VideoInfo` without decoding; raises :class:`VideoDecodeError`."""
+    with VideoReader(path) as reader:
+        return reader.info()
+
+
+def read_video_frames(path: str | os.PathLike, frame_indices, num_threads: int = 0) -> np.ndarray:
+    """Decode the given frame indices of one file: uint8 (T, H, W, 3) RGB. See :meth:`VideoReader.read_frames`."""
+    with VideoReader(path, num_threads=num_threads) as reader:
+        return reader.read_frames(frame_indices)
+
+
+# ------------------------------------------------------------------------------------------------------- clip sampling
+
+
+def _check_counts(num_video_frames: int, num_frames: int) -> None:
+    if num_video_frames < 1:
+        raise ValueError(f"num_video_frames must be >= 1, got {num_video_frames}")
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+
+
+def _check_clip(clip_index: int, num_clips: int) -> None:
+    if num_clips < 1 or not 0 <= clip_index < num_clips:
+        raise ValueError(f"clip_index must be in [0, num_clips={num_clips}), got {clip_index}")
+
+
+def dense_clip_indices(
+    num_video_frames: int,
+    num_frames: int,
+    sampling_rate: int,
+    train: bool,
+    rng: np.random.Generator | None = None,
+    clip_index: int = 0,
+    num_clips: int = 1,
+) -> np.ndarray:
+    """Frames ``start, start + rate, ...`` of one window.
+
+    In training the window start is uniform over every position that fits. At evaluation, clip ``clip_index`` of
+    ``num_clips`` starts at ``clip_index / (num_clips - 1)`` of the free range (the first window at the start,
+    the last at the end), or in the middle when ``num_clips == 1``.
+
+    A video shorter than the window repeats its last frame to fill the clip, so even a one-frame video yields
+    ``num_frames`` indices (all 0).
+    """
+    _check_counts(num_video_frames, num_frames)
+    if sampling_rate < 1:
+        raise ValueError(f"sampling_rate must be >= 1, got {sampling_rate}")
+    _check_clip(clip_index, num_clips)
+    window = (num_frames - 1) * sampling_rate + 1
+    free = max(num_video_frames - window, 0)
+    if train:
+        if rng is None:
+            raise ValueError("train=True needs an rng")
+        start = int(rng.integers(0, free + 1))
+    elif num_clips == 1:
+        start = free // 2
+    else:
+        start = int(round(clip_index * free / (num_clips - 1)))
+    indices = start + np.arange(num_frames, dtype=np.int64) * sampling_rate
+    return np.minimum(indices, num_video_frames - 1)
+
+
+def segment_clip_indices(
+    num_video_frames: int,
+    num_frames: int,
+    train: bool,
+    rng: np.random.Generator | None = None,
+    clip_index: int = 0,
+    num_clips: int = 1,
+) -> np.ndarray:
+    """One frame from each of ``num_frames`` equal segments.
+
+    Segment k spans ``[k * L / num_frames, (k + 1) * L / num_frames)`` for a video of L frames. Training draws a
+    uniform frame inside each segment; evaluation takes the frame at fraction ``(clip_index + 0.5) / num_clips``
+    of each segment (the middle for a single clip).
+
+    A video with fewer frames than segments repeats frames: each segment takes the frame it falls in, so a
+    one-frame video yields ``num_frames`` zeros.
+    """
+    _check_counts(num_video_frames, num_frames)
+    _check_clip(clip_index, num_clips)
+    segment_starts = np.arange(num_frames, dtype=np.float64) * num_video_frames / num_frames
+    segment_length = num_video_frames / num_frames
+    if train:
+        if rng is None:
+            raise ValueError("train=True needs an rng")
+        first = np.floor(segment_starts).astype(np.int64)
+        # Segments shorter than a frame still own the frame they start in.
+        last = np.maximum(np.floor(segment_starts + segment_length).astype(np.int64), first + 1)
+        indices = rng.integers(first, last)
+    else:
+        offset = (clip_index + 0.5) / num_clips
+        indices = np.floor(segment_starts + offset * segment_length).astype(np.int64)
+    return np.clip(indices, 0, num_video_frames - 1)
+
+
+def sample_clip_indices(
+    sampling_mode: str,
+    num_video_frames: int,
+    num_frames: int,
+    sampling_rate: int,
+    train: bool,
+    rng: np.random.Generator | None = None,
+    clip_index: int = 0,
+    num_clips: int = 1,
+) -> np.ndarray:
+    """Indices of one clip in ``sampling_mode`` ("dense" or "segment"; ``sampling_rate`` is used by dense only)."""
+    if sampling_mode == "dense":
+        return dense_clip_indices(num_video_frames, num_frames, sampling_rate, train, rng, clip_index, num_clips)
+    if sampling_mode == "segment":
+        return segment_clip_indices(num_video_frames, num_frames, train, rng, clip_index, num_clips)
+    raise ValueError(f"sampling_mode must be one of {SAMPLING_MODES}, got {sampling_mode!r}")
+
+
+# ---------------------------------------------------------------------------------------------------- evaluation views
+
+
+def as_uint8_video(frames) -> torch.Tensor:
+    """(T, H, W, 3) uint8 frames (numpy or torch) as a (T, 3, H, W) uint8 tensor view (no copy)."""
+    video = torch.from_numpy(frames) if isinstance(frames, np.ndarray) else torch.as_tensor(frames)
+    if video.dtype != torch.uint8 or video.ndim != 4 or video.shape[-1] != 3:
+        raise ValueError(f"frames must be uint8 (T, H, W, 3), got {video.dtype} {tuple(video.shape)}")
+    return video.permute(0, 3, 1, 2)
+
+
+def resize(video: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Bilinear resize of a uint8 (T, C, H, W) video with antialiasing (a no-op at the same size)."""
+    if video.shape[-2:] == (height, width):
+        return video
+    return F.interpolate(video, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
+
+
+def short_side_resize_shape(height: int, width: int, short_side: int) -> tuple[int, int]:
+    """Output (height, width) with the short side set to ``short_side``: transformers' rule, long side truncated."""
+    if width <= height:
+        return int(short_side * height / width), short_side
+    return short_side, int(short_side * width / height)
+
+
+def resize_short_side(video: torch.Tensor, short_side: int) -> torch.Tensor:
+    """Resize (T, C, H, W) so that min(H, W) == short_side, keeping the aspect ratio."""
+    return resize(video, *short_side_resize_shape(video.shape[-2], video.shape[-1], short_side))
+
+
+def center_crop(video: torch.Tensor, size: int) -> torch.Tensor:
+    """Centre ``size`` x ``size`` crop (offset rounded down, as transformers' processors do)."""
+    height, width = video.shape[-2:]
+    if size > height or size > width:
+        raise ValueError(f"crop size {size} is larger than the frames ({height}x{width}); resize first")
+    top, left = (height - size) // 2, (width - size) // 2
+    return video[..., top : top + size, left : left + size]
+
+
+def three_crops(video: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """Start, centre and end ``size`` x ``size`` crops along the long side, centred on the short side.
+
+    These are VideoMAE's three spatial test views; frames must already be resized so the short side is >= size.
+    """
+    height, width = video.shape[-2:]
+    if size > height or size > width:
+        raise ValueError(f"crop size {size} is larger than the frames ({height}x{width}); resize first")
+    crops = []
+    for position in range(3):
+        if width >= height:
+            top, left = (height - size) // 2, position * (width - size) // 2
+        else:
+            top, left = position * (height - size) // 2, (width - size) // 2
+        crops.append(video[..., top : top + size, left : left + size])
+    return crops
+
+
+def normalize(video: torch.Tensor, mean, std, out: torch.Tensor | None = None) -> torch.Tensor:
+    """uint8 (..., C, H, W) -> float32 ``(x / 255 - mean) / std``, contiguous (written into ``out`` if given), on
+    the input's device: a worker normalises a clip, or the training loop a uint8 batch on the GPU, bit for bit alike.
+
+    Computed as ``x * (1 / (255 std)) - mean / std`` on a contiguous copy: one multiply-add instead of three
+    broadcast passes over channels-last memory (10x faster); it differs from the textbook order by float
+    rounding only (~1e-6).
+    """
+    # the scale and shift in float32 on the CPU, so that every device multiplies by the same numbers
+    mean = torch.tensor(mean, dtype=torch.float32)
+    std = torch.tensor(std, dtype=torch.float32)
+    scale, shift = 1.0 / (255.0 * std), mean / std
+    if out is None:
+        out = torch.empty(video.shape, dtype=torch.float32, device=video.device)
+    out.copy_(video.contiguous())  # uint8 -> float32
+    # on the device without a host copy (the loop normalises every batch on the GPU); float32 -> float -> float32 is
+    # exact, so every device uses the same numbers
+    scale, shift = (channel_constants(values.tolist(), out).view(3, 1, 1) for values in (scale, shift))
+    return out.mul_(scale).sub_(shift)
+
+
+def evaluation_views(
+    frames,
+    crop_size: int,
+    short_side: int,
+    num_crops: int,
+    image_mean,
+    image_std,
+    normalized: bool = True,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Deterministic evaluation views of one clip: (T, H, W, 3) uint8 -> (num_crops, T, C, crop, crop).
+
+    The short side is resized to ``short_side`` (bilinear, antialiased; up or down), then one centre crop
+    (``num_crops=1``) or three crops along the long side (``num_crops=3``) are cut and, with ``normalized``,
+    normalised to float32 with ``image_mean`` / ``image_std``; otherwise the views stay uint8. ``out`` receives them
+    when given.
+    """
+    if num_crops not in (1, 3):
+        raise ValueError(f"num_crops must be 1 or 3, got {num_crops!r}")
+    video = resize_short_side(as_uint8_video(frames), short_side)
+    crops = [center_crop(video, crop_size)] if num_crops == 1 else three_crops(video, crop_size)
+    if out is None:
+        out = torch.empty((len(crops), *crops[0].shape), dtype=torch.float32 if normalized else torch.uint8)
+    for crop_index, crop in enumerate(crops):
+        if normalized:
+            normalize(crop, image_mean, image_std, out=out[crop_index])
+        else:
+            out[crop_index].copy_(crop)
+    return out
