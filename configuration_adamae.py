@@ -4,8 +4,37 @@
 This file is also one of the two custom-code files a Hub repository carries: it imports only transformers.
 """
 
-from transformers import PretrainedConfig
-from transformers.utils.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+import re
+
+import transformers
+
+
+# The oldest transformers the package and the Hub files work with: 4.x lacks `transformers.initialization`, and 5.18 is
+# the oldest release the test suite passes with.
+MIN_TRANSFORMERS_VERSION = "5.18"
+
+
+def _major_minor(version: str) -> tuple[int, int]:
+    match = re.match(r"(\d+)\.(\d+)", version)
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
+def check_transformers_version(version: str | None = None) -> None:
+    """Raise one clear `ImportError` when `version` (default: the installed one) is older than
+    `MIN_TRANSFORMERS_VERSION`; pre-releases of the minimum count as the minimum."""
+    version = transformers.__version__ if version is None else version
+    if _major_minor(version) < _major_minor(MIN_TRANSFORMERS_VERSION):
+        raise ImportError(
+            f"AdaMAE needs transformers>={MIN_TRANSFORMERS_VERSION}, but transformers {version} is installed; upgrade "
+            f"with: pip install -U 'transformers>={MIN_TRANSFORMERS_VERSION}'",
+            name="transformers",
+        )
+
+
+check_transformers_version()
+
+from transformers import PretrainedConfig  # noqa: E402  (after the version check, which names what is missing)
+from transformers.utils.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD  # noqa: E402
 
 
 MASK_TYPES = ("adaptive", "tube", "random", "frame")
@@ -327,4 +356,11 @@ class AdaMaeConfig(PretrainedConfig):
 
 AdaMaeConfig.register_for_auto_class()
 
-__all__ = ["AdaMaeConfig", "MASK_TYPES", "MAX_IMAGE_SIZE", "MAX_NUM_PATCHES"]
+__all__ = [
+    "AdaMaeConfig",
+    "MASK_TYPES",
+    "MAX_IMAGE_SIZE",
+    "MAX_NUM_PATCHES",
+    "MIN_TRANSFORMERS_VERSION",
+    "check_transformers_version",
+]

@@ -17,17 +17,21 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
-from transformers import initialization as init
-from transformers.modeling_outputs import BaseModelOutput, ImageClassifierOutput
-from transformers.models.videomae.modeling_videomae import VideoMAELayer, VideoMAEPatchEmbeddings
-from transformers.utils import ModelOutput, logging
 
 
+# The configuration first: it checks the transformers version before anything here needs a recent one.
 try:
     from .configuration_adamae import AdaMaeConfig
-except ImportError:  # imported as an installed top-level module rather than as Hub remote code
-    from configuration_adamae import AdaMaeConfig
+except ImportError as error:
+    if error.name == "transformers":  # too old a transformers: the configuration's error says which version is needed
+        raise
+    from configuration_adamae import AdaMaeConfig  # imported as an installed top-level module, not as Hub remote code
+
+from transformers import PreTrainedModel  # noqa: E402
+from transformers import initialization as init  # noqa: E402
+from transformers.modeling_outputs import BaseModelOutput, ImageClassifierOutput  # noqa: E402
+from transformers.models.videomae.modeling_videomae import VideoMAELayer, VideoMAEPatchEmbeddings  # noqa: E402
+from transformers.utils import ModelOutput, logging  # noqa: E402
 
 
 logger = logging.get_logger(__name__)

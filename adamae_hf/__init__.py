@@ -4,15 +4,17 @@ Importing the package registers the AdaMAE classes with transformers' Auto class
 `AutoModelForPreTraining.from_pretrained(folder)` works without `trust_remote_code` where adamae-hf is installed.
 """
 
-from transformers import (
+# First: importing the configuration checks the transformers version (one clear ImportError naming the minimum).
+from configuration_adamae import MIN_TRANSFORMERS_VERSION, AdaMaeConfig
+
+from transformers import (  # noqa: E402
     AutoConfig,
     AutoModel,
     AutoModelForPreTraining,
     AutoModelForVideoClassification,
 )
 
-from configuration_adamae import AdaMaeConfig
-from modeling_adamae import (
+from modeling_adamae import (  # noqa: E402
     AdaMaeForPreTraining,
     AdaMaeForPreTrainingOutput,
     AdaMaeForVideoClassification,
@@ -20,7 +22,7 @@ from modeling_adamae import (
     AdaMaePreTrainedModel,
 )
 
-from .convert import convert_authors_checkpoint, convert_videomae_to_adamae, export_to_videomae
+from .convert import convert_authors_checkpoint  # noqa: E402, convert_videomae_to_adamae, export_to_videomae
 
 
 AutoConfig.register(AdaMaeConfig.model_type, AdaMaeConfig, exist_ok=True)
@@ -37,6 +39,7 @@ __all__ = [
     "AdaMaeForVideoClassification",
     "AdaMaeModel",
     "AdaMaePreTrainedModel",
+    "MIN_TRANSFORMERS_VERSION",
     "convert_authors_checkpoint",
     "convert_videomae_to_adamae",
     "export_to_videomae",

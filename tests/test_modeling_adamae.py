@@ -2,6 +2,8 @@ import itertools
 import logging
 import math
 import os
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -639,3 +641,50 @@ def test_trust_remote_code_loads_in_a_fresh_process_without_the_project(tmp_path
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "REMOTE CODE OK" in result.stdout
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The transformers version floor
+
+
+@pytest.mark.parametrize("version, ok", [("4.57.1", False), ("5.17.0", False), ("5.18.0", True),
+                                         ("5.18.0.dev0", True), ("5.24.0", True), ("6.0", True)])  # fmt: skip
+def test_transformers_version_check(version, ok):
+    from configuration_adamae import MIN_TRANSFORMERS_VERSION, check_transformers_version
+
+    assert MIN_TRANSFORMERS_VERSION == "5.18"
+    if ok:
+        check_transformers_version(version)
+    else:
+        with pytest.raises(ImportError, match=rf"AdaMAE needs transformers>=5\.18, but transformers {version} is"):
+            check_transformers_version(version)
+
+
+OLD_TRANSFORMERS = "import transformers\ntransformers.__version__ = '4.57.1'\n"
+
+
+@pytest.mark.parametrize("module", ["adamae_hf", "modeling_adamae"])
+def test_package_on_an_old_transformers_says_which_version_it_needs(module):
+    result = subprocess.run(
+        [sys.executable, "-c", OLD_TRANSFORMERS + f"import {module}"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("ImportError: AdaMAE needs transformers>=5.18, but transformers 4.57.1 is installed")
+
+
+def test_hub_files_on_an_old_transformers_say_which_version_they_need(tmp_path):
+    AdaMaeForPreTraining(tiny_config()).save_pretrained(tmp_path / "model")
+    script = OLD_TRANSFORMERS + textwrap.dedent(
+        """
+        import sys
+        from transformers import AutoModelForPreTraining
+
+        try:
+            AutoModelForPreTraining.from_pretrained(sys.argv[1], trust_remote_code=True)
+        except ImportError as error:
+            print(f"IMPORT ERROR: {error}")
+        """
+    )
+    result = run_without_project(script, [tmp_path / "model"], tmp_path)
+    assert "IMPORT ERROR: AdaMAE needs transformers>=5.18, but transformers 4.57.1" in result.stdout, result.stderr
