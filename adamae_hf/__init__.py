@@ -22,7 +22,7 @@ from modeling_adamae import (  # noqa: E402
     AdaMaePreTrainedModel,
 )
 
-from .convert import convert_authors_checkpoint  # noqa: E402, convert_videomae_to_adamae, export_to_videomae
+from .convert import convert_authors_checkpoint, convert_videomae_to_adamae, export_to_videomae  # noqa: E402
 
 
 AutoConfig.register(AdaMaeConfig.model_type, AdaMaeConfig, exist_ok=True)
