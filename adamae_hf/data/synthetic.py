@@ -2,7 +2,7 @@
 
 The tests, the embedded pretraining demo and the throughput benchmark all use these files, so nothing is ever
 downloaded. Each video shows a striped object that moves in one of a few directions (or rotates) over a static
-textured background; the direction is the video's label, which makes a tiny but real classification task, and
+textured background (or one that a panning camera sweeps, ``camera_pan``); the direction is the video's label, which makes a tiny but real classification task, and
 the object's silhouette in every frame is the per-pixel motion mask.
 
 Masks are returned in memory and, by default, saved beside the video as ``<stem>.motion.npz`` (a bit-packed bool
@@ -77,8 +77,9 @@ def render_motion_clip(
     width: int,
     rng: np.random.Generator,
     grain: float = 0.0,
+    camera_pan: tuple[float, float] = (0.0, 0.0),
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Draw one clip of a striped object moving over a static textured background.
+    """Draw one clip of a striped object moving over a textured background, static or seen by a panning camera.
 
     Args:
         motion_class: One of :data:`MOTION_CLASSES`.
@@ -86,6 +87,10 @@ def render_motion_clip(
         rng: Source of the background, colours, object size, start position and speed.
         grain: Standard deviation of per-frame Gaussian noise added everywhere (0 = none). It makes the encoded
             stream cost about as much to decode as camera footage does.
+        camera_pan: (rows, columns) the camera's view moves per frame over a larger background (offsets rounded to
+            whole pixels), so the background slides the opposite way: frame t+1 at (y, x) shows what frame t showed
+            at (y + rows, x + columns). The object moves in frame coordinates as without a pan, so the motion mask
+            is unchanged, and the background is the motion a camera-motion-compensated measure should remove.
 
     Returns:
         frames: uint8 (T, H, W, 3) RGB.
@@ -98,7 +103,11 @@ def render_motion_clip(
             f"num_frames must be >= 1 and height, width >= 2, got num_frames={num_frames}, "
             f"height={height}, width={width}"
         )
-    background = _textured_background(height, width, rng)
+    pan_rows, pan_cols = (float(value) for value in camera_pan)
+    extra_rows, extra_cols = (math.ceil(abs(pan) * max(num_frames - 1, 0)) for pan in (pan_rows, pan_cols))
+    background = _textured_background(height + extra_rows, width + extra_cols, rng)
+    # Where the view starts: the side of the background it moves away from.
+    view_top, view_left = (extra_rows if pan_rows < 0 else 0), (extra_cols if pan_cols < 0 else 0)
     object_colour = rng.uniform(0, 255, size=3).astype(np.float32)
     stripe_colour = 255.0 - object_colour
     stripe_period = max(2, min(height, width) // 8)
@@ -147,7 +156,8 @@ def render_motion_clip(
             mask[top : top + side, left : left + side] = True
             # Stripes move with the object, so every covered pixel changes from frame to frame.
             stripes = (np.floor((cols - left + rows - top) / stripe_period) % 2).astype(bool)
-        frame = background.copy()
+        top_of_view, left_of_view = view_top + round(pan_rows * t), view_left + round(pan_cols * t)
+        frame = background[top_of_view : top_of_view + height, left_of_view : left_of_view + width].copy()
         frame[mask & stripes] = stripe_colour
         frame[mask & ~stripes] = object_colour
         if grain > 0:
@@ -277,6 +287,7 @@ def generate_sample_videos(
     crf: int = 23,
     preset: str = "veryfast",
     gop_size: int | None = None,
+    camera_pan: tuple[float, float] = (0.0, 0.0),
 ) -> list[SampleVideo]:
     """Write H.264 mp4 files of objects moving on textured backgrounds, with their motion masks.
 
@@ -295,6 +306,8 @@ def generate_sample_videos(
         save_masks: Save each mask beside its video (see :func:`load_motion_mask`).
         keep_masks: Keep masks in the returned records (turn off for long videos).
         grain: Per-frame noise (see :func:`render_motion_clip`).
+        camera_pan: (rows, columns) per frame a panning camera moves (see :func:`render_motion_clip`); the saved
+            masks still mark only the object.
         crf, preset, gop_size: libx264 quality, speed preset and keyframe interval (None: the encoder's default,
             250 frames).
 
@@ -316,7 +329,7 @@ def generate_sample_videos(
     videos = []
     for video_number in range(num_videos):
         label = motion_classes[video_number % len(motion_classes)]
-        frames, mask = render_motion_clip(label, num_frames, height, width, rng, grain=grain)
+        frames, mask = render_motion_clip(label, num_frames, height, width, rng, grain=grain, camera_pan=camera_pan)
         folder = os.path.join(output_dir, label) if class_folders else output_dir
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, f"video_{video_number:04d}.mp4")
