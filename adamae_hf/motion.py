@@ -20,9 +20,11 @@ next one (the last with the one before).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from transformers.utils.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from modeling_adamae import patchify
@@ -40,10 +42,11 @@ def phase_correlation_peaks(grey: torch.Tensor, num_peaks: int) -> torch.Tensor:
         grey: `(B, T, H, W)` frames.
 
     Returns:
-        `(B, T - 1, num_peaks, 2)` int64 `(dy, dx)`, strongest first, signed, in `[-H/2, H/2)` x `[-W/2, W/2)`.
+        `(B, T - 1, 2 * num_peaks, 2)` int64 `(dy, dx)`, signed, in `[-H/2, H/2)` x `[-W/2, W/2)`: the `num_peaks`
+        largest values of the correlation, then its `num_peaks` largest local maxima (3 x 3).
 
     The normalised cross-power spectrum of two shifted images is a pure phase ramp whose inverse transform peaks at the
-    shift; each moving layer (background, object) gives its own peak. A Hann window keeps the image borders, which a
+    shift; each moving layer (background, object) gives its own peak.  A Hann window keeps the image borders, which a
     shift does not wrap around, from dominating the spectrum.
     """
     height, width = grey.shape[-2:]
@@ -54,8 +57,16 @@ def phase_correlation_peaks(grey: torch.Tensor, num_peaks: int) -> torch.Tensor:
     spectra = torch.fft.fft2((grey - grey.mean(dim=(-2, -1), keepdim=True)) * window)  # (B, T, H, W) complex
     cross_power = spectra[:, 1:] * spectra[:, :-1].conj()
     cross_power = cross_power / cross_power.abs().clamp_min(1e-12)
-    correlation = torch.fft.ifft2(cross_power).real.flatten(-2)  # (B, T-1, H*W)
-    peaks = correlation.topk(min(num_peaks, height * width), dim=-1).indices
+    correlation = torch.fft.ifft2(cross_power).real  # (B, T-1, H, W), periodic
+    # The strongest values, and the strongest local maxima (3 x 3, wrapping around): a broad peak would otherwise
+    # crowd out a weaker one, and two motions one pixel apart share a local maximum.
+    wrapped = F.pad(correlation.reshape(-1, 1, height, width), (1, 1, 1, 1), mode="circular")
+    local_maximum = F.max_pool2d(wrapped, 3, stride=1).view_as(correlation)
+    maxima = correlation.masked_fill(correlation < local_maximum, -math.inf)
+    count = min(num_peaks, height * width)
+    peaks = torch.cat(
+        [values.flatten(-2).topk(count, dim=-1).indices for values in (correlation, maxima)], dim=-1
+    )  # (B, T-1, 2 * count)
     dy, dx = peaks // width, peaks % width
     dy = torch.where(dy >= (height + 1) // 2, dy - height, dy)  # wrap to signed shifts
     dx = torch.where(dx >= (width + 1) // 2, dx - width, dx)
@@ -65,7 +76,7 @@ def phase_correlation_peaks(grey: torch.Tensor, num_peaks: int) -> torch.Tensor:
 def estimate_global_shift(frames: torch.Tensor, num_candidates: int = 5) -> torch.Tensor:
     """The whole-pixel translation that most pixels follow between each pair of consecutive frames.
 
-    Phase correlation proposes candidates (its `num_candidates` strongest peaks, and no shift); the candidate with the
+    Phase correlation proposes candidates (`phase_correlation_peaks`, and no shift); the candidate with the
     smallest median absolute difference after aligning wins. The median makes it the motion of the majority of the
     pixels (the background, under a pan) even when a small high-contrast object gives the strongest peak.
 

@@ -119,3 +119,25 @@ def test_same_seed_writes_byte_identical_files(tmp_path):
     for a, b in zip(first, second):
         with open(a.path, "rb") as file_a, open(b.path, "rb") as file_b:
             assert file_a.read() == file_b.read(), a.path
+
+
+@pytest.mark.parametrize("pan", [(0, 2), (-1, 3), (2, -2)])
+def test_a_panning_camera_slides_the_background_and_keeps_the_object_mask(pan):
+    frames, mask = render_motion_clip("move_down", 8, 40, 48, np.random.default_rng(4), camera_pan=pan)
+    centre_rows, centre_cols = _mask_centroids(mask)
+    assert np.all(np.diff(centre_rows) > 0) and np.ptp(centre_cols) == 0  # the object moves down in the frame
+    rows, cols = pan
+    for t in range(7):
+        # Frame t+1 at (y, x) shows frame t at (y + rows, x + cols) wherever neither frame shows the object there.
+        later = frames[t + 1][max(0, -rows) : 40 - max(0, rows), max(0, -cols) : 48 - max(0, cols)]
+        earlier = frames[t][max(0, rows) : 40 + min(0, rows), max(0, cols) : 48 + min(0, cols)]
+        background = ~(mask[t + 1][max(0, -rows) : 40 - max(0, rows), max(0, -cols) : 48 - max(0, cols)]
+                       | mask[t][max(0, rows) : 40 + min(0, rows), max(0, cols) : 48 + min(0, cols)])  # fmt: skip
+        np.testing.assert_array_equal(later[background], earlier[background])
+        assert not np.array_equal(frames[t + 1][~mask[t + 1]], frames[t][~mask[t + 1]])  # the background moved
+
+
+def test_generated_panning_videos_save_the_object_mask(tmp_path):
+    video = generate_sample_videos(tmp_path, num_videos=1, num_frames=6, height=32, width=32, camera_pan=(1, 1))[0]
+    _, expected = render_motion_clip(video.label, 6, 32, 32, np.random.default_rng(0), camera_pan=(1, 1))
+    np.testing.assert_array_equal(load_motion_mask(video.path), expected)

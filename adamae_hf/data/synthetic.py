@@ -2,8 +2,8 @@
 
 The tests, the embedded pretraining demo and the throughput benchmark all use these files, so nothing is ever
 downloaded. Each video shows a striped object that moves in one of a few directions (or rotates) over a static
-textured background (or one that a panning camera sweeps, ``camera_pan``); the direction is the video's label, which makes a tiny but real classification task, and
-the object's silhouette in every frame is the per-pixel motion mask.
+textured background (or one that a panning camera sweeps, ``camera_pan``); the direction is the video's label, which
+makes a tiny but real classification task, and the object's silhouette in every frame is the per-pixel motion mask.
 
 Masks are returned in memory and, by default, saved beside the video as ``<stem>.motion.npz`` (a bit-packed bool
 array of shape (T, H, W) under the key ``"mask"``); :func:`load_motion_mask` reads them back.
@@ -89,8 +89,9 @@ def render_motion_clip(
             stream cost about as much to decode as camera footage does.
         camera_pan: (rows, columns) the camera's view moves per frame over a larger background (offsets rounded to
             whole pixels), so the background slides the opposite way: frame t+1 at (y, x) shows what frame t showed
-            at (y + rows, x + columns). The object moves in frame coordinates as without a pan, so the motion mask
-            is unchanged, and the background is the motion a camera-motion-compensated measure should remove.
+            at (y + rows, x + columns). The object moves in frame coordinates as without a pan and the motion mask
+            marks only it: the background's motion is what a camera-motion-compensated measure should remove.
+            (A pan draws a larger background from ``rng``, so the rest of the clip differs from the unpanned one.)
 
     Returns:
         frames: uint8 (T, H, W, 3) RGB.
