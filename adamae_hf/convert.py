@@ -10,13 +10,17 @@
 Every conversion is strict: a source key that is not used, or a target weight that is not filled, is an error listing
 the keys, never a silent partial load. The authors' files are read with `torch.load(weights_only=True)` only.
 
-Command line: `adamae-convert {authors,videomae,to-videomae} SOURCE OUTPUT_DIR [options]`.
+Every written folder also gets the video processor and `clip_config.json` (`save_inference_files`), so it runs in
+`pipeline("video-classification")` as it is.
+
+Command line: `adamae-convert {authors,videomae,to-videomae} SOURCE OUTPUT_DIR [options] [--debug]`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import re
 import sys
 from pathlib import Path
@@ -28,15 +32,30 @@ from transformers import VideoMAEConfig, VideoMAEForPreTraining, VideoMAEForVide
 from configuration_adamae import AdaMaeConfig
 from modeling_adamae import AdaMaeForPreTraining, AdaMaeForVideoClassification, AdaMaeModel
 
+from .data import VideoClipConfig, load_clip_geometry, save_video_processor
+from .errors import DEBUG_FLAG, UserError, check_model_source, run_cli
 
-# The reference's ViTs use 64-dimensional attention heads (ViT-S/B/L/H); heads are not stored in a checkpoint.
-HEAD_DIM = 64
+
+# A checkpoint's tensors do not store the attention head count. These are the standard ViT widths and their heads:
+# ViT-Ti/S/B/L/H (192/3, 384/6, 768/12, 1024/16, 1280/16), VideoMAE V2's ViT-g (1408/16) and the MAE decoders (192/3,
+# 384/6, 512/8). Any other width needs the head count from the checkpoint's training arguments or the command line.
+STANDARD_HEADS = {192: 3, 384: 6, 512: 8, 768: 12, 1024: 16, 1280: 16, 1408: 16}
+# The size word of the reference's model names ('pretrain_videomae_base_patch16_224', 'vit_large_patch16_224'): the
+# encoder's (width, heads).
+MODEL_SIZES = {"tiny": (192, 3), "small": (384, 6), "base": (768, 12), "large": (1024, 16), "huge": (1280, 16),
+               "giant": (1408, 16)}  # fmt: skip
 # The reference's sampler block always has 8 heads.
 AUTHORS_SAMPLER_HEADS = 8
+# Besides tensors, numbers, strings and containers, an authors' checkpoint may hold the training script's arguments (an
+# `argparse.Namespace`, saved next to "model" by VideoMAE's `save_model`). Nothing else is ever unpickled.
+SAFE_CHECKPOINT_GLOBALS = [argparse.Namespace]
+# The paper's clip, for checkpoints without training arguments.
+DEFAULT_NUM_FRAMES, DEFAULT_IMAGE_SIZE, DEFAULT_MASK_RATIO = 16, 224, 0.95
 
 
-class ConversionError(ValueError):
-    """A checkpoint does not match the layout it is converted from."""
+class ConversionError(UserError, ValueError):
+    """A checkpoint does not match the layout it is converted from (a user's mistake: the command line shows it as one
+    line)."""
 
 
 def _print(message: str, verbose: bool):
@@ -72,10 +91,34 @@ def _strict_load(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], so
 # 1. The authors' checkpoints
 
 
-def load_authors_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read an authors' `.pth` safely (`weights_only=True`): `{"model": sd}`, `{"module": sd}` or a bare state dict."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+def load_authors_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read an authors' `.pth` safely: `torch.load(weights_only=True)`, allowing only `SAFE_CHECKPOINT_GLOBALS`.
+
+    Returns:
+        The state dict (`{"model": sd}`, `{"module": sd}`, `{"state_dict": sd}` or a bare state dict) and the training
+        arguments saved beside it as a dict (`{}` when there are none).
+    """
+    try:
+        with torch.serialization.safe_globals(SAFE_CHECKPOINT_GLOBALS):
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = re.search(r"GLOBAL ([\w.]+)", str(error))
+        if found is None:  # not an object the safe loader refused, but data it cannot read at all
+            reason = re.search(r"WeightsUnpickler error: \s*(.+)", str(error))
+            raise ConversionError(
+                f"{path} is not a PyTorch checkpoint ({reason.group(1) if reason else 'unreadable pickle data'})."
+            ) from None
+        raise ConversionError(
+            f"{path} holds objects other than tensors ({found.group(1)}) and is refused: only plain weights files "
+            "(tensors, numbers, strings, containers and saved training arguments) are read, since unpickling anything "
+            "else can run arbitrary code."
+        ) from None
+    except (EOFError, KeyError, RuntimeError) as error:  # empty, truncated or not a torch file at all
+        raise ConversionError(f"{path} is not a PyTorch checkpoint ({type(error).__name__}: {error}).") from None
+    arguments = {}
     if isinstance(checkpoint, dict):
+        saved = checkpoint.get("args")
+        arguments = vars(saved) if isinstance(saved, argparse.Namespace) else saved if isinstance(saved, dict) else {}
         for wrapper in ("model", "module", "state_dict"):
             if isinstance(checkpoint.get(wrapper), dict):
                 checkpoint = checkpoint[wrapper]
@@ -84,7 +127,12 @@ def load_authors_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise ConversionError(
             f"{path} holds no state dict: expected a dict of tensors, optionally under 'model' or 'module'."
         )
-    return dict(checkpoint)
+    return dict(checkpoint), dict(arguments)
+
+
+def load_authors_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict of an authors' `.pth` (see `load_authors_checkpoint`)."""
+    return load_authors_checkpoint(path)[0]
 
 
 def _block_rules(source: str, target: str) -> list[tuple[str, str]]:
@@ -150,48 +198,98 @@ def _count_blocks(state_dict, pattern: str) -> int:
     return max(indices) + 1 if indices else 0
 
 
+def _positive_int(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _encoder_heads_from_arguments(arguments: dict, width: int) -> int | None:
+    """Encoder heads named by the training arguments: an explicit count, or the size word of the model name."""
+    for name in ("num_heads", "encoder_num_heads", "num_attention_heads"):
+        if _positive_int(arguments.get(name)):
+            return arguments[name]
+    model_name = arguments.get("model")
+    size = re.search(rf"(?:^|_)({'|'.join(MODEL_SIZES)})(?:_|$)", model_name) if isinstance(model_name, str) else None
+    if size is None:
+        return None
+    named_width, heads = MODEL_SIZES[size.group(1)]
+    if named_width != width:
+        raise ConversionError(
+            f"The checkpoint's training arguments name the model {model_name!r} ({size.group(1)}: width {named_width}, "
+            f"{heads} heads) but its encoder is {width} wide; pass --num_attention_heads."
+        )
+    return heads
+
+
+def resolve_attention_heads(width: int, part: str, flag: str, from_arguments: int | None = None) -> int:
+    """Heads of a `width`-wide encoder or decoder (`part`): the training arguments' count, else the standard ViT
+    width's; any other width is an error asking for `flag`."""
+    if from_arguments is not None:
+        return from_arguments
+    if width in STANDARD_HEADS:
+        return STANDARD_HEADS[width]
+    standard = ", ".join(f"{w}: {h}" for w, h in STANDARD_HEADS.items())
+    raise ConversionError(
+        f"The checkpoint's {part} is {width} wide, not a standard ViT width (width: heads {standard}), and it holds no "
+        f"training arguments giving its head count; pass {flag} (the head count it was trained with)."
+    )
+
+
 def authors_config(
     state_dict: dict[str, torch.Tensor],
     layout: str,
-    num_frames: int = 16,
-    image_size: int = 224,
-    mask_ratio: float = 0.95,
+    num_frames: int | None = None,
+    image_size: int | None = None,
+    mask_ratio: float | None = None,
+    training_arguments: dict | None = None,
     **overrides,
 ) -> AdaMaeConfig:
     """An `AdaMaeConfig` for an authors' state dict: sizes from the tensors' shapes; frames, image size, mask ratio and
-    head counts (not stored in the file) from the arguments, defaulting to the paper's setting."""
+    head counts (not stored in the tensors) from the arguments, else the checkpoint's training arguments
+    (`training_arguments`: num_frames, input_size, mask_ratio, the model name), else the paper's setting and the
+    standard ViT head counts."""
+    arguments = training_arguments or {}
     prefix = "encoder." if layout == "pretraining" else ""
     hidden_size, num_channels, tubelet_size, patch_size, _ = state_dict[f"{prefix}patch_embed.proj.weight"].shape
+    if "num_attention_heads" not in overrides:
+        overrides["num_attention_heads"] = resolve_attention_heads(
+            hidden_size, "encoder", "--num_attention_heads", _encoder_heads_from_arguments(arguments, hidden_size)
+        )
     kwargs = dict(
-        image_size=image_size,
-        num_frames=num_frames,
+        image_size=image_size or _positive_int(arguments.get("input_size")) or DEFAULT_IMAGE_SIZE,
+        num_frames=num_frames or _positive_int(arguments.get("num_frames")) or DEFAULT_NUM_FRAMES,
         patch_size=patch_size,
         num_channels=num_channels,
         tubelet_size=tubelet_size,
         hidden_size=hidden_size,
         num_hidden_layers=_count_blocks(state_dict, rf"{re.escape(prefix)}blocks\.(\d+)\.norm1\.weight"),
-        num_attention_heads=max(hidden_size // HEAD_DIM, 1),
         intermediate_size=state_dict[f"{prefix}blocks.0.mlp.fc1.weight"].shape[0],
         qkv_bias=f"{prefix}blocks.0.attn.q_bias" in state_dict,
-        mask_ratio=mask_ratio,
     )
     if layout == "pretraining":
+        saved_ratio = arguments.get("mask_ratio")
+        saved_ratio = saved_ratio if isinstance(saved_ratio, float) and 0 < saved_ratio < 1 else None
         decoder_hidden_size = state_dict["encoder_to_decoder.weight"].shape[0]
         sampler_hidden_size = state_dict["encoder.get_token_probs.0.norm1.weight"].shape[0]
+        if "decoder_num_attention_heads" not in overrides:
+            overrides["decoder_num_attention_heads"] = resolve_attention_heads(
+                decoder_hidden_size, "decoder", "--decoder_num_attention_heads",
+                _positive_int(arguments.get("decoder_num_heads")),
+            )  # fmt: skip
         kwargs.update(
             decoder_hidden_size=decoder_hidden_size,
             decoder_num_hidden_layers=_count_blocks(state_dict, r"decoder\.blocks\.(\d+)\.norm1\.weight"),
-            decoder_num_attention_heads=max(decoder_hidden_size // HEAD_DIM, 1),
             decoder_intermediate_size=state_dict["decoder.blocks.0.mlp.fc1.weight"].shape[0],
             sampler_hidden_size=sampler_hidden_size,
             sampler_num_attention_heads=AUTHORS_SAMPLER_HEADS,
             sampler_intermediate_size=state_dict["encoder.get_token_probs.0.mlp.fc1.weight"].shape[0],
             mask_type="adaptive",
+            mask_ratio=mask_ratio or saved_ratio or DEFAULT_MASK_RATIO,
         )
     else:
         kwargs.update(
             use_mean_pooling="fc_norm.weight" in state_dict,
             num_labels=state_dict["head.weight"].shape[0],
+            mask_ratio=mask_ratio or DEFAULT_MASK_RATIO,
         )
     kwargs.update(overrides)
     config = AdaMaeConfig(**kwargs)
@@ -230,25 +328,37 @@ def map_authors_state_dict(state_dict: dict[str, torch.Tensor], layout: str, ver
     return mapped, unused
 
 
+def authors_clip_settings(arguments: dict) -> dict:
+    """Clip settings of an authors' training run that a model folder's `clip_config.json` carries beyond the model's
+    frames and size: the frame stride, and for fine-tuned runs the evaluation's short side and views."""
+    names = {"sampling_rate": "sampling_rate", "short_side_size": "short_side_size", "num_clips": "test_num_segment",
+             "num_crops": "test_num_crop"}  # fmt: skip
+    return {ours: arguments[theirs] for ours, theirs in names.items() if _positive_int(arguments.get(theirs))}
+
+
 def convert_authors_checkpoint(
     checkpoint_path: str | Path,
     output_dir: str | Path | None = None,
-    num_frames: int = 16,
-    image_size: int = 224,
-    mask_ratio: float = 0.95,
+    num_frames: int | None = None,
+    image_size: int | None = None,
+    mask_ratio: float | None = None,
     id2label: dict[int, str] | None = None,
     verbose: bool = False,
     **config_overrides,
 ) -> AdaMaeForPreTraining | AdaMaeForVideoClassification:
     """Convert an authors' `.pth` (pretraining → `AdaMaeForPreTraining`, fine-tuned → `AdaMaeForVideoClassification`)
-    and, with `output_dir`, save it there with the Hub custom-code files."""
+    and, with `output_dir`, save it there with the Hub custom-code files and the video processor.
+
+    Frames, image size, mask ratio and head counts not given here come from the checkpoint's saved training arguments,
+    else the paper's setting (16 frames of 224, ratio 0.95) and the standard ViT head counts (`STANDARD_HEADS`)."""
     _print(f"[1/4] Reading {checkpoint_path} (weights_only=True)", verbose)
-    state_dict = load_authors_state_dict(checkpoint_path)
+    state_dict, arguments = load_authors_checkpoint(checkpoint_path)
     layout = detect_authors_layout(state_dict)
-    _print(f"[2/4] Layout: {layout}, {len(state_dict)} tensors", verbose)
+    saved = f", training arguments of {arguments['model']!r}" if isinstance(arguments.get("model"), str) else ""
+    _print(f"[2/4] Layout: {layout}, {len(state_dict)} tensors{saved}", verbose)
     if id2label is not None:
         config_overrides.update(id2label=dict(id2label), label2id={v: k for k, v in dict(id2label).items()})
-    config = authors_config(state_dict, layout, num_frames, image_size, mask_ratio, **config_overrides)
+    config = authors_config(state_dict, layout, num_frames, image_size, mask_ratio, arguments, **config_overrides)
     mapped, unused = map_authors_state_dict(state_dict, layout, verbose)
     model_class = AdaMaeForPreTraining if layout == "pretraining" else AdaMaeForVideoClassification
     model = model_class(config)
@@ -257,8 +367,29 @@ def convert_authors_checkpoint(
     model.eval()
     if output_dir is not None:
         model.save_pretrained(output_dir)
+        save_inference_files(output_dir, config, authors_clip_settings(arguments), verbose)
         _print(f"[4/4] Saved to {output_dir}", verbose)
     return model
+
+
+def save_inference_files(output_dir: str | Path, config: AdaMaeConfig, clip_settings: dict | None = None,
+                         verbose: bool = False):  # fmt: skip
+    """Write `clip_config.json` and the video processor beside a converted model (after its `save_pretrained`), so
+    that the folder runs in `pipeline("video-classification")` and `run_finetune.py` with the model's clip: frames,
+    frame size and normalisation from `config`, other clip settings (frame stride, evaluation views) from
+    `clip_settings`, else `VideoClipConfig`'s defaults. A model with non-square frames gets none (the evaluation crop
+    is square)."""
+    height, width = config.frame_size
+    if height != width:
+        _print(f"No video processor: frames are {height}x{width}, the evaluation crop is square", verbose)
+        return
+    settings = {**(clip_settings or {}), "num_frames": config.num_frames, "crop_size": height}
+    settings.update(image_mean=list(config.image_mean), image_std=list(config.image_std))
+    if (settings.get("short_side_size") or height) < height:  # the crop is cut from frames of that short side
+        del settings["short_side_size"]
+    if settings.get("num_crops") not in (None, 1, 3):
+        del settings["num_crops"]
+    save_video_processor(output_dir, VideoClipConfig(**settings))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -335,6 +466,7 @@ def convert_videomae_to_adamae(
     model.eval()
     if output_dir is not None:
         model.save_pretrained(output_dir)
+        save_inference_files(output_dir, config, verbose=verbose)
         _print(f"[3/3] Saved to {output_dir}", verbose)
     return model
 
@@ -390,10 +522,19 @@ def export_to_videomae(
     The logits equal ours up to float rounding: stock VideoMAE's `fc_norm` uses LayerNorm eps 1e-5 where the reference
     (and AdaMAE) use `config.layer_norm_eps` (1e-6), a difference of order 1e-6 relative on the pooled features.
     """
+    clip_settings = None
     if isinstance(source, (str, Path)):
+        if Path(source).is_dir() and not (Path(source) / "config.json").is_file():
+            raise ConversionError(f"{source} has no config.json; expected an AdaMAE model folder (config + weights).")
+        config_dict, _ = AdaMaeConfig.get_config_dict(source)
+        if config_dict.get("model_type") != AdaMaeConfig.model_type:
+            raise ConversionError(
+                f"{source} holds a {config_dict.get('model_type')!r} model; expected an AdaMAE ('adamae') folder."
+            )
         config = AdaMaeConfig.from_pretrained(source)
         is_classifier = "AdaMaeForVideoClassification" in (config.architectures or [])
         model = (AdaMaeForVideoClassification if is_classifier else AdaMaeModel).from_pretrained(source)
+        clip_settings = load_clip_geometry(source) if Path(source).is_dir() else None
     else:
         model = source
     is_classifier = isinstance(model, AdaMaeForVideoClassification)
@@ -410,6 +551,7 @@ def export_to_videomae(
     videomae.eval()
     if output_dir is not None:
         videomae.save_pretrained(output_dir)
+        save_inference_files(output_dir, model.config, clip_settings, verbose)
         _print(f"[2/2] Saved to {output_dir}", verbose)
     return videomae
 
@@ -419,17 +561,23 @@ def export_to_videomae(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="adamae-convert", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="adamae-convert",
+        description=__doc__.split("\n\n")[0],
+        epilog=f"A mistake (missing file, wrong checkpoint) ends with one line; add {DEBUG_FLAG} for its traceback.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     authors = commands.add_parser("authors", help="the authors' released .pth (pretraining or fine-tuned) -> AdaMAE")
     authors.add_argument("checkpoint", help="path to the .pth file")
     authors.add_argument("output_dir")
-    authors.add_argument("--num_frames", type=int, default=16)
-    authors.add_argument("--image_size", type=int, default=224)
-    authors.add_argument("--mask_ratio", type=float, default=0.95)
-    authors.add_argument("--num_attention_heads", type=int, help="default: hidden size / 64")
-    authors.add_argument("--decoder_num_attention_heads", type=int, help="default: decoder width / 64")
+    saved = "default: the checkpoint's saved training arguments, else"
+    authors.add_argument("--num_frames", type=int, help=f"{saved} {DEFAULT_NUM_FRAMES}")
+    authors.add_argument("--image_size", type=int, help=f"{saved} {DEFAULT_IMAGE_SIZE}")
+    authors.add_argument("--mask_ratio", type=float, help=f"{saved} {DEFAULT_MASK_RATIO}")
+    standard = "the standard ViT width's (required for other widths)"
+    authors.add_argument("--num_attention_heads", type=int, help=f"{saved} {standard}")
+    authors.add_argument("--decoder_num_attention_heads", type=int, help=f"{saved} {standard}")
     authors.add_argument("--id2label", help="JSON file mapping class ids to names (fine-tuned checkpoints)")
 
     videomae = commands.add_parser("videomae", help="transformers VideoMAE folder or Hub id -> AdaMAE pretraining")
@@ -444,7 +592,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def read_id2label(path: str | Path) -> dict[int, str]:
+    """`{"0": "abseiling", ...}` from a JSON file, as `{0: "abseiling", ...}`."""
+    expected = f"--id2label {path}: expected a JSON object mapping class ids to names, like {{\"0\": \"abseiling\"}}"
+    try:
+        mapping = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise ConversionError(f"{expected}; it is not valid JSON ({error}).") from None
+    if not isinstance(mapping, dict) or not all(re.fullmatch(r"\d+", str(key)) for key in mapping):
+        raise ConversionError(f"{expected}; got {str(mapping)[:80]}.")
+    return {int(key): str(name) for key, name in mapping.items()}
+
+
+def convert(argv: list[str]):
+    """The command line's work; `main` wraps it so that a user's mistake ends with one line."""
     args = build_parser().parse_args(argv)
     if args.command == "authors":
         overrides = {
@@ -452,18 +613,22 @@ def main(argv: list[str] | None = None) -> int:
             for name in ("num_attention_heads", "decoder_num_attention_heads")
             if getattr(args, name) is not None
         }
-        id2label = None
-        if args.id2label:
-            id2label = {int(k): v for k, v in json.loads(Path(args.id2label).read_text()).items()}
+        id2label = read_id2label(args.id2label) if args.id2label else None
         convert_authors_checkpoint(
             args.checkpoint, args.output_dir, args.num_frames, args.image_size, args.mask_ratio, id2label,
             verbose=True, **overrides,
         )  # fmt: skip
     elif args.command == "videomae":
+        check_model_source(args.source, flag="SOURCE")
         convert_videomae_to_adamae(args.source, args.output_dir, args.mask_type, args.mask_ratio, verbose=True)
     else:
+        check_model_source(args.source, flag="SOURCE")
         export_to_videomae(args.source, args.output_dir, verbose=True)
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`adamae-convert`: exit status 0, or 1 after one line naming a user's mistake (its traceback with --debug)."""
+    return run_cli(convert, argv)
 
 
 if __name__ == "__main__":

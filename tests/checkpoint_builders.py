@@ -1,12 +1,16 @@
-"""Small checkpoints in foreign layouts, built in the tests: the authors' timm-style state dicts (DESIGN.md §3) and a
-tiny transformers VideoMAE config. Used by test_convert.py and test_finetuning.py."""
+"""Small checkpoints in foreign layouts, built in the tests: the authors' timm-style state dicts and a tiny transformers
+VideoMAE config. Used by test_convert.py and test_finetuning.py."""
+
+import argparse
 
 import torch
 from transformers import VideoMAEConfig
 
 
-# The authors' ViT, tiny: 8 frames of 32x32, tubelet 2, patch 8 -> 64 tokens; width 128 (2 heads of 64), decoder 64.
-WIDTH, DEPTH, DECODER_WIDTH, DECODER_DEPTH, SAMPLER_HEADS, NUM_TOKENS = 128, 2, 64, 1, 8, 64
+# The authors' ViT, tiny: 8 frames of 32x32, tubelet 2, patch 8 -> 64 tokens; ViT-Ti's width 192 (3 heads of 64) in
+# encoder and decoder, standard widths whose head count the converter knows without being told.
+WIDTH, DEPTH, DECODER_WIDTH, DECODER_DEPTH, SAMPLER_HEADS, NUM_TOKENS = 192, 2, 192, 1, 8, 64
+HEADS, DECODER_HEADS = 3, 3
 
 
 def authors_block_tensors(prefix, width, qkv_bias, generator):
@@ -32,44 +36,56 @@ def authors_block_tensors(prefix, width, qkv_bias, generator):
     return tensors
 
 
-def authors_pretraining_state_dict(seed=0):
+def authors_pretraining_state_dict(seed=0, width=WIDTH, decoder_width=DECODER_WIDTH):
     generator = torch.Generator().manual_seed(seed)
     state = {
-        "encoder.patch_embed.proj.weight": torch.randn(WIDTH, 3, 2, 8, 8, generator=generator) * 0.05,
-        "encoder.patch_embed.proj.bias": torch.randn(WIDTH, generator=generator) * 0.05,
-        "encoder.norm.weight": 1 + torch.randn(WIDTH, generator=generator) * 0.05,
-        "encoder.norm.bias": torch.randn(WIDTH, generator=generator) * 0.05,
-        "encoder.pos_embed_probs": torch.randn(1, NUM_TOKENS, WIDTH, generator=generator) * 0.5,
-        "encoder.get_token_probs.1.weight": torch.randn(1, WIDTH, generator=generator) * 0.5,
+        "encoder.patch_embed.proj.weight": torch.randn(width, 3, 2, 8, 8, generator=generator) * 0.05,
+        "encoder.patch_embed.proj.bias": torch.randn(width, generator=generator) * 0.05,
+        "encoder.norm.weight": 1 + torch.randn(width, generator=generator) * 0.05,
+        "encoder.norm.bias": torch.randn(width, generator=generator) * 0.05,
+        "encoder.pos_embed_probs": torch.randn(1, NUM_TOKENS, width, generator=generator) * 0.5,
+        "encoder.get_token_probs.1.weight": torch.randn(1, width, generator=generator) * 0.5,
         "encoder.get_token_probs.1.bias": torch.randn(1, generator=generator),
-        "encoder_to_decoder.weight": torch.randn(DECODER_WIDTH, WIDTH, generator=generator) * 0.1,
-        "mask_token": torch.randn(1, 1, DECODER_WIDTH, generator=generator) * 0.02,
-        "decoder.norm.weight": 1 + torch.randn(DECODER_WIDTH, generator=generator) * 0.05,
-        "decoder.norm.bias": torch.randn(DECODER_WIDTH, generator=generator) * 0.05,
-        "decoder.head.weight": torch.randn(3 * 2 * 8 * 8, DECODER_WIDTH, generator=generator) * 0.1,
+        "encoder_to_decoder.weight": torch.randn(decoder_width, width, generator=generator) * 0.1,
+        "mask_token": torch.randn(1, 1, decoder_width, generator=generator) * 0.02,
+        "decoder.norm.weight": 1 + torch.randn(decoder_width, generator=generator) * 0.05,
+        "decoder.norm.bias": torch.randn(decoder_width, generator=generator) * 0.05,
+        "decoder.head.weight": torch.randn(3 * 2 * 8 * 8, decoder_width, generator=generator) * 0.1,
         "decoder.head.bias": torch.randn(3 * 2 * 8 * 8, generator=generator) * 0.05,
     }
     for i in range(DEPTH):
-        state.update(authors_block_tensors(f"encoder.blocks.{i}", WIDTH, True, generator))
-    state.update(authors_block_tensors("encoder.get_token_probs.0", WIDTH, False, generator))
+        state.update(authors_block_tensors(f"encoder.blocks.{i}", width, True, generator))
+    state.update(authors_block_tensors("encoder.get_token_probs.0", width, False, generator))
     for i in range(DECODER_DEPTH):
-        state.update(authors_block_tensors(f"decoder.blocks.{i}", DECODER_WIDTH, True, generator))
+        state.update(authors_block_tensors(f"decoder.blocks.{i}", decoder_width, True, generator))
     return state
 
 
-def authors_finetuned_state_dict(num_classes=5, seed=0):
+def authors_finetuned_state_dict(num_classes=5, seed=0, width=WIDTH):
     generator = torch.Generator().manual_seed(seed)
     state = {
-        "patch_embed.proj.weight": torch.randn(WIDTH, 3, 2, 8, 8, generator=generator) * 0.05,
-        "patch_embed.proj.bias": torch.randn(WIDTH, generator=generator) * 0.05,
-        "fc_norm.weight": 1 + torch.randn(WIDTH, generator=generator) * 0.05,
-        "fc_norm.bias": torch.randn(WIDTH, generator=generator) * 0.05,
-        "head.weight": torch.randn(num_classes, WIDTH, generator=generator) * 0.1,
+        "patch_embed.proj.weight": torch.randn(width, 3, 2, 8, 8, generator=generator) * 0.05,
+        "patch_embed.proj.bias": torch.randn(width, generator=generator) * 0.05,
+        "fc_norm.weight": 1 + torch.randn(width, generator=generator) * 0.05,
+        "fc_norm.bias": torch.randn(width, generator=generator) * 0.05,
+        "head.weight": torch.randn(num_classes, width, generator=generator) * 0.1,
         "head.bias": torch.randn(num_classes, generator=generator) * 0.1,
     }
     for i in range(DEPTH):
-        state.update(authors_block_tensors(f"blocks.{i}", WIDTH, True, generator))
+        state.update(authors_block_tensors(f"blocks.{i}", width, True, generator))
     return state
+
+
+def save_authors_checkpoint(path, state_dict, **training_arguments):
+    """Save as the authors' training scripts do: `{"model": sd}`, with the script's arguments (an argparse.Namespace)
+    under "args" when any are given, and an optimizer state and epoch beside them."""
+    checkpoint = {"model": state_dict}
+    if training_arguments:
+        checkpoint.update(
+            args=argparse.Namespace(**training_arguments), epoch=799, optimizer={"state": {}, "param_groups": []}
+        )
+    torch.save(checkpoint, path)
+    return path
 
 
 def tiny_videomae_config(**overrides):

@@ -4,6 +4,7 @@ re-implementation of their ViT written here, VideoMAE against transformers' own 
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,16 +17,20 @@ from adamae_hf.convert import (
     convert_videomae_to_adamae,
     export_to_videomae,
     main,
+    resolve_attention_heads,
 )
 from checkpoint_builders import (
     DECODER_DEPTH,
+    DECODER_HEADS,
     DECODER_WIDTH,
     DEPTH,
+    HEADS,
     NUM_TOKENS,
     SAMPLER_HEADS,
     WIDTH,
     authors_finetuned_state_dict,
     authors_pretraining_state_dict,
+    save_authors_checkpoint,
     tiny_videomae_config,
 )
 from modeling_adamae import AdaMaeForPreTraining, AdaMaeForVideoClassification
@@ -59,28 +64,29 @@ def reference_patch_embed(video, state, prefix):
     return F.conv3d(video.permute(0, 2, 1, 3, 4), weight, bias, stride=(2, 8, 8)).flatten(2).transpose(1, 2)
 
 
-def reference_pretraining_forward(video, state, mask):
+def reference_pretraining_forward(video, state, mask, heads=HEADS, decoder_heads=DECODER_HEADS):
     x = reference_patch_embed(video, state, "encoder.")
+    width, decoder_width = x.shape[-1], state["encoder_to_decoder.weight"].shape[0]
     s = x + state["encoder.pos_embed_probs"]
     s = reference_block(s, state, "encoder.get_token_probs.0", SAMPLER_HEADS, 1e-5)
     logits = F.linear(s, state["encoder.get_token_probs.1.weight"], state["encoder.get_token_probs.1.bias"])
     probs = logits.squeeze(-1).softmax(-1)
-    x = x + get_sinusoid_encoding_table(NUM_TOKENS, WIDTH)
+    x = x + get_sinusoid_encoding_table(NUM_TOKENS, width)
     batch = x.shape[0]
-    x_vis = x[~mask].reshape(batch, -1, WIDTH)
+    x_vis = x[~mask].reshape(batch, -1, width)
     for i in range(DEPTH):
-        x_vis = reference_block(x_vis, state, f"encoder.blocks.{i}", WIDTH // 64, 1e-6)
-    x_vis = F.layer_norm(x_vis, (WIDTH,), state["encoder.norm.weight"], state["encoder.norm.bias"], 1e-6)
+        x_vis = reference_block(x_vis, state, f"encoder.blocks.{i}", heads, 1e-6)
+    x_vis = F.layer_norm(x_vis, (width,), state["encoder.norm.weight"], state["encoder.norm.bias"], 1e-6)
     x_vis = F.linear(x_vis, state["encoder_to_decoder.weight"])
-    pos = get_sinusoid_encoding_table(NUM_TOKENS, DECODER_WIDTH).expand(batch, -1, -1)
+    pos = get_sinusoid_encoding_table(NUM_TOKENS, decoder_width).expand(batch, -1, -1)
     x_full = torch.cat(
-        [x_vis + pos[~mask].reshape(batch, -1, DECODER_WIDTH),
-         state["mask_token"] + pos[mask].reshape(batch, -1, DECODER_WIDTH)], dim=1,
+        [x_vis + pos[~mask].reshape(batch, -1, decoder_width),
+         state["mask_token"] + pos[mask].reshape(batch, -1, decoder_width)], dim=1,
     )  # fmt: skip
     for i in range(DECODER_DEPTH):
-        x_full = reference_block(x_full, state, f"decoder.blocks.{i}", DECODER_WIDTH // 64, 1e-6)
+        x_full = reference_block(x_full, state, f"decoder.blocks.{i}", decoder_heads, 1e-6)
     num_masked = int(mask[0].sum())
-    out = F.layer_norm(x_full[:, -num_masked:], (DECODER_WIDTH,), state["decoder.norm.weight"],
+    out = F.layer_norm(x_full[:, -num_masked:], (decoder_width,), state["decoder.norm.weight"],
                        state["decoder.norm.bias"], 1e-6)  # fmt: skip
     return F.linear(out, state["decoder.head.weight"], state["decoder.head.bias"]), probs
 
@@ -88,7 +94,7 @@ def reference_pretraining_forward(video, state, mask):
 def reference_finetuned_forward(video, state):
     x = reference_patch_embed(video, state, "") + get_sinusoid_encoding_table(NUM_TOKENS, WIDTH)
     for i in range(DEPTH):
-        x = reference_block(x, state, f"blocks.{i}", WIDTH // 64, 1e-6)
+        x = reference_block(x, state, f"blocks.{i}", HEADS, 1e-6)
     pooled = F.layer_norm(x.mean(1), (WIDTH,), state["fc_norm.weight"], state["fc_norm.bias"], 1e-6)
     return F.linear(pooled, state["head.weight"], state["head.bias"])
 
@@ -116,8 +122,8 @@ def test_authors_pretraining_checkpoint_converts_exactly(tmp_path):
     )
     assert isinstance(model, AdaMaeForPreTraining)
     config = model.config
-    assert (config.hidden_size, config.num_attention_heads, config.num_hidden_layers) == (WIDTH, 2, DEPTH)
-    assert (config.decoder_hidden_size, config.decoder_num_attention_heads) == (DECODER_WIDTH, 1)
+    assert (config.hidden_size, config.num_attention_heads, config.num_hidden_layers) == (WIDTH, HEADS, DEPTH)
+    assert (config.decoder_hidden_size, config.decoder_num_attention_heads) == (DECODER_WIDTH, DECODER_HEADS)
     assert (config.sampler_num_attention_heads, config.sampler_hidden_size) == (SAMPLER_HEADS, WIDTH)
 
     clip, mask = video(), sampled_mask()
@@ -162,6 +168,72 @@ def test_wrong_frame_count_is_an_error_naming_it(tmp_path):
         convert_authors_checkpoint(tmp_path / "checkpoint.pth", num_frames=16, image_size=32)
 
 
+# --- head counts: saved training arguments, standard widths, or the command line ------------------------------------
+
+
+def test_head_counts_of_the_standard_vit_widths():
+    # ViT-Ti/S/B/L/H and the MAE decoders; ViT-H has 16 heads of 80, not 1280 / 64 = 20
+    assert [resolve_attention_heads(w, "encoder", "--x") for w in (192, 384, 512, 768, 1024, 1280)] == [3, 6, 8, 12, 16, 16]
+    with pytest.raises(ConversionError, match=r"encoder is 200 wide, not a standard ViT width .* pass --x"):
+        resolve_attention_heads(200, "encoder", "--x")
+
+
+def test_non_standard_width_without_training_arguments_requires_the_head_count(tmp_path, capsys):
+    state = authors_pretraining_state_dict(width=128, decoder_width=64)
+    save_authors_checkpoint(tmp_path / "custom.pth", state)
+    with pytest.raises(ConversionError, match=r"encoder is 128 wide, not a standard ViT width.*--num_attention_heads"):
+        convert_authors_checkpoint(tmp_path / "custom.pth", num_frames=8, image_size=32)
+    with pytest.raises(ConversionError, match=r"decoder is 64 wide.*--decoder_num_attention_heads"):
+        convert_authors_checkpoint(tmp_path / "custom.pth", num_frames=8, image_size=32, num_attention_heads=4)
+
+    arguments = ["authors", str(tmp_path / "custom.pth"), str(tmp_path / "out"), "--num_frames", "8", "--image_size",
+                 "32", "--mask_ratio", "0.75"]  # fmt: skip
+    assert main(arguments) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith("error: The checkpoint's encoder is 128 wide") and "Traceback" not in err
+
+    # told on the command line, the conversion is exact for that head count
+    assert main(arguments + ["--num_attention_heads", "4", "--decoder_num_attention_heads", "2"]) == 0
+    model = AdaMaeForPreTraining.from_pretrained(tmp_path / "out").eval()
+    assert (model.config.num_attention_heads, model.config.decoder_num_attention_heads) == (4, 2)
+    clip, mask = video(), sampled_mask()
+    expected, _ = reference_pretraining_forward(clip, state, mask, heads=4, decoder_heads=2)
+    with torch.no_grad():
+        torch.testing.assert_close(model(clip, bool_masked_pos=mask).logits, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_head_counts_and_clip_come_from_the_saved_training_arguments(tmp_path):
+    state = authors_pretraining_state_dict(width=128, decoder_width=64)
+    save_authors_checkpoint(
+        tmp_path / "checkpoint.pth", state, model="pretrain_custom_patch8_32", num_heads=4, decoder_num_heads=2,
+        num_frames=8, input_size=32, mask_ratio=0.75, sampling_rate=2, window_size=(4, 4, 4), device="cuda",
+    )  # fmt: skip
+    model = convert_authors_checkpoint(tmp_path / "checkpoint.pth", tmp_path / "out")
+    config = model.config
+    assert (config.num_attention_heads, config.decoder_num_attention_heads) == (4, 2)
+    assert (config.num_frames, config.image_size, config.mask_ratio) == (8, 32, 0.75)
+    clip, mask = video(), sampled_mask()
+    expected, _ = reference_pretraining_forward(clip, state, mask, heads=4, decoder_heads=2)
+    wrong, _ = reference_pretraining_forward(clip, state, mask, heads=2, decoder_heads=1)  # width / 64
+    with torch.no_grad():
+        logits = model(clip, bool_masked_pos=mask).logits
+    torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-5)
+    assert (logits - wrong).abs().max() > 1e-2  # the head count matters: width / 64 would predict otherwise
+    clip_config = json.loads((tmp_path / "out" / "clip_config.json").read_text())
+    assert (clip_config["num_frames"], clip_config["crop_size"], clip_config["sampling_rate"]) == (8, 32, 2)
+
+
+def test_model_name_in_the_training_arguments_must_match_the_width(tmp_path):
+    save_authors_checkpoint(tmp_path / "base.pth", authors_pretraining_state_dict(), model="pretrain_videomae_base_patch16_224")
+    with pytest.raises(ConversionError, match=r"'pretrain_videomae_base_patch16_224' \(base: width 768, 12 heads\)"):
+        convert_authors_checkpoint(tmp_path / "base.pth", num_frames=8, image_size=32)
+    save_authors_checkpoint(tmp_path / "tiny.pth", authors_pretraining_state_dict(), model="pretrain_vit_tiny_patch8")
+    assert convert_authors_checkpoint(tmp_path / "tiny.pth", num_frames=8, image_size=32).config.num_attention_heads == 3
+
+
+# --- files that are not plain weights --------------------------------------------------------------------------------
+
+
 class ArbitraryCode:
     """Unpickling this would run a shell command: the converter must refuse it."""
 
@@ -172,12 +244,58 @@ class ArbitraryCode:
         return (os.system, (f"touch {self.marker}",))
 
 
-def test_checkpoints_are_never_unpickled_beyond_tensors(tmp_path):
+def test_checkpoints_are_never_unpickled_beyond_tensors(tmp_path, capsys):
     marker = tmp_path / "code_ran"
     torch.save({"model": authors_pretraining_state_dict(), "extra": ArbitraryCode(marker)}, tmp_path / "evil.pth")
-    with pytest.raises(Exception, match="(?i)weights.only|unpickl|unsupported"):
+    with pytest.raises(ConversionError) as error:
         convert_authors_checkpoint(tmp_path / "evil.pth", num_frames=8, image_size=32)
+    message = str(error.value)
+    assert message.startswith(f"{tmp_path / 'evil.pth'} holds objects other than tensors (posix.system) and is refused")
+    assert "weights_only=False" not in message and "\n" not in message
     assert not marker.exists()
+
+    torch.save({"model": authors_pretraining_state_dict(), "epoch": np.int64(3)}, tmp_path / "numpy.pth")
+    assert main(["authors", str(tmp_path / "numpy.pth"), str(tmp_path / "out")]) == 1
+    line = assert_one_line_error(capsys, "numpy.pth holds objects other than tensors (numpy")
+    assert "weights_only" not in line
+
+
+def assert_one_line_error(capsys, expected: str):
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("error: ") and expected in lines[-1], err
+    return lines[-1]
+
+
+def test_command_line_mistakes_end_with_one_line(tmp_path, capsys):
+    (tmp_path / "notes.pth").write_text("not a checkpoint")
+    (tmp_path / "labels.json").write_text("[1, 2]")
+    torch.save({"model": authors_finetuned_state_dict()}, tmp_path / "finetuned.pth")
+    out = str(tmp_path / "out")
+    cases = [
+        (["authors", str(tmp_path / "missing.pth"), out], "No such file or directory"),
+        (["authors", str(tmp_path / "notes.pth"), out], "notes.pth is not a PyTorch checkpoint"),
+        (["authors", str(tmp_path / "finetuned.pth"), out, "--num_frames", "8", "--image_size", "32", "--id2label",
+          str(tmp_path / "labels.json")], "expected a JSON object mapping class ids to names"),  # fmt: skip
+        (["videomae", str(tmp_path / "no" / "such" / "folder"), out], "no such folder"),
+        (["to-videomae", str(tmp_path / "no" / "such" / "folder"), out], "no such folder"),
+        (["to-videomae", str(tmp_path), out], "config.json"),
+    ]
+    for argv, expected in cases:
+        assert main(argv) == 1, argv
+        assert_one_line_error(capsys, expected)
+
+    # --debug adds the traceback
+    assert main(["authors", str(tmp_path / "notes.pth"), out, "--debug"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+    # wrong flags: argparse's usage line and one error line, exit status 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["authors", str(tmp_path / "finetuned.pth"), out, "--num_frames", "many"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "argument --num_frames: invalid int value: 'many'" in err.strip().splitlines()[-1]
 
 
 def test_command_line_converts_with_progress(tmp_path, capsys):
@@ -248,3 +366,32 @@ def test_export_to_videomae_gives_equal_logits_without_remote_code(tmp_path):
     exported = export_to_videomae(mean_free)
     with torch.no_grad():
         torch.testing.assert_close(exported(clip).logits, mean_free(clip).logits, rtol=0, atol=1e-6)
+
+
+# --- every converted folder is inference-ready ----------------------------------------------------------------------
+
+
+def assert_inference_files(folder, num_frames=8, crop_size=32, sampling_rate=4):
+    clip = json.loads((folder / "clip_config.json").read_text())
+    assert (clip["num_frames"], clip["crop_size"], clip["sampling_rate"]) == (num_frames, crop_size, sampling_rate)
+    for name in ("video_preprocessor_config.json", "preprocessor_config.json"):
+        processor = json.loads((folder / name).read_text())
+        assert processor["crop_size"] == {"height": crop_size, "width": crop_size}, name
+        assert processor["image_mean"] == pytest.approx([0.485, 0.456, 0.406]), name
+
+
+def test_every_converter_writes_the_video_processor_for_its_clip(tmp_path):
+    save_authors_checkpoint(tmp_path / "finetuned.pth", authors_finetuned_state_dict(), model="vit_tiny_patch8_32",
+                            num_frames=8, input_size=32, sampling_rate=2, test_num_segment=2, test_num_crop=3)  # fmt: skip
+    convert_authors_checkpoint(tmp_path / "finetuned.pth", tmp_path / "authors")
+    assert_inference_files(tmp_path / "authors", sampling_rate=2)
+    clip = json.loads((tmp_path / "authors" / "clip_config.json").read_text())
+    assert (clip["num_clips"], clip["num_crops"]) == (2, 3)  # the authors' test views
+
+    VideoMAEForPreTraining(tiny_videomae_config()).save_pretrained(tmp_path / "videomae")
+    convert_videomae_to_adamae(tmp_path / "videomae", tmp_path / "from_videomae", mask_ratio=0.75)
+    assert_inference_files(tmp_path / "from_videomae")
+
+    export_to_videomae(tmp_path / "authors", tmp_path / "stock")
+    assert_inference_files(tmp_path / "stock", sampling_rate=2)  # the source folder's clip
+    assert not any(name.endswith(".py") for name in os.listdir(tmp_path / "stock"))  # still no remote code
