@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import torch
 from transformers import Pipeline
 from transformers.utils import cached_file, logging
@@ -26,9 +25,9 @@ from transformers.utils.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT
 
 
 try:
-    from .video_adamae import VideoReader, evaluation_views, sample_clip_indices
+    from .video_adamae import VideoReader, evaluation_views, read_evaluation_clips
 except ImportError:  # imported as an installed top-level module rather than as Hub remote code
-    from video_adamae import VideoReader, evaluation_views, sample_clip_indices
+    from video_adamae import VideoReader, evaluation_views, read_evaluation_clips
 
 
 logger = logging.get_logger(__name__)
@@ -68,23 +67,6 @@ def read_clip_settings(model) -> dict:
     }
 
 
-def read_evaluation_clips(path: str, settings: dict, num_clips: int) -> list[np.ndarray]:
-    """Decode the ``num_clips`` evaluation clips of one video in one pass: a list of uint8 (T, H, W, 3) arrays."""
-
-    def indices(num_video_frames: int) -> np.ndarray:
-        return np.concatenate([
-            sample_clip_indices(
-                settings["sampling_mode"], num_video_frames, settings["num_frames"], settings["sampling_rate"],
-                train=False, clip_index=clip, num_clips=num_clips,
-            )
-            for clip in range(num_clips)
-        ])  # fmt: skip
-
-    with VideoReader(path) as reader:
-        frames, _ = reader.read_sampled_frames(indices)  # (num_clips * T, H, W, 3)
-    return np.split(frames, num_clips)
-
-
 class AdaMaeVideoClassificationPipeline(Pipeline):
     """Video classification with the evaluation protocol: ``num_clips x num_crops`` views, softmax averaged.
 
@@ -113,12 +95,16 @@ class AdaMaeVideoClassificationPipeline(Pipeline):
         settings = self.clip_settings
         num_clips = num_clips or settings["num_clips"]
         num_crops = num_crops or settings["num_crops"]
+        with VideoReader(video) as reader:
+            clips, _ = read_evaluation_clips(
+                reader, settings["sampling_mode"], settings["num_frames"], settings["sampling_rate"], num_clips
+            )
         views = [
             evaluation_views(
                 frames, settings["crop_size"], settings["short_side"], num_crops, settings["image_mean"],
                 settings["image_std"],
             )  # (num_crops, T, C, crop, crop)
-            for frames in read_evaluation_clips(video, settings, num_clips)
+            for frames in clips
         ]  # fmt: skip
         return {"pixel_values": torch.cat(views).to(self.dtype)}  # clip-major (num_clips * num_crops, T, C, H, W)
 

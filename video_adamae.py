@@ -585,6 +585,32 @@ def sample_clip_indices(
     raise ValueError(f"sampling_mode must be one of {SAMPLING_MODES}, got {sampling_mode!r}")
 
 
+def read_evaluation_clips(
+    reader: VideoReader,
+    sampling_mode: str,
+    num_frames: int,
+    sampling_rate: int,
+    num_clips: int,
+    num_video_frames: int | None = None,
+) -> tuple[list[np.ndarray], int]:
+    """Decode the ``num_clips`` evaluation clips of a video in one pass (see :meth:`VideoReader.read_sampled_frames`).
+
+    Returns:
+        A list of ``num_clips`` uint8 (T, H, W, 3) arrays, and the video length they were sampled for.
+    """
+
+    def indices(length: int) -> np.ndarray:
+        return np.concatenate([
+            sample_clip_indices(
+                sampling_mode, length, num_frames, sampling_rate, train=False, clip_index=clip, num_clips=num_clips
+            )
+            for clip in range(num_clips)
+        ])  # fmt: skip
+
+    frames, length = reader.read_sampled_frames(indices, num_video_frames)  # (num_clips * T, H, W, 3)
+    return np.split(frames, num_clips), length
+
+
 # ---------------------------------------------------------------------------------------------------- evaluation views
 
 

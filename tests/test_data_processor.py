@@ -9,6 +9,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from transformers import AutoVideoProcessor
+from transformers.video_processing_utils import VideoProcessorMixin
 from transformers.utils import is_torchvision_available, is_vision_available
 
 import adamae_hf.data.processor as processor_module
@@ -120,3 +122,30 @@ def test_video_classification_pipeline_preprocesses_like_our_eval_transform(tmp_
     ours = EvalTransform(CONFIG)(read_video_frames(sample_videos[0].path, indices))[0]
     difference = (inputs["pixel_values"][0] - ours).abs()
     assert difference.max() <= (1e-5 if is_torchvision_available() else PILLOW_TOLERANCE)
+
+
+def test_the_video_processor_file_holds_the_eval_transform_numbers(tmp_path):
+    save_video_processor(tmp_path, CONFIG)
+    assert (tmp_path / "video_preprocessor_config.json").is_file()
+    # transformers reads video_preprocessor_config.json before the image processor's preprocessor_config.json
+    saved, _ = VideoProcessorMixin.get_video_processor_dict(tmp_path)  # the reading that needs no torchvision
+    assert saved["video_processor_type"] == "VideoMAEVideoProcessor" and "image_processor_type" not in saved
+    assert {key: saved[key] for key in video_processor_kwargs(CONFIG)} == video_processor_kwargs(CONFIG)
+    assert saved["do_sample_frames"] is False and saved["default_to_square"] is False
+
+
+def test_auto_video_processor_loads_the_saved_processor(tmp_path):
+    """With torchvision, AutoVideoProcessor gives a VideoMAEVideoProcessor that computes our evaluation transform.
+    Without it transformers has no VideoMAE video processor (its base class is the torchvision backend) and says so;
+    the stock pipeline then falls back to the image processor, and our Hub pipeline needs neither."""
+    save_video_processor(tmp_path, CONFIG)
+    if not is_torchvision_available():
+        with pytest.raises((ImportError, ValueError), match="[Tt]orchvision"):
+            AutoVideoProcessor.from_pretrained(tmp_path)
+        return
+    processor = AutoVideoProcessor.from_pretrained(tmp_path)
+    assert type(processor).__name__ == "VideoMAEVideoProcessor"
+    assert processor.crop_size.height == 32 and list(processor.image_mean) == CONFIG.image_mean
+    frames = smooth_random_frames(48, 64, seed=3)
+    processed = processor(list(frames), return_tensors="pt")["pixel_values"][0]  # one video of 4 frames
+    assert (processed - EvalTransform(CONFIG)(frames)[0]).abs().max() <= 1e-5

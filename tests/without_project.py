@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 
 
-PROJECT_MODULES = ("adamae_hf", "configuration_adamae", "modeling_adamae")
+PROJECT_MODULES = ("adamae_hf", "configuration_adamae", "modeling_adamae", "pipeline_adamae", "video_adamae")
 
 BLOCK_PROJECT_MODULES = textwrap.dedent(
     f"""

@@ -1,5 +1,9 @@
 """Video data pipeline: PyAV decoding, VideoMAE frame sampling, uint8 tensor transforms, ``datasets`` indexes,
-repeated sampling, the inference processor and generated sample videos.
+repeated sampling, the inference processors and Hub pipeline, and generated sample videos.
+
+The reader, the samplers and the evaluation views are implemented once, in the top-level Hub file
+``video_adamae.py`` that classifier folders carry for their pipeline (``pipeline_adamae.py``); this package
+re-exports them.
 
 Typical use::
 
@@ -36,7 +40,12 @@ from .dataset import (
 )
 from .decoding import VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo, VideoReader, probe_video, read_video_frames
 from .index import UnknownLabelError, index_from_dataset, index_from_file, index_from_folder, label_maps, shard_index
-from .processor import build_video_processor, save_video_processor, video_processor_kwargs
+from .processor import (
+    build_video_processor,
+    save_classification_pipeline,
+    save_video_processor,
+    video_processor_kwargs,
+)
 from .sampling import clip_indices, dense_clip_indices, segment_clip_indices
 from .synthetic import (
     DEFAULT_MOTION_CLASSES,
@@ -48,7 +57,7 @@ from .synthetic import (
     write_index_file,
     write_video,
 )
-from .transforms import EvalTransform, TrainTransform, VideoRandAugment, normalize, unnormalize
+from .transforms import EvalTransform, TrainTransform, VideoRandAugment, evaluation_views, normalize, unnormalize
 
 
 __all__ = [
@@ -77,6 +86,7 @@ __all__ = [
     "clip_indices",
     "collate_clips",
     "dense_clip_indices",
+    "evaluation_views",
     "generate_sample_videos",
     "index_from_dataset",
     "index_from_file",
@@ -89,6 +99,7 @@ __all__ = [
     "probe_video",
     "read_video_frames",
     "render_motion_clip",
+    "save_classification_pipeline",
     "save_clip_config",
     "save_video_processor",
     "segment_clip_indices",
