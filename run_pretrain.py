@@ -6,6 +6,7 @@
     accelerate launch run_pretrain.py --config configs/pretrain_k400_vit_base.yaml --train_index_file train.csv
     accelerate launch run_pretrain.py --config ... --resume_from_checkpoint latest
     python run_pretrain.py --help
+    python run_pretrain.py ... --debug                        # a user mistake with its traceback (one line without)
 
 Arguments come from flags, from a YAML or JSON file (`--config`, flag names as keys; flags override it), or, with no
 arguments at all, from the demo's presets. The work is done by `adamae_hf.pretraining.run_pretraining`.
@@ -16,8 +17,9 @@ import os
 import sys
 
 import adamae_hf  # noqa: F401  (registers the AdaMAE classes with transformers' Auto classes)
+from adamae_hf.errors import UserError, run_cli
 from adamae_hf.pretraining import parse_pretraining_args, run_pretraining
-from adamae_hf.training import NonFiniteLossError
+from adamae_hf.training import NonFiniteLossError, quiet_library_output
 
 
 logger = logging.getLogger("run_pretrain")
@@ -31,13 +33,12 @@ def main(argv=None):
         datefmt="%H:%M:%S",
         level=logging.INFO if is_first_process else logging.WARNING,
     )
-    logging.getLogger("accelerate").setLevel(logging.WARNING)  # one line per checkpoint file is too much
+    quiet_library_output()
     model_args, data_args, clip_config, training_args = parse_pretraining_args(argv)
     try:
         result = run_pretraining(model_args, data_args, clip_config, training_args)
     except NonFiniteLossError as error:
-        logger.error(str(error))
-        sys.exit(1)
+        raise UserError(str(error)) from error
     logger.info(f"Done: step {result.step}, final losses {_losses(result.results)}; model in {result.output_dir}")
 
 
@@ -47,4 +48,4 @@ def _losses(results):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

@@ -18,12 +18,18 @@ run with SIGKILL at the most dangerous moment of a checkpoint write, determinist
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
 import time
 from pathlib import Path
 from typing import Any
+
+from accelerate.utils import RNG_STATE_NAME
+from accelerate.utils import load as accelerate_load
+
+from .errors import UserError
 
 
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -32,6 +38,11 @@ DELETING_PREFIX = ".deleting-checkpoint-"
 LATEST_FILE = "latest"
 TRAINING_STATE_FILE = "training_state.json"
 PAUSE_ENV_VARIABLE = "ADAMAE_HF_PAUSE_BEFORE_CHECKPOINT_RENAME"
+
+# What every random-state file holds, whatever the devices (accelerate adds one entry per accelerator type).
+RANDOM_STATE_KEYS = ("random_state", "numpy_random_seed", "torch_manual_seed")
+
+logger = logging.getLogger(__name__)
 
 _CHECKPOINT_PATTERN = re.compile(rf"^{re.escape(CHECKPOINT_PREFIX)}(\d+)$")
 
@@ -113,6 +124,43 @@ def resolve_checkpoint(spec: str, output_dir: str | os.PathLike) -> Path | None:
 def read_training_state(checkpoint: str | os.PathLike) -> dict[str, Any]:
     with open(Path(checkpoint) / TRAINING_STATE_FILE) as handle:
         return json.load(handle)
+
+
+def random_states_file(checkpoint: str | os.PathLike, process_index: int) -> Path:
+    """The file in which `accelerator.save_state` keeps a process's random states (Python, numpy, torch)."""
+    return Path(checkpoint) / f"{RNG_STATE_NAME}_{process_index}.pkl"
+
+
+def check_random_states(checkpoint: str | os.PathLike, process_index: int) -> None:
+    """Refuse to resume from a checkpoint whose random-state file for this process is broken.
+
+    `accelerator.load_state` skips a file it cannot read with an INFO line, which is hidden: the run would resume
+    silently with other random streams (sampler dropout; the data order, augmentation and masks are seeded by step
+    and do not depend on them). A broken file is refused, since an exact resume was asked for; a missing one (the way
+    to accept fresh streams is to delete the file) only warns, visibly.
+
+    Raises:
+        UserError: the file exists but does not hold the states (truncated, corrupt, another format).
+    """
+    path = random_states_file(checkpoint, process_index)
+    if not path.exists():
+        logger.warning(
+            f"{path} is missing: resuming with fresh random streams, so sampler dropout after the resume point differs "
+            "from the interrupted run's (the data order, augmentation and masks do not)."
+        )
+        return
+    try:
+        states = accelerate_load(path)  # as load_state reads it (weights_only, numpy's state types allowed)
+        missing = [key for key in RANDOM_STATE_KEYS if key not in states]
+        if missing:
+            raise ValueError(f"no {', '.join(missing)}")
+    except Exception as error:  # any failure here is one load_state would swallow
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        raise UserError(
+            f"{path} cannot be read ({reason}), and an exact resume needs this process's random states. Resume from "
+            "another checkpoint, or delete the file to resume with fresh random streams (sampler dropout then "
+            "differs from the interrupted run; data order, augmentation and masks do not)."
+        ) from error
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -247,11 +295,13 @@ __all__ = [
     "PAUSE_ENV_VARIABLE",
     "TRAINING_STATE_FILE",
     "atomic_write_text",
+    "check_random_states",
     "checkpoint_name",
     "checkpoint_step",
     "is_complete_checkpoint",
     "latest_checkpoint",
     "list_checkpoints",
+    "random_states_file",
     "read_training_state",
     "remove_stale_folders",
     "resolve_checkpoint",

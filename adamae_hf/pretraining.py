@@ -43,6 +43,7 @@ from modeling_adamae import AdaMaeForPreTraining
 
 from .checkpoint import (
     LATEST_FILE,
+    check_random_states,
     list_checkpoints,
     read_training_state,
     remove_stale_folders,
@@ -62,7 +63,8 @@ from .data import (
     videos_per_batch,
 )
 from .diagnostics import sampler_diagnostics
-from .hub import build_model_card, create_model_repo, push_folder_to_hub, save_model_card
+from .errors import UserError, check_model_source
+from .hub import build_model_card, check_hub_access, push_folder_to_hub, save_model_card
 from .optim import build_adamw, warmup_cosine_schedule
 from .training import (
     EpochSeededDataset,
@@ -79,6 +81,7 @@ from .training import (
     skips_updates_on_device,
     step_noise,
     step_unless,
+    warn_about_launch_mismatch,
 )
 from .visualize import visualize
 
@@ -440,6 +443,7 @@ def build_model_config(model_args: ModelArguments, clip_config: VideoClipConfig)
     base_name = model_args.model_name_or_path or model_args.config_name
     if base_name is None:
         return AdaMaeConfig(**changes, **geometry)
+    check_model_source(base_name, "--model_name_or_path" if model_args.model_name_or_path else "--config_name")
 
     base = AdaMaeConfig.from_pretrained(base_name)
     data_geometry = (clip_config.num_frames, (clip_config.crop_size, clip_config.crop_size))
@@ -487,8 +491,13 @@ def build_train_dataset(
         accelerator.wait_for_everyone()
         index_file = str(video_dir / "index.csv")
     if index_file:
+        if not Path(index_file).is_file():
+            raise UserError(f"--train_index_file: expected a CSV or JSON-lines index, got {index_file!r}: no such file.")
         index = index_from_file(index_file, data_root=data_args.data_root)
     elif folder:
+        if not Path(folder).is_dir():
+            raise UserError(f"--train_folder: expected a folder of <class>/<video> files, got {folder!r}: no such "
+                            "folder.")  # fmt: skip
         index = index_from_folder(folder)
     else:
         raise ValueError(
@@ -622,6 +631,13 @@ def run_pretraining(
         f"Processes: {accelerator.num_processes} ({accelerator.distributed_type}), device {accelerator.device}, "
         f"mixed precision {accelerator.mixed_precision}"
     )
+    warn_about_launch_mismatch(accelerator)
+    repo_id = None
+    if training_args.push_to_hub and accelerator.is_main_process:
+        # Before any training: no token, a refused one, a read-only repo or an endpoint that does not answer stops
+        # the run now rather than after it. The full "user/name" id is what the card's usage code loads.
+        repo_id = check_hub_access(training_args.hub_model_id, token=training_args.hub_token,
+                                   private=bool(training_args.hub_private_repo), api=hub_api)  # fmt: skip
     set_seed(training_args.seed)
     checkpoint = prepare_output_dir(accelerator, training_args)
 
@@ -711,7 +727,7 @@ def run_pretraining(
         )  # fmt: skip
         finish_pretraining(
             accelerator, model, clip_config, training_args, settings, results,
-            datasets=data_args.dataset_ids, hub_api=hub_api, figure_video=figure_video,
+            datasets=data_args.dataset_ids, hub_api=hub_api, figure_video=figure_video, repo_id=repo_id,
         )  # fmt: skip
     finally:
         accelerator.end_training()
@@ -743,6 +759,7 @@ def resume_from(accelerator, checkpoint: Path, schedule: TrainingSchedule, train
             f"{checkpoint} was written with seed {state.get('seed')}, this run uses {training_args.seed}: the data "
             "order and masks after the resume point differ from the interrupted run's."
         )
+    check_random_states(checkpoint, accelerator.process_index)  # load_state would skip a broken file silently
     accelerator.load_state(str(checkpoint))
     guard.load_state_dict(state)
     guard.last_checkpoint = str(checkpoint)
@@ -796,8 +813,10 @@ def train_loop(
     last_logged: dict[str, float] = {"step": start_step}
     step = start_step
     save_due = False
+    # A progress bar in a terminal; in a log file (a cluster job's output) one plain line per logging step instead.
+    interactive = sys.stderr.isatty()
     progress = tqdm(total=schedule.total_steps, initial=start_step, desc="pretraining", unit="step",
-                    disable=not accelerator.is_local_main_process, dynamic_ncols=True)  # fmt: skip
+                    disable=not (accelerator.is_local_main_process and interactive), dynamic_ncols=True)  # fmt: skip
     model.train()
     try:
         while step < schedule.total_steps:
@@ -869,11 +888,14 @@ def train_loop(
                             sampler_diagnostics(unwrapped, pixel_values.detach(), outputs)
                         )
                     scalar_log.log(record, step=step)
-                    progress.set_postfix(
-                        loss=f"{record['loss']:.4f}", rec=f"{record['reconstruction_loss']:.4f}",
-                        samp=f"{record.get('sampling_loss', 0.0):.2e}", lr=f"{learning_rate:.2e}",
-                        clips_s=f"{record['clips_per_second']:.1f}", refresh=False,
-                    )  # fmt: skip
+                    if interactive:
+                        progress.set_postfix(
+                            loss=f"{record['loss']:.4f}", rec=f"{record['reconstruction_loss']:.4f}",
+                            samp=f"{record.get('sampling_loss', 0.0):.2e}", lr=f"{learning_rate:.2e}",
+                            clips_s=f"{record['clips_per_second']:.1f}", refresh=False,
+                        )  # fmt: skip
+                    elif accelerator.is_main_process:
+                        logger.info(log_line(step, schedule.total_steps, record))
                     last_logged = {"step": step, **record}
                     interval_sums.zero_()
                     interval_batches = 0
@@ -901,6 +923,19 @@ def train_loop(
     finally:
         progress.close()
     return last_logged
+
+
+def log_line(step: int, total_steps: int, record: dict[str, float]) -> str:
+    """One plain line of a logging step, for a log file: step, losses, lr, throughput (and the counters when not 0)."""
+    parts = [f"loss {record['loss']:.4f}", f"reconstruction {record['reconstruction_loss']:.4f}"]
+    if "sampling_loss" in record:
+        parts.append(f"sampling {record['sampling_loss']:.3e}")
+    parts += [f"lr {record['lr']:.3e}", f"{record['clips_per_second']:.1f} clips/s"]
+    if record.get("nonfinite_steps"):
+        parts.append(f"{record['nonfinite_steps']} non-finite steps")
+    if record.get("skipped_videos"):
+        parts.append(f"{record['skipped_videos']} skipped videos")
+    return f"step {step}/{total_steps}: " + ", ".join(parts)
 
 
 def update_unless_nonfinite(accelerator, model, optimizer, guard: NonFiniteLossGuard, nonfinite: torch.Tensor,
@@ -979,11 +1014,14 @@ def finish_pretraining(
     datasets: list[str] | None = None,
     hub_api=None,
     figure_video: str | None = None,
+    repo_id: str | None = None,
 ) -> Path:
     """Write the final model folder into `output_dir`: `save_pretrained` (safetensors, config with auto_map, the Hub
     custom-code files), the processor config (`preprocessor_config.json`), the five-panel mask figure of
     `figure_video` (`masks.gif`, `masks.png`), the model card (`README.md`: settings, final losses, the figure); with
-    `--push_to_hub`, upload it. Every process calls it (FSDP/DeepSpeed gather the weights)."""
+    `--push_to_hub`, then upload it to `repo_id` (the full id `check_hub_access` returned at start-up; checked here
+    when None). Every file is written before the upload starts, so a failed upload loses nothing: its `UserError`
+    names the one command that retries it. Every process calls it (FSDP/DeepSpeed gather the weights)."""
     output_dir = Path(training_args.output_dir)
     state_dict = accelerator.get_state_dict(model)  # collective under FSDP / DeepSpeed ZeRO-3
     unwrapped = accelerator.unwrap_model(model)
@@ -994,11 +1032,11 @@ def finish_pretraining(
         if training_args.visualize and figure_video:
             # drawn from the folder just saved, which holds the whole model even when training sharded it
             figure = write_mask_figure(str(output_dir), figure_video, output_dir / "masks.gif", clip_config)
-        repo_id = None
-        if training_args.push_to_hub:
-            # The full "user/name" id, which the card's usage code must load.
-            repo_id = create_model_repo(training_args.hub_model_id, private=training_args.hub_private_repo,
-                                        token=training_args.hub_token, api=hub_api)  # fmt: skip
+        if training_args.push_to_hub and repo_id is None:
+            repo_id = check_hub_access(training_args.hub_model_id, token=training_args.hub_token,
+                                       private=bool(training_args.hub_private_repo), api=hub_api)  # fmt: skip
+        if not training_args.push_to_hub:
+            repo_id = None
         card = build_model_card(
             "pretraining",
             model_id=repo_id or str(output_dir),
@@ -1032,6 +1070,7 @@ __all__ = [
     "UPLOAD_IGNORE_PATTERNS",
     "build_train_dataset",
     "finish_pretraining",
+    "log_line",
     "parse_config_overrides",
     "parse_pretraining_args",
     "prepare_output_dir",

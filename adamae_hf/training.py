@@ -37,8 +37,10 @@ from accelerate.utils import (
 from torch.utils.data import Dataset, Sampler
 from transformers import HfArgumentParser
 from transformers.hf_argparser import string_to_bool
+from transformers.utils import logging as transformers_logging
 
 from .checkpoint import atomic_write_text
+from .errors import UserError
 from .optim import scaled_learning_rate
 
 
@@ -61,6 +63,8 @@ def derived_seed(*keys: int) -> int:
 def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """Read a flat mapping of argument names to values from a `.yaml`/`.yml` or `.json` file."""
     path = str(path)
+    if not os.path.isfile(path):
+        raise UserError(f"--config: expected a YAML or JSON file of arguments, got {path!r}: no such file.")
     with open(path) as handle:
         if path.endswith((".yaml", ".yml")):
             values = yaml.safe_load(handle)
@@ -99,12 +103,34 @@ def parse_args_with_config_file(
             f"{config_path}: unknown argument(s) {', '.join(unknown)}; every key must be one of the script's flags "
             "without the leading dashes (see --help)."
         )
+    actions = {action.dest: action for action in parser._actions}
+    file_values = {name: checked_config_value(actions[name], value, config_path) for name, value in file_values.items()}
     defaults = {**(presets or {}), **file_values}
     parser.set_defaults(**defaults)
     for action in parser._actions:  # a required argument that the file (or a preset) gives is no longer missing
         if action.dest in defaults:
             action.required = False
     return parser.parse_args_into_dataclasses(args=argv)
+
+
+def checked_config_value(action: argparse.Action, value: Any, config_path: str) -> Any:
+    """A `--config` file's value converted as the flag's own parser would convert it (argparse checks only string
+    defaults, and would answer a bad one with its whole usage text); a `UserError` naming the key when it does not
+    fit."""
+    items = value if isinstance(value, list) and action.nargs in ("+", "*") else [value]
+    converted = []
+    for item in items:
+        try:
+            item = action.type(item) if action.type is not None and item is not None else item
+        except (TypeError, ValueError, argparse.ArgumentTypeError):
+            expected = getattr(action.type, "__name__", "a valid value")
+            raise UserError(
+                f"{config_path}: {action.dest} expects {expected}, got {value!r}."
+            ) from None
+        if action.choices is not None and item not in action.choices:
+            raise UserError(f"{config_path}: {action.dest} must be one of {list(action.choices)}, got {value!r}.")
+        converted.append(item)
+    return converted if items is value else converted[0]
 
 
 def flag_value(argv: list[str], name: str, config_values: dict[str, Any]) -> bool:
@@ -173,6 +199,53 @@ def build_accelerator(
             "--use_cpu to train with CPU processes."
         )
     return accelerator
+
+
+def quiet_library_output() -> None:
+    """Silence what the libraries print on every run and a log file does not need: transformers' progress bars
+    (loading weights, writing shards) and accelerate's INFO line per checkpoint file. Warnings still show."""
+    transformers_logging.disable_progress_bar()
+    logging.getLogger("accelerate").setLevel(logging.WARNING)
+
+
+def launch_mismatches(state, environ: dict[str, str] | None = None) -> list[str]:
+    """What the launch asked for and this run does not get, as sentences (empty when nothing), for `state` (an
+    `Accelerator` or accelerate's `PartialState`/`AcceleratorState`) and the environment the launcher left:
+
+    - `accelerate launch --num_processes N` (N > 1) without `--multi_gpu` on a machine without GPUs starts a single
+      process; the launcher's only trace is `MASTER_ADDR`/`MASTER_PORT` (which it sets for N > 1) without
+      `WORLD_SIZE` (which a multi-process launcher sets).
+    - FSDP or DeepSpeed asked for (`ACCELERATE_USE_FSDP` / `ACCELERATE_USE_DEEPSPEED`, from `accelerate launch` or
+      its config file) but not running: CPU processes fall back to plain data parallelism.
+    """
+    environ = os.environ if environ is None else environ
+    problems = []
+    launched_by_accelerate = "ACCELERATE_USE_CPU" in environ  # `accelerate launch` always sets it
+    if (launched_by_accelerate and state.num_processes == 1 and "WORLD_SIZE" not in environ
+            and "MASTER_ADDR" in environ and "MASTER_PORT" in environ):  # fmt: skip
+        problems.append(
+            "accelerate launch was asked for several processes (--num_processes > 1) but started only this one: "
+            "without --multi_gpu (or a config file with a multi-process distributed_type) it runs a single "
+            "process. Add --multi_gpu (it also starts CPU processes on a machine without GPUs)."
+        )
+    distributed_type = getattr(state, "distributed_type", "")
+    distributed_type = str(getattr(distributed_type, "value", distributed_type))
+    for variable, name in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DEEPSPEED")):
+        if string_to_bool(environ.get(variable, "false") or "false") and name not in distributed_type:
+            problems.append(
+                f"{name} was requested ({variable}) but the run uses {distributed_type} on {state.device}: every "
+                "process holds the whole model (plain data parallelism); FSDP and DeepSpeed need GPUs."
+            )
+    return problems
+
+
+def warn_about_launch_mismatch(state, environ: dict[str, str] | None = None) -> list[str]:
+    """Log every `launch_mismatches` as a warning, once (on the main process); returns them."""
+    problems = launch_mismatches(state, environ)
+    if getattr(state, "is_main_process", True):
+        for problem in problems:
+            logger.warning(problem)
+    return problems
 
 
 def reset_accelerate_state() -> None:
@@ -495,16 +568,20 @@ __all__ = [
     "ScalarLog",
     "TrainingSchedule",
     "build_accelerator",
+    "checked_config_value",
     "compute_schedule",
     "config_file_from_argv",
     "derived_seed",
     "flag_value",
+    "launch_mismatches",
     "load_config_file",
     "parse_args_with_config_file",
+    "quiet_library_output",
     "read_scalar_log",
     "reset_accelerate_state",
     "skips_updates_on_device",
     "step_noise",
     "step_unless",
     "tracker_names",
+    "warn_about_launch_mismatch",
 ]

@@ -47,12 +47,13 @@ from modeling_adamae import AdaMaeForPreTraining
 
 from .data import (
     VideoClipConfig,
-    VideoDecodeError,
     load_eval_clip,
     probe_video,
     unnormalize,
     write_video,
 )
+from .errors import DEBUG_FLAG, UserError, check_model_source, run_cli
+from .training import quiet_library_output
 
 
 logger = logging.get_logger(__name__)
@@ -918,29 +919,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--strip_frames", type=int, default=DEFAULT_STRIP_FRAMES, help="Frames in the PNG strip."
     )
     parser.add_argument("--device", default="cpu", help="Device to run the model on, e.g. cpu or cuda.")
+    parser.add_argument(
+        DEBUG_FLAG, action="store_true", help="Show the traceback of an error (otherwise one line says what is wrong)."
+    )
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        common = dict(
-            seed=args.seed, sampling_rate=args.sampling_rate, scale=args.scale,
-            fps=args.fps, error_max=args.error_max, device=args.device,
-        )  # fmt: skip
-        if args.compare:
-            mask_ratio = COMPARE_MASK_RATIO if args.mask_ratio is None else args.mask_ratio
-            written = compare(args.model, args.video, args.out, mask_ratio, args.mask_types, **common)
-        else:
-            written = visualize(
-                args.model, args.video, args.out, args.mask_ratio, strip_frames=args.strip_frames, **common
-            )
-    except (VideoDecodeError, ValueError, OSError) as error:
-        parser.exit(2, f"{parser.prog}: error: {error}\n")
+def draw_from_command_line(argv: list[str]) -> None:
+    """`adamae-visualize` without the error handling: parse `argv`, draw, print the paths written."""
+    args = build_parser().parse_args(argv)
+    check_model_source(args.model, "--model")
+    if not os.path.isfile(args.video):
+        raise UserError(f"--video: expected a video file, got {args.video!r}: no such file.")
+    common = dict(
+        seed=args.seed, sampling_rate=args.sampling_rate, scale=args.scale,
+        fps=args.fps, error_max=args.error_max, device=args.device,
+    )  # fmt: skip
+    if args.compare:
+        mask_ratio = COMPARE_MASK_RATIO if args.mask_ratio is None else args.mask_ratio
+        written = compare(args.model, args.video, args.out, mask_ratio, args.mask_types, **common)
+    else:
+        written = visualize(args.model, args.video, args.out, args.mask_ratio, strip_frames=args.strip_frames, **common)
     for path in written:
         print(path)
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The `adamae-visualize` command; returns the exit status (a user's mistake: one line on stderr and 1)."""
+    quiet_library_output()
+    return run_cli(draw_from_command_line, argv)
 
 
 if __name__ == "__main__":

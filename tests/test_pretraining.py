@@ -3,6 +3,7 @@ handling, exact resume, the end of a run, and `AdaMaeForPreTraining` under `tran
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from huggingface_hub.utils import filter_repo_objects
 from transformers import Trainer, TrainingArguments
 
 from adamae_hf import pretraining
+from adamae_hf.errors import UserError
 from adamae_hf.checkpoint import LATEST_FILE, latest_checkpoint, list_checkpoints, read_training_state
 from adamae_hf.pretraining import (
     DEMO_ARGUMENTS,
@@ -31,6 +33,7 @@ from adamae_hf.training import (
     skips_updates_on_device,
     step_noise,
     step_unless,
+    warn_about_launch_mismatch,
 )
 from modeling_adamae import AdaMaeForPreTraining
 from pretrain_helpers import TINY_OVERRIDES, RandomClipDataset, state_dict_of, tiny_argv
@@ -488,15 +491,36 @@ def test_resume_latest_in_the_same_folder_and_refusal_to_mix_runs(tmp_path):
 
 
 class RecordingHubApi:
-    """Stands in for huggingface_hub.HfApi: records what would be uploaded."""
+    """Stands in for huggingface_hub.HfApi: records what would be uploaded, and the output folder's checkpoints at the
+    time of each call. `fail_on` names a method that raises `OSError` (what an endpoint that does not answer raises)."""
 
-    def __init__(self):
+    endpoint = "https://hub.test"
+    token = "hf_test"
+
+    def __init__(self, output_dir=None, fail_on=None):
         self.uploaded = None
+        self.output_dir, self.fail_on = output_dir, fail_on
+        self.calls = []
 
-    def create_repo(self, repo_id, repo_type, private, exist_ok):
+    def _call(self, name):
+        checkpoints = [path.name for path in list_checkpoints(self.output_dir)] if self.output_dir else []
+        self.calls.append((name, checkpoints))
+        if name == self.fail_on:
+            raise OSError("Connection refused")
+
+    def whoami(self, token=None):
+        self._call("whoami")
+        return {"name": "someone"}
+
+    def create_repo(self, repo_id, repo_type, private, exist_ok, token=None):
+        self._call("create_repo")
         self.repo_id = repo_id
 
-    def upload_folder(self, folder_path, repo_id, repo_type, commit_message, ignore_patterns=None):
+    def auth_check(self, repo_id, repo_type=None, token=None, write=False):
+        self._call("auth_check")
+
+    def upload_folder(self, folder_path, repo_id, repo_type, commit_message, ignore_patterns=None, **kwargs):
+        self._call("upload_folder")
         files = [path.relative_to(folder_path).as_posix() for path in Path(folder_path).rglob("*") if path.is_file()]
         kept = filter_repo_objects(files, ignore_patterns=ignore_patterns)  # huggingface_hub's own filter
         self.uploaded = {name: (Path(folder_path) / name).read_bytes() for name in kept}
@@ -567,3 +591,109 @@ def test_pretraining_model_trains_under_the_transformers_trainer(tmp_path):
     assert len(losses) == 3 and all(math.isfinite(loss) for loss in losses)
     after = state_dict_of(model)
     assert any(not torch.equal(before[name], after[name]) for name in before)
+
+
+def test_push_to_hub_checks_access_before_any_training(tmp_path):
+    output_dir = tmp_path / "run"
+    api = RecordingHubApi(output_dir, fail_on="whoami")
+    argv = tiny_argv(output_dir, max_steps=2, save_steps=1, push_to_hub=True, hub_model_id="someone/adamae-tiny")
+    with pytest.raises(UserError, match=r"--push_to_hub to someone/adamae-tiny: no answer from the Hub at https://hub"):
+        pretrain(argv, RandomClipDataset(8), hub_api=api)
+    assert api.calls == [("whoami", [])] and not list_checkpoints(output_dir)  # stopped before the first step
+
+    reset_accelerate_state()
+    api = RecordingHubApi(output_dir)
+    pretrain(argv, RandomClipDataset(8), hub_api=api)
+    assert [name for name, _ in api.calls] == ["whoami", "create_repo", "auth_check", "upload_folder"]
+    assert api.calls[2][1] == [] and "checkpoint-2" in api.calls[3][1]  # checked before training, uploaded after
+
+
+def test_a_failed_upload_loses_nothing_and_names_the_command_that_retries_it(tmp_path):
+    output_dir = tmp_path / "run"
+    api = RecordingHubApi(output_dir, fail_on="upload_folder")
+    argv = tiny_argv(output_dir, max_steps=1, push_to_hub=True, hub_model_id="someone/adamae-tiny")
+    with pytest.raises(UserError, match=r"Nothing is lost.*hf upload someone/adamae-tiny .*--exclude") as raised:
+        pretrain(argv, RandomClipDataset(8), hub_api=api)
+    assert str(output_dir.absolute()) in str(raised.value)
+    for name in ("model.safetensors", "config.json", "preprocessor_config.json", "README.md", "run_arguments.json"):
+        assert (output_dir / name).is_file(), name
+    assert AdaMaeForPreTraining.from_pretrained(output_dir).config.num_patches == 64
+
+
+def corrupt(path):
+    path.write_bytes(path.read_bytes()[:40])
+
+
+def test_a_broken_random_state_file_is_refused_and_a_deleted_one_resumes_with_a_warning(tmp_path, caplog):
+    output_dir = tmp_path / "run"
+    pretrain(tiny_argv(output_dir, max_steps=2, save_steps=2), RandomClipDataset(8))
+    random_states = output_dir / "checkpoint-2" / "random_states_0.pkl"
+    corrupt(random_states)
+    reset_accelerate_state()
+    resume = tiny_argv(output_dir, max_steps=3, resume_from_checkpoint="latest")
+    with pytest.raises(UserError, match=rf"{random_states} cannot be read .*exact resume.*delete the file"):
+        pretrain(resume, RandomClipDataset(8))
+
+    random_states.unlink()
+    reset_accelerate_state()
+    with caplog.at_level("WARNING"):
+        assert pretrain(resume, RandomClipDataset(8)).step == 3
+    assert any(f"{random_states} is missing" in record.getMessage() and record.levelname == "WARNING"
+               for record in caplog.records)  # fmt: skip
+
+
+def test_a_log_file_gets_one_plain_line_per_log_step(tmp_path, caplog):
+    # Under pytest stderr is not a terminal, as in a cluster job's log file.
+    with caplog.at_level("INFO", logger="adamae_hf.pretraining"):
+        pretrain(tiny_argv(tmp_path / "run", max_steps=2), RandomClipDataset(8))
+    lines = [record.getMessage() for record in caplog.records if record.getMessage().startswith("step ")]
+    assert len(lines) == 2
+    assert re.fullmatch(r"step 2/2: loss \d\.\d{4}, reconstruction \d\.\d{4}, sampling -?\d\.\d{3}e[-+]\d+, "
+                        r"lr \d\.\d{3}e[-+]\d+, \d+\.\d clips/s", lines[1]), lines[1]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "environ, expected",
+    [
+        ({"ACCELERATE_USE_CPU": "False", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"},
+         ["asked for several processes (--num_processes > 1) but started only this one"]),
+        ({"ACCELERATE_USE_CPU": "False", "ACCELERATE_USE_FSDP": "true", "WORLD_SIZE": "1"},
+         ["FSDP was requested (ACCELERATE_USE_FSDP) but the run uses NO on cpu"]),
+        ({"ACCELERATE_USE_CPU": "False"}, []),  # accelerate launch with one process
+        ({"MASTER_ADDR": "node0", "MASTER_PORT": "1"}, []),  # a cluster's variables, without accelerate launch
+    ],
+)  # fmt: skip
+def test_a_launch_that_asked_for_more_than_the_run_got_is_warned_about(environ, expected, caplog):
+    from accelerate import PartialState
+
+    with caplog.at_level("WARNING"):
+        problems = warn_about_launch_mismatch(PartialState(cpu=True), environ)
+    assert len(problems) == len(expected) and all(text in problem for text, problem in zip(expected, problems))
+    assert [record.getMessage() for record in caplog.records] == problems
+
+
+def test_config_file_values_are_checked_as_the_flags_are(tmp_path):
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text("output_dir: o\nper_device_train_batch_size: abc\n")
+    with pytest.raises(UserError, match=r"run.yaml: per_device_train_batch_size expects int, got 'abc'"):
+        parse_pretraining_args(["--config", str(config_file)])
+    config_file.write_text("output_dir: o\nmask_type: blocks\n")
+    with pytest.raises(UserError, match=r"mask_type must be one of \['adaptive', 'tube', 'random', 'frame'\], got"):
+        parse_pretraining_args(["--config", str(config_file)])
+    config_file.write_text("output_dir: o\nlearning_rate: 1.0e-3\ndataset_ids: [a, b]\nnorm_pix_loss: false\n")
+    model_args, data_args, _, training_args = parse_pretraining_args(["--config", str(config_file)])
+    assert (training_args.learning_rate, data_args.dataset_ids, model_args.norm_pix_loss) == (1e-3, ["a", "b"], False)
+    with pytest.raises(UserError, match=r"--config: expected a YAML or JSON file of arguments, got '.*none.yaml'"):
+        parse_pretraining_args(["--config", str(tmp_path / "none.yaml")])
+
+
+def test_missing_index_folder_and_model_folder_are_named(tmp_path):
+    missing = str(tmp_path / "missing")
+    for flag, message in (("train_index_file", "--train_index_file: expected a CSV or JSON-lines index"),
+                          ("train_folder", "--train_folder: expected a folder of <class>/<video> files")):  # fmt: skip
+        _, data_args, clip_config, training_args = parse_pretraining_args(["--output_dir", "o", f"--{flag}", missing])
+        with pytest.raises(UserError, match=rf"{message}, got '{missing}': no such"):
+            build_train_dataset(data_args, clip_config, training_args, accelerator=None)
+    model_args, _, clip_config, _ = parse_pretraining_args(["--output_dir", "o", "--model_name_or_path", missing])
+    with pytest.raises(UserError, match=rf"--model_name_or_path: expected a model folder or a Hub id .*'{missing}'"):
+        build_model_config(model_args, clip_config)

@@ -303,10 +303,9 @@ def test_non_video_file_is_a_clear_error(model, model_folder, tmp_path, capsys):
     text_file.write_text("not a video\n")
     with pytest.raises(VideoDecodeError, match="notes.mp4"):
         visualize(model, text_file, tmp_path / "out.gif")
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--model", str(model_folder), "--video", str(text_file), "--out", str(tmp_path / "out.gif")])
-    assert exit_info.value.code == 2
-    assert "notes.mp4" in capsys.readouterr().err
+    assert main(["--model", str(model_folder), "--video", str(text_file), "--out", str(tmp_path / "out.gif")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "notes.mp4" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out.gif").exists()
 
 
@@ -315,8 +314,7 @@ def test_folder_without_pretraining_head_is_a_clear_error(tmp_path, video, capsy
     AdaMaeForVideoClassification(tiny_config(num_labels=3)).save_pretrained(classifier_folder)
     with pytest.raises(ValueError, match="no pretraining head: it was saved from AdaMaeForVideoClassification"):
         load_pretraining_model(classifier_folder)
-    with pytest.raises(SystemExit):
-        main(["--model", str(classifier_folder), "--video", video, "--out", str(tmp_path / "out.gif")])
+    assert main(["--model", str(classifier_folder), "--video", video, "--out", str(tmp_path / "out.gif")]) == 1
     assert "no pretraining head" in capsys.readouterr().err
 
     # Without `architectures` in its config, the missing decoder weights give it away.
@@ -333,3 +331,24 @@ def test_bad_output_name_and_model_object(model, video, tmp_path):
         visualize(model, video, tmp_path / "masks.webm")
     with pytest.raises(TypeError, match="AdaMaeForPreTraining"):
         visualize(AdaMaeForVideoClassification(tiny_config(num_labels=3)), video, tmp_path / "masks.gif")
+
+
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--model", "{tmp}/no_such_folder", "error: --model: expected a model folder or a Hub id ('name' or 'user/name'), "
+         "got '{tmp}/no_such_folder': no such folder, and not a valid Hub id."),
+        ("--video", "{tmp}/no_such.mp4", "error: --video: expected a video file, got '{tmp}/no_such.mp4': no such file."),
+    ],
+)  # fmt: skip
+def test_a_missing_model_folder_or_video_is_one_line_and_debug_shows_the_traceback(
+    model_folder, video, tmp_path, capsys, flag, value, message
+):
+    arguments = {"--model": str(model_folder), "--video": video, "--out": str(tmp_path / "out.gif")}
+    arguments[flag] = value.format(tmp=tmp_path)
+    argv = [item for pair in arguments.items() for item in pair]
+    assert main(argv) == 1
+    assert capsys.readouterr().err == message.format(tmp=tmp_path) + "\n"
+    assert main(argv + ["--debug"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().splitlines()[-1] == message.format(tmp=tmp_path)
