@@ -400,10 +400,10 @@ class AdaMaePreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module):
-        """The reference's pretraining initialisation: xavier-uniform linear layers with zero bias (query, key and value
-        with the bound of the reference's fused qkv layer; torch's default for `encoder_to_decoder`), unit LayerNorms,
-        torch's default Conv3d patch embedding, zero sampler positions and a mask token from a normal truncated at one
-        standard deviation."""
+        """The reference's pretraining initialisation: xavier-uniform linear layers with zero bias (query, key and
+        value with the bound of the reference's fused qkv layer; torch's default for `encoder_to_decoder`), unit
+        LayerNorms, torch's default Conv3d patch embedding, zero sampler positions and a mask token from a normal
+        truncated at one standard deviation."""
         if isinstance(module, nn.Linear) and module is getattr(self, "encoder_to_decoder", None):
             # The reference never applies its init to the top-level model, so this projection keeps torch's default.
             init.kaiming_uniform_(module.weight, a=math.sqrt(5))

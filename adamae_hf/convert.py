@@ -214,8 +214,8 @@ def _encoder_heads_from_arguments(arguments: dict, width: int) -> int | None:
     named_width, heads = MODEL_SIZES[size.group(1)]
     if named_width != width:
         raise ConversionError(
-            f"The checkpoint's training arguments name the model {model_name!r} ({size.group(1)}: width {named_width}, "
-            f"{heads} heads) but its encoder is {width} wide; pass --num_attention_heads."
+            f"The checkpoint's training arguments name the model {model_name!r} ({size.group(1)}: width "
+            f"{named_width}, {heads} heads) but its encoder is {width} wide; pass --num_attention_heads."
         )
     return heads
 
@@ -229,8 +229,8 @@ def resolve_attention_heads(width: int, part: str, flag: str, from_arguments: in
         return STANDARD_HEADS[width]
     standard = ", ".join(f"{w}: {h}" for w, h in STANDARD_HEADS.items())
     raise ConversionError(
-        f"The checkpoint's {part} is {width} wide, not a standard ViT width (width: heads {standard}), and it holds no "
-        f"training arguments giving its head count; pass {flag} (the head count it was trained with)."
+        f"The checkpoint's {part} is {width} wide, not a standard ViT width (width: heads {standard}), and it holds "
+        f"no training arguments giving its head count; pass {flag} (the head count it was trained with)."
     )
 
 
@@ -362,7 +362,8 @@ def convert_authors_checkpoint(
     mapped, unused = map_authors_state_dict(state_dict, layout, verbose)
     model_class = AdaMaeForPreTraining if layout == "pretraining" else AdaMaeForVideoClassification
     model = model_class(config)
-    _print(f"[3/4] Loading into {model_class.__name__} ({sum(p.numel() for p in model.parameters()):,} parameters)", verbose)
+    num_parameters = sum(p.numel() for p in model.parameters())
+    _print(f"[3/4] Loading into {model_class.__name__} ({num_parameters:,} parameters)", verbose)
     _strict_load(model, mapped, str(checkpoint_path), unused)
     model.eval()
     if output_dir is not None:
