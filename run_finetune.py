@@ -6,6 +6,7 @@ publish a folder that `pipeline("video-classification")` loads.
     python run_finetune.py --model_name_or_path adamae-ssv2-pretrained --train_index train.csv \\
         --validation_index val.csv --output_dir adamae-ssv2-finetuned --do_train --do_eval --do_predict
     python run_finetune.py configs/finetune_k400.yaml   # the same arguments from a YAML or JSON file
+    python run_finetune.py ... --debug                   # a user mistake with its traceback (one line without)
 
 Arguments: `ModelArguments`, `DataArguments`, `RecipeArguments`, `FinetuningClipConfig` and
 `FinetuningTrainingArguments` in `adamae_hf/finetuning.py` (`--help` lists them all).
@@ -21,6 +22,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 import adamae_hf  # noqa: F401  (registers AdaMAE with the Auto classes)
 from adamae_hf.data import CLIP_CONFIG_NAME, build_video_processor, collate_clips
+from adamae_hf.errors import UserError, run_cli
 from adamae_hf.finetuning import (
     DataArguments,
     FinetuningClipConfig,
@@ -33,23 +35,30 @@ from adamae_hf.finetuning import (
     build_mixup,
     build_model,
     build_video_datasets,
+    check_run_is_possible,
     checkpoint_label_names,
     model_source_from,
+    prepare_hub_upload,
     publish,
     read_checkpoint_config,
     recipe_learning_rates,
     resolve_label_names,
     saved_clip_geometry,
     skipped_video_total,
-    take_push_to_hub,
     write_predictions,
 )
-from adamae_hf.training import parse_args_with_config_file
+from adamae_hf.training import parse_args_with_config_file, quiet_library_output, warn_about_launch_mismatch
 
 
 logger = logging.getLogger(__name__)
 
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, RecipeArguments, FinetuningClipConfig, FinetuningTrainingArguments)
+
+
+class ArgumentParser(HfArgumentParser):
+    def error(self, message: str):
+        # argparse would print its usage, hundreds of flags long, before the one line that matters
+        raise UserError(f"{message} (run_finetune.py --help lists the arguments)")
 
 
 def parse_arguments(argv: list[str] | None = None):
@@ -64,7 +73,7 @@ def parse_arguments(argv: list[str] | None = None):
 
 def parse_arguments_and_clip_presets(argv: list[str] | None = None) -> tuple[tuple, dict]:
     """`parse_arguments`, and the clip geometry read from the model's `clip_config.json` (empty without one)."""
-    parser = HfArgumentParser(ARGUMENT_CLASSES, description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(ARGUMENT_CLASSES, description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="YAML or JSON file of arguments (flag names as keys); flags override it.")
     argv = sys.argv[1:] if argv is None else list(argv)
     if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
@@ -84,20 +93,30 @@ def parse_arguments_and_clip_presets(argv: list[str] | None = None) -> tuple[tup
         ) from error
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
-    (model_args, data_args, recipe_args, clip_config, training_args), saved_geometry = (
-        parse_arguments_and_clip_presets(argv)
-    )
-
+def configure_logging(training_args: FinetuningTrainingArguments) -> None:
+    """Our INFO lines on the main process by default; transformers' at WARNING (its INFO level dumps every config and
+    file it reads or writes) unless `--log_level` says otherwise, which then applies to both."""
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
         datefmt="%m/%d/%Y %H:%M:%S",
         handlers=[logging.StreamHandler(sys.stdout)],
     )
-    log_level = training_args.get_process_log_level()
-    logger.setLevel(log_level)
-    logging.getLogger("adamae_hf").setLevel(log_level)
-    transformers.utils.logging.set_verbosity(log_level)
+    library_level = training_args.get_process_log_level()  # "passive": transformers' own, WARNING by default
+    own_level = logging.INFO if training_args.log_level == "passive" and training_args.should_log else library_level
+    logger.setLevel(own_level)
+    logging.getLogger("adamae_hf").setLevel(own_level)
+    transformers.utils.logging.set_verbosity(library_level)
+    quiet_library_output()
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    (model_args, data_args, recipe_args, clip_config, training_args), saved_geometry = (
+        parse_arguments_and_clip_presets(argv)
+    )
+    configure_logging(training_args)
+    # Start-up checks, before anything is trained or written.
+    check_run_is_possible(training_args)
+    repo_id = prepare_hub_upload(training_args)  # with --push_to_hub: a token and a writable repo, now
     set_seed(training_args.seed)
 
     # Resume from the output folder's last checkpoint unless told otherwise.
@@ -122,7 +141,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     )  # fmt: skip
     model = build_model(model_args, label_names, clip_config, checkpoint_config)
     warmup_lr, min_lr = recipe_learning_rates(training_args, recipe_args, clip_config)
-    push_to_hub_id = take_push_to_hub(training_args)
 
     trainer = VideoClassificationTrainer(
         model=model,
@@ -139,6 +157,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         warmup_lr=warmup_lr,
         min_lr=min_lr,
     )
+    warn_about_launch_mismatch(trainer.accelerator)  # e.g. 2 processes asked of `accelerate launch`, 1 running
 
     metrics: dict[str, float] = {}
     if training_args.do_train:
@@ -174,9 +193,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     if not training_args.do_train:
         trainer.save_model()  # an evaluation-only run still leaves a complete, loadable folder
-    publish(trainer, model_args, data_args, recipe_args, clip_config, metrics, push_to_hub_id)
+    publish(trainer, model_args, data_args, recipe_args, clip_config, metrics, repo_id)
     return metrics
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

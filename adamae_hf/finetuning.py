@@ -13,7 +13,9 @@ The pieces `run_finetune.py` puts together:
 - `VideoClassificationTrainer`: AdamW with layer-wise lr decay, mixup in the training step, `video_index` carried
   through evaluation so that views are grouped per video;
 - `aggregate_views`, `build_compute_metrics`, `write_predictions`: multi-view testing and per-video predictions;
-- `publish`: processor, model card, optional stock-VideoMAE export and upload.
+- `check_run_is_possible` and `prepare_hub_upload`: the start-up checks (something to do; with --push_to_hub, a token
+  and a repo it may write) before anything is trained or written;
+- `publish`: processor, model card, optional stock-VideoMAE export, all written locally, then the upload.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from configuration_adamae import AdaMaeConfig
 from modeling_adamae import AdaMaeForVideoClassification
 
 from .convert import convert_authors_checkpoint, convert_videomae_to_adamae, export_to_videomae
+from .errors import UserError, check_model_source
 from .data import (
     CLIP_CONFIG_NAME,
     UnknownLabelError,
@@ -54,9 +57,9 @@ from .data import (
     save_clip_config,
     save_video_processor,
 )
-from .hub import build_model_card, create_model_repo, push_folder_to_hub, save_model_card
+from .hub import build_model_card, check_hub_access, push_folder_to_hub, save_model_card
 from .metrics import load_video_accuracy
-from .optim import build_adamw, scaled_learning_rate, warmup_cosine_schedule
+from .optim import build_adamw, scaled_learning_rate, warmup_cosine_factor, warmup_cosine_schedule
 from .training import config_file_from_argv, load_config_file
 
 
@@ -299,7 +302,8 @@ def load_video_index(
     without, the classes are the index's own, sorted.
     """
     if not os.path.exists(source):
-        raise FileNotFoundError(f"index {source!r} does not exist (expected a .csv or .jsonl file or a folder).")
+        raise UserError(f"expected a video index (a .csv or .jsonl file, or a folder of class folders), got {source!r}: "
+                        "no such file or folder.")  # fmt: skip
     try:
         if os.path.isdir(source):
             index = index_from_folder(source, label_names=label_names)
@@ -312,9 +316,13 @@ def load_video_index(
     return index
 
 
-def index_class_names(source: str, data_root: str | None = None) -> list[str]:
-    """The classes of an index, in the ids `index_from_file` / `index_from_folder` give them."""
-    id2label, _ = label_maps(load_video_index(source, data_root))
+def index_class_names(source: str, data_root: str | None = None, flag: str = "index") -> list[str]:
+    """The classes of an index, in the ids `index_from_file` / `index_from_folder` give them; a `UserError` naming
+    `flag` (the option that gave the index) when it cannot be read."""
+    try:
+        id2label, _ = label_maps(load_video_index(source, data_root))
+    except (UserError, ValueError) as error:
+        raise UserError(f"{flag}: {error}") from error
     return [id2label[i] for i in range(len(id2label))]
 
 
@@ -342,15 +350,15 @@ def resolve_label_names(data_args: DataArguments, checkpoint_labels: list[str] |
     if data_args.class_names:
         return list(data_args.class_names), "--class_names"
     if data_args.train_index:
-        names = index_class_names(data_args.train_index, data_args.data_root)
+        names = index_class_names(data_args.train_index, data_args.data_root, "--train_index")
         if checkpoint_labels is not None and sorted(checkpoint_labels) == sorted(names):
             return list(checkpoint_labels), "the checkpoint's id2label (the same classes as the training index)"
         return names, f"the training index {data_args.train_index}"
     if checkpoint_labels is not None:
         return list(checkpoint_labels), "the checkpoint's id2label"
-    for source in (data_args.validation_index, data_args.test_index):
+    for flag, source in (("--validation_index", data_args.validation_index), ("--test_index", data_args.test_index)):
         if source:
-            return index_class_names(source, data_args.data_root), f"the index {source}"
+            return index_class_names(source, data_args.data_root, flag), f"the index {source}"
     raise ValueError("No classes to fine-tune on: give --train_index, --class_names, or a fine-tuned checkpoint.")
 
 
@@ -384,27 +392,27 @@ def build_video_datasets(
     """Training clips (augmented, `num_sample` per video), single-view validation clips, and multi-view test clips."""
     result = VideoDatasets(label_names=label_names, label_source=label_source)
 
-    def load(source: str, limit: int | None, require_labels: bool = True) -> datasets.Dataset:
-        index = load_video_index(source, data_args.data_root, label_names, label_source, require_labels)
-        return index.select(range(min(limit, len(index)))) if limit else index
+    def load(task: str, flag: str, source: str | None, config: VideoClipConfig, limit: int | None) -> VideoClipDataset:
+        if not source:
+            raise UserError(f"--do_{task} needs {flag}" + (" (or --validation_index)" if task == "predict" else "")
+                            + ", got none.")  # fmt: skip
+        try:
+            index = load_video_index(source, data_args.data_root, label_names, label_source, task != "predict")
+            index = index.select(range(min(limit, len(index)))) if limit else index
+            return VideoClipDataset(index, config, train=task == "train")  # checks that some video decodes
+        except (UserError, ValueError) as error:  # a problem of the index itself: say which flag gave it
+            raise UserError(f"{flag}: {error}") from error
 
     if do_train:
-        if not data_args.train_index:
-            raise ValueError("--do_train needs --train_index.")
-        index = load(data_args.train_index, data_args.max_train_videos)
-        result.train = VideoClipDataset(index, clip_config, train=True)
+        result.train = load("train", "--train_index", data_args.train_index, clip_config, data_args.max_train_videos)
     if do_eval:
-        if not data_args.validation_index:
-            raise ValueError("--do_eval needs --validation_index.")
-        index = load(data_args.validation_index, data_args.max_eval_videos)
-        result.validation = VideoClipDataset(index, evaluation_clip_config(clip_config), train=False)
+        result.validation = load("eval", "--validation_index", data_args.validation_index,
+                                 evaluation_clip_config(clip_config), data_args.max_eval_videos)  # fmt: skip
     if do_predict:
-        source = data_args.test_index or data_args.validation_index
-        if not source:
-            raise ValueError("--do_predict needs --test_index (or --validation_index).")
         test_config = evaluation_clip_config(clip_config, data_args.test_num_clips, data_args.test_num_crops)
-        index = load(source, data_args.max_eval_videos, require_labels=False)
-        result.test = VideoClipDataset(index, test_config, train=False)
+        flag = "--validation_index" if data_args.validation_index and not data_args.test_index else "--test_index"
+        result.test = load("predict", flag, data_args.test_index or data_args.validation_index, test_config,
+                           data_args.max_eval_videos)  # fmt: skip
     return result
 
 
@@ -451,9 +459,18 @@ def saved_clip_geometry(
 
 
 def read_checkpoint_config(model_args: ModelArguments) -> dict | None:
-    """The start checkpoint's config.json as a dict (None for an authors' .pth file)."""
-    if model_args.model_name_or_path.endswith(AUTHORS_CHECKPOINT_SUFFIXES):
+    """The start checkpoint's config.json as a dict (None for an authors' .pth file).
+
+    Raises:
+        UserError: a checkpoint file or local folder that does not exist, or a name that is no Hub id.
+    """
+    source = model_args.model_name_or_path
+    if source.endswith(AUTHORS_CHECKPOINT_SUFFIXES):
+        if not os.path.isfile(source):
+            raise UserError(f"--model_name_or_path: expected an authors' checkpoint file, got {source!r}: no such "
+                            "file.")  # fmt: skip
         return None
+    check_model_source(source)
     config_dict, _ = PretrainedConfig.get_config_dict(
         model_args.model_name_or_path,
         cache_dir=model_args.cache_dir,
@@ -546,7 +563,7 @@ def check_clip_matches_model(config: AdaMaeConfig, clip_config: VideoClipConfig)
     """The clips must have the frames and size the model was built for (its position table is fixed)."""
     if config.num_frames != clip_config.num_frames or config.frame_size != (clip_config.crop_size,) * 2:
         height, width = config.frame_size
-        raise ValueError(
+        raise UserError(
             f"the model takes {config.num_frames} frames of {height}x{width}, but the clips would have "
             f"{clip_config.num_frames} frames of {clip_config.crop_size}x{clip_config.crop_size}: set --num_frames "
             f"{config.num_frames} --crop_size {height}."
@@ -779,13 +796,22 @@ class VideoClassificationTrainer(Trainer):
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         """With `lr_scheduler_type="cosine"`, the recipe's schedule (`adamae_hf.optim.warmup_cosine_schedule`): linear
         warmup from `warmup_lr` over `--warmup_steps` or `warmup_epochs` epochs, then cosine to `min_lr`, per step."""
-        if self.lr_scheduler is not None or SchedulerType(self.args.lr_scheduler_type) != SchedulerType.COSINE:
+        if self.lr_scheduler is not None:
+            return self.lr_scheduler
+        if SchedulerType(self.args.lr_scheduler_type) != SchedulerType.COSINE:
+            warn_if_warmup_outlasts_training(self.args.get_warmup_steps(num_training_steps), num_training_steps,
+                                             self.args.learning_rate, "--warmup_steps")  # fmt: skip
             return super().create_scheduler(num_training_steps, optimizer)
-        warmup_steps = self.args.warmup_steps
+        warmup_steps, option = self.args.warmup_steps, "--warmup_steps"
         if not warmup_steps:
             # Trainer's optimizer steps per epoch: the last, partial accumulation still steps.
             steps_per_epoch = max(math.ceil(len(self.get_train_dataloader()) / self.args.gradient_accumulation_steps), 1)
             warmup_steps = int(round(self.warmup_epochs * steps_per_epoch))
+            option = f"--warmup_epochs ({self.warmup_epochs:g} epochs of {steps_per_epoch} steps)"
+        peak = self.args.learning_rate
+        last_lr = peak * warmup_cosine_factor(num_training_steps - 1, int(warmup_steps), num_training_steps, peak,
+                                              self.warmup_lr, self.min_lr)  # fmt: skip
+        warn_if_warmup_outlasts_training(int(warmup_steps), num_training_steps, peak, option, last_lr)
         self.lr_scheduler = warmup_cosine_schedule(
             self.optimizer if optimizer is None else optimizer,
             warmup_steps=int(warmup_steps),
@@ -812,6 +838,22 @@ class VideoClassificationTrainer(Trainer):
         if labels is None:  # an unlabelled test index
             labels = torch.full_like(video_index, -100)
         return loss, logits, (labels, video_index)
+
+
+def warn_if_warmup_outlasts_training(
+    warmup_steps: int, total_steps: int, peak_lr: float, option: str, last_lr: float | None = None
+) -> bool:
+    """Warn, at the start of training, when the run ends before its warmup does: the lr then never reaches its peak
+    (a short run on a small set may train at a few 1e-6 and its loss never moves). Returns whether it warned."""
+    if warmup_steps <= total_steps:
+        return False
+    last_lr = peak_lr * total_steps / warmup_steps if last_lr is None else last_lr
+    logger.warning(
+        f"This run ends before its warmup does: {total_steps} optimizer steps, {warmup_steps} warmup steps from "
+        f"{option}, so the learning rate rises only to {last_lr:.3g}, never to its peak {peak_lr:.3g}. Shorten the "
+        "warmup (--warmup_epochs / --warmup_steps) or train longer (--num_train_epochs / --max_steps)."
+    )
+    return True
 
 
 def build_mixup(recipe_args: RecipeArguments, num_classes: int, label_smoothing: float) -> MixupCutmix | None:
@@ -899,21 +941,20 @@ def publish(
     recipe_args: RecipeArguments,
     clip_config: VideoClipConfig,
     metrics: dict[str, float],
-    push_to_hub_id: str | None = None,
+    repo_id: str | None = None,
 ) -> None:
-    """Write the output folder's model card, the optional stock-VideoMAE export, and upload the folder.
+    """Write the output folder's model card and the optional stock-VideoMAE export, then upload the folder to
+    `repo_id` (the full id `prepare_hub_upload` checked at start-up), if given.
 
-    The model, its processor and clip settings are saved by `trainer.save_model()` beforehand. Runs on the main process
-    only.
+    The model, its processor and clip settings are saved by `trainer.save_model()` beforehand, so every file is on disk
+    before the upload starts: a failed upload (a `UserError` naming the command that retries it) loses nothing. Runs on
+    the main process only.
     """
     if not trainer.is_world_process_zero():
         return
     args = trainer.args
     output_dir = args.output_dir
     model = trainer.accelerator.unwrap_model(trainer.model)
-    repo_id = None
-    if push_to_hub_id is not None:
-        repo_id = create_model_repo(push_to_hub_id, private=args.hub_private_repo, token=args.hub_token)
     results, extra_results, results_note = card_results(metrics, data_args)
     is_hub_id = not os.path.exists(model_args.model_name_or_path) and HUB_ID_PATTERN.fullmatch(
         model_args.model_name_or_path
@@ -950,6 +991,28 @@ def skipped_video_total(trainer: Trainer, dataset: VideoClipDataset) -> int:
     return int(trainer.accelerator.reduce(count, reduction="sum").item())
 
 
+def check_run_is_possible(training_args: TrainingArguments) -> None:
+    """Refuse a run with nothing to do, before anything is written (it would only save an untrained classifier)."""
+    if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
+        raise UserError(
+            "nothing to do: expected --do_train, --do_eval and/or --do_predict (with --train_index, "
+            "--validation_index or --test_index), got none; nothing was written."
+        )
+
+
+def prepare_hub_upload(training_args: TrainingArguments) -> str | None:
+    """With `--push_to_hub`, check at start-up, before any training, that the upload at the end can work (a token, an
+    endpoint that answers, a repo the token may write: `adamae_hf.hub.check_hub_access`, on the main process) and take
+    the upload away from Trainer (`take_push_to_hub`). Returns the repo's full id (None without --push_to_hub and on
+    the other processes)."""
+    repo_name = take_push_to_hub(training_args)
+    if repo_name is None or training_args.process_index != 0:
+        return None
+    repo_id = check_hub_access(repo_name, token=training_args.hub_token, private=training_args.hub_private_repo)
+    logger.info(f"--push_to_hub: {repo_id} is writable; the output folder is uploaded there at the end")
+    return repo_id
+
+
 def take_push_to_hub(training_args: TrainingArguments) -> str | None:
     """The repo to upload to at the end, taking `push_to_hub` away from Trainer: its own pushes would replace our
     model card with its generic one. Returns `hub_model_id` or the output folder's name, None without --push_to_hub."""
@@ -975,11 +1038,13 @@ __all__ = [
     "build_model",
     "build_video_datasets",
     "check_clip_matches_model",
+    "check_run_is_possible",
     "checkpoint_label_names",
     "clips_per_step",
     "evaluation_clip_config",
     "load_video_index",
     "model_source_from",
+    "prepare_hub_upload",
     "publish",
     "recipe_learning_rates",
     "read_checkpoint_config",
@@ -988,5 +1053,6 @@ __all__ = [
     "skipped_video_total",
     "smoothed_one_hot",
     "take_push_to_hub",
+    "warn_if_warmup_outlasts_training",
     "write_predictions",
 ]

@@ -12,6 +12,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
 
+import pytest
+
 
 class FakeHub:
     def __init__(self, token: str = "hf_good", user: str = "someone", read_only: tuple[str, ...] = ()):
@@ -108,3 +110,13 @@ class FakeHub:
                 return self._reply(404, {"error": f"no route {method} {path}"})
 
         return Handler
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """A fake Hub on 127.0.0.1 that every new `HfApi` talks to, with its token as the logged-in one (HF_TOKEN), and
+    one repo, "someone-else/shared", that the token may not write."""
+    with FakeHub(token="hf_good", user="someone", read_only=("someone-else/shared",)) as fake:
+        monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", fake.endpoint)
+        monkeypatch.setenv("HF_TOKEN", "hf_good")
+        yield fake

@@ -13,6 +13,7 @@ from transformers import EvalPrediction, VideoMAEForPreTraining
 from transformers.utils import logging as transformers_logging
 
 from adamae_hf.convert import convert_authors_checkpoint
+from adamae_hf.errors import UserError
 from adamae_hf.finetuning import (
     DataArguments,
     FinetuningClipConfig,
@@ -111,7 +112,7 @@ def test_model_from_an_adamae_pretraining_folder_gets_the_labels_and_recipe(tmp_
     assert model.config.drop_path_rate == 0.1
     torch.testing.assert_close(model.videomae.embeddings.patch_embeddings.projection.weight,
                                pretraining.videomae.embeddings.patch_embeddings.projection.weight)  # fmt: skip
-    with pytest.raises(ValueError, match=r"takes 8 frames of 32x32.*--num_frames 8 --crop_size 32"):
+    with pytest.raises(UserError, match=r"takes 8 frames of 32x32.*--num_frames 8 --crop_size 32"):
         build_model(ModelArguments(str(tmp_path / "pretrained")), CLASSES, tiny_clip_config(num_frames=16))
 
 
@@ -255,6 +256,30 @@ def test_recipe_schedule_warms_up_for_whole_epochs_of_optimizer_steps_then_follo
     expected = [1e-3 * warmup_cosine_factor(step, 3, 12, 1e-3, 1e-5, 2e-5) for step in range(12)]
     assert observed == pytest.approx(expected)
     assert observed[0] == pytest.approx(1e-5) and observed[2] == pytest.approx(1e-3)  # warmup: 3 steps, linear
+
+
+def test_a_run_that_ends_before_its_warmup_is_warned_about_when_training_starts(tmp_path, caplog):
+    # 3 batches of 1 video: 3 optimizer steps an epoch, so 5 warmup epochs are 15 steps, more than the run's 4
+    model = AdaMaeForVideoClassification(tiny_config(num_labels=3))
+    videos = [{"pixel_values": torch.zeros(1, 8, 3, 32, 32)} for _ in range(3)]
+
+    def start(warmup_epochs=5.0, **overrides):
+        args = FinetuningTrainingArguments(**{"output_dir": str(tmp_path), "learning_rate": 1e-3, "max_steps": 4,
+                                              "per_device_train_batch_size": 1, "use_cpu": True, "report_to": "none",
+                                              **overrides})  # fmt: skip
+        trainer = VideoClassificationTrainer(model=model, args=args, train_dataset=videos, layer_decay=1.0,
+                                             warmup_epochs=warmup_epochs, warmup_lr=1e-6, min_lr=1e-6)  # fmt: skip
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="adamae_hf.finetuning"):
+            trainer.create_optimizer_and_scheduler(num_training_steps=4)
+        return caplog.text
+
+    reached = 1e-3 * warmup_cosine_factor(3, 15, 4, 1e-3, 1e-6, 1e-6)  # the lr of the last step
+    assert reached == pytest.approx(1e-6 + (1e-3 - 1e-6) * 3 / 14)
+    assert (f"4 optimizer steps, 15 warmup steps from --warmup_epochs (5 epochs of 3 steps), so the learning rate "
+            f"rises only to {reached:.3g}, never to its peak 0.001") in start()  # fmt: skip
+    assert "ends before its warmup" not in start(warmup_epochs=1)  # 3 warmup steps of 4
+    assert "4 optimizer steps, 10 warmup steps from --warmup_steps" in start(lr_scheduler_type="linear", warmup_steps=10)
 
 
 # --- multi-view evaluation and predictions ---------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from adamae_hf.hub import (
     retry_upload_command,
     save_model_card,
 )
-from fake_hub import FakeHub
+from fake_hub import hub  # noqa: F401  (the fixture)
 from tiny_configs import tiny_config
 
 
@@ -106,15 +106,6 @@ def test_the_card_names_the_model_not_a_local_path(tmp_path):
 
 
 # --- the Hub preflight and the upload, against a local endpoint ------------------------------------------------------
-
-
-@pytest.fixture
-def hub(monkeypatch):
-    """A fake Hub on 127.0.0.1 that every new `HfApi` talks to, with its token as the logged-in one."""
-    with FakeHub(token="hf_good", user="someone", read_only=("someone-else/shared",)) as fake:
-        monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", fake.endpoint)
-        monkeypatch.setenv("HF_TOKEN", "hf_good")
-        yield fake
 
 
 def test_preflight_checks_token_endpoint_and_write_access_and_returns_the_full_id(hub):

@@ -3,6 +3,7 @@ validation, multi-view testing and predictions, the published folder (model, pro
 export, `pipeline("video-classification")` from a fresh process without the project, and an evaluation-only run."""
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -14,12 +15,17 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers
 import yaml
 from huggingface_hub import ModelCard
 from transformers import AutoImageProcessor, VideoMAEForVideoClassification, pipeline
 
 import run_finetune
-from adamae_hf.data import VideoClipConfig, load_eval_clip, save_clip_config
+from adamae_hf.data import CLIP_CONFIG_NAME, VideoClipConfig, load_eval_clip, save_clip_config
+from adamae_hf.errors import UserError, run_cli
+from adamae_hf.finetuning import UPLOAD_IGNORE_PATTERNS, FinetuningTrainingArguments
+from adamae_hf.hub import retry_upload_command
+from fake_hub import hub  # noqa: F401  (the fixture)
 from modeling_adamae import AdaMaeForPreTraining, AdaMaeForVideoClassification
 from tiny_configs import tiny_config
 from without_project import run_without_project
@@ -148,21 +154,8 @@ def test_card_usage_code_and_pipeline_work_in_a_fresh_process_without_the_projec
     assert "CARD USAGE OK" in result.stdout
 
 
-class HubRecorder:
-    def __init__(self):
-        self.calls = []
-
-    def create_model_repo(self, repo_id, **kwargs):
-        self.calls.append(("create", repo_id))
-        return repo_id
-
-    def push_folder_to_hub(self, folder, repo_id, **kwargs):
-        self.calls.append(("push", str(folder), repo_id, kwargs.get("ignore_patterns")))
-        return f"https://huggingface.co/{repo_id}/commit/1"
-
-
 def test_evaluation_only_run_reuses_the_checkpoint_labels_skips_bad_videos_and_pushes(
-    finetuned, sample_videos, tmp_path, monkeypatch
+    finetuned, sample_videos, tmp_path, hub, caplog, monkeypatch
 ):
     output_dir, metrics = finetuned
     (tmp_path / "broken.mp4").write_bytes(b"not a video")
@@ -170,9 +163,12 @@ def test_evaluation_only_run_reuses_the_checkpoint_labels_skips_bad_videos_and_p
     rows = [f"{v.path},{v.label}" for v in sample_videos]
     rows.insert(3, f"{tmp_path / 'broken.mp4'},move_up")
     index.write_text("path,label\n" + "\n".join(rows) + "\n")
-    hub = HubRecorder()
-    monkeypatch.setattr("adamae_hf.finetuning.create_model_repo", hub.create_model_repo)
-    monkeypatch.setattr("adamae_hf.finetuning.push_folder_to_hub", hub.push_folder_to_hub)
+    caplog.set_level(logging.INFO)
+    # what `accelerate launch --num_processes 2` without --multi_gpu leaves on a CPU machine: one process runs
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "true")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29500")
     evaluation = run_finetune.main([
         "--model_name_or_path", str(output_dir), "--validation_index", str(index),
         "--output_dir", str(tmp_path / "evaluated"), "--do_eval", "--do_predict", "--per_device_eval_batch_size", "3",
@@ -187,11 +183,18 @@ def test_evaluation_only_run_reuses_the_checkpoint_labels_skips_bad_videos_and_p
             assert evaluation[f"{prefix}_{name}"] == pytest.approx(metrics[f"{prefix}_{name}"])
     predicted = [json.loads(line)["path"] for line in (tmp_path / "evaluated" / "predictions.jsonl").open()]
     assert sorted(predicted) == sorted(v.path for v in sample_videos)
-    assert hub.calls[0] == ("create", "someone/adamae-tiny")
-    assert hub.calls[1][1:3] == (str(tmp_path / "evaluated"), "someone/adamae-tiny")
-    assert "checkpoint-*" in hub.calls[1][3]
-    card = (tmp_path / "evaluated" / "README.md").read_text()
-    assert 'pipeline("video-classification", model="someone/adamae-tiny"' in card
+    # The Hub was asked first (token, repo, write access), and at the end got the folder as it is on disk.
+    assert [path for _, path in hub.requests][:3] == [
+        "/api/whoami-v2", "/api/repos/create", "/api/models/someone/adamae-tiny/auth-check/write"
+    ]
+    assert "--push_to_hub: someone/adamae-tiny is writable" in caplog.text  # our INFO lines show by default
+    assert "accelerate launch was asked for several processes" in caplog.text  # the launch warning
+    local = {path.name: path.read_bytes() for path in (tmp_path / "evaluated").iterdir() if path.is_file()}
+    assert hub.uploaded("someone/adamae-tiny") == local
+    assert {"README.md", "model.safetensors", "config.json", CLIP_CONFIG_NAME} <= set(local)
+    card = ModelCard.load(tmp_path / "evaluated" / "README.md")
+    assert 'pipeline("video-classification", model="someone/adamae-tiny"' in card.text
+    assert card.data.model_name == "adamae-tiny"
 
 
 def test_skipped_videos_are_counted_over_every_process(finetuned, sample_videos, tmp_path):
@@ -267,7 +270,7 @@ def test_unknown_validation_label_stops_the_run_naming_label_and_line(finetuned,
     rows[4] = re.sub(r",[^,]+$", ",jump", rows[4])
     bad_index.write_text("\n".join(rows) + "\n")  # line 5 of the file now has an unknown label
     output_dir, _ = finetuned
-    with pytest.raises(ValueError, match=r"val\.csv:5: unknown label 'jump'"):
+    with pytest.raises(UserError, match=r"--validation_index: .*val\.csv:5: unknown label 'jump'"):
         run_finetune.main([
             "--model_name_or_path", str(output_dir), "--validation_index", str(bad_index),
             "--data_root", os.path.dirname(sample_index_file), "--output_dir", str(tmp_path / "out"), "--do_eval",
@@ -298,3 +301,120 @@ def test_example_configs_parse_with_the_recipe(name, base_lr, epochs, test_clips
     settings = {**yaml.safe_load(open(path)), "use_cpu": True}
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(settings).replace(f"base_learning_rate: {base_lr}", "base_learning_rate: 1e-3"))
     assert run_finetune.parse_arguments([str(tmp_path / "run.yaml")])[2].base_learning_rate == 1e-3
+
+
+# --- user mistakes, start-up checks and logs -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pretrained")
+    AdaMaeForPreTraining(tiny_config()).save_pretrained(folder)
+    return folder
+
+
+def run_script(argv, capsys):
+    """run_finetune.py as its command line runs it (`run_cli(main)`): the exit status and the lines on stderr."""
+    status = run_cli(run_finetune.main, [str(argument) for argument in argv])
+    return status, capsys.readouterr().err.strip().splitlines()
+
+
+def mistake(case, pretrained, index, tmp_path):
+    """The arguments of one user mistake and the line expected for it."""
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        (broken / name).write_bytes(b"not a video")
+    (broken / "index.csv").write_text("path,label\na.mp4,left\nb.mp4,right\n")
+    (tmp_path / "run.yaml").write_text("num_frames: many\n")
+    (tmp_path / "run.json").write_text('{"layer_decay": 2}')
+    model, train = ["--model_name_or_path", pretrained], ["--train_index", index, "--do_train"]
+    return {
+        "missing index": ([*model, "--train_index", tmp_path / "missing.csv", "--do_train"],
+                          r"--train_index: expected a video index .*got '.*missing\.csv': no such file or folder"),
+        "model folder that does not exist": (["--model_name_or_path", tmp_path / "no" / "model", *train],
+                                             r"--model_name_or_path: expected a model folder or a Hub id .*no such"),
+        "checkpoint file that does not exist": (["--model_name_or_path", tmp_path / "weights.pth", *train],
+                                                r"expected an authors' checkpoint file, got '.*weights\.pth': no such"),
+        "bad value in a YAML config": (["--config", tmp_path / "run.yaml", *model, *train], r"num_frames.*'many'"),
+        "bad value in a JSON config": (["--config", tmp_path / "run.json", *model, *train],
+                                       r"layer_decay must be in \(0, 1\], got 2"),
+        "bad flag value": ([*model, *train, "--num_frames", "many"], r"--num_frames.*: invalid int value: 'many'"),
+        "misspelt flag": ([*model, *train, "--num_framez", "8"], r"not used by the HfArgumentParser: \['--num_framez'"),
+        "index where no video decodes": ([*model, "--train_index", broken / "index.csv", "--do_train"],
+                                         r"--train_index: none of the 2 videos in the index can be decoded"),
+        "absurd crop_size": ([*model, *train, "--crop_size", "1000000000"],
+                             r"model takes 8 frames of 32x32, but the clips would have 8 frames of 1000000000x1000000000"),
+        "nothing to do": ([*model, "--train_index", index],
+                          r"nothing to do: expected --do_train, --do_eval and/or --do_predict .*nothing was written"),
+    }[case]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing index", "model folder that does not exist", "checkpoint file that does not exist",
+     "bad value in a YAML config", "bad value in a JSON config", "bad flag value", "misspelt flag",
+     "index where no video decodes", "absurd crop_size", "nothing to do"],
+)  # fmt: skip
+def test_a_user_mistake_ends_with_one_line_a_nonzero_exit_and_nothing_written(
+    case, pretrained, sample_index_file, tmp_path, capsys
+):
+    arguments, expected = mistake(case, pretrained, sample_index_file, tmp_path)
+    status, lines = run_script(["--output_dir", tmp_path / "out", *TINY_CLIPS, *arguments], capsys)  # these last: they win
+    assert status == 1 and len(lines) == 1, lines
+    assert lines[0].startswith("error: ") and re.search(expected, lines[0]), lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_debug_shows_the_traceback_of_a_user_mistake(pretrained, tmp_path, capsys):
+    arguments = ["--model_name_or_path", pretrained, "--output_dir", tmp_path / "out", "--use_cpu", "--debug"]
+    status, lines = run_script(arguments, capsys)
+    assert status == 1 and lines[0].startswith("Traceback") and lines[-1].startswith("error: nothing to do")
+
+
+def test_push_to_hub_is_checked_before_anything_is_trained(pretrained, sample_index_file, tmp_path, hub, capsys):
+    status, lines = run_script([
+        "--model_name_or_path", pretrained, "--train_index", sample_index_file, "--do_train", "--push_to_hub",
+        "--hub_model_id", "someone-else/shared", "--output_dir", tmp_path / "out", *TINY_CLIPS,
+    ], capsys)  # fmt: skip
+    assert status == 1 and len(lines) == 1, lines
+    assert "--push_to_hub to someone-else/shared: the token may not write there (403 Forbidden" in lines[0]
+    assert not (tmp_path / "out").exists() and hub.commits == {}
+
+
+def test_a_failed_upload_keeps_every_file_and_prints_the_command_that_retries_it(
+    finetuned, sample_index_file, tmp_path, hub, capsys
+):
+    output_dir, _ = finetuned
+    hub.commit_status = 401  # the token stops working during the run
+    out = tmp_path / "evaluated"
+    status, lines = run_script([
+        "--model_name_or_path", output_dir, "--validation_index", sample_index_file, "--do_eval", "--max_eval_videos",
+        "2", "--push_to_hub", "--hub_model_id", "someone/adamae-tiny", "--output_dir", out, "--report_to", "none",
+        "--use_cpu",
+    ], capsys)  # fmt: skip
+    error = lines[-1]  # after the evaluation's progress bar
+    assert status == 1 and error.startswith("error: the upload of") and "Traceback" not in "\n".join(lines)
+    assert "refused the token (401 Unauthorized)" in error and f"Nothing is lost: every file is in {out}" in error
+    assert error.endswith(retry_upload_command("someone/adamae-tiny", out, UPLOAD_IGNORE_PATTERNS))
+    for name in ("README.md", "model.safetensors", "config.json", CLIP_CONFIG_NAME, "eval_results.json"):
+        assert (out / name).is_file(), name
+    assert 'model="someone/adamae-tiny"' in (out / "README.md").read_text()
+
+
+def test_default_logs_show_our_info_lines_but_not_transformers_configuration_dumps(tmp_path):
+    transformers_level = transformers.utils.logging.get_verbosity()
+    try:
+        run_finetune.configure_logging(FinetuningTrainingArguments(output_dir=str(tmp_path), use_cpu=True))
+        assert run_finetune.logger.getEffectiveLevel() == logging.INFO
+        assert logging.getLogger("adamae_hf.finetuning").getEffectiveLevel() == logging.INFO
+        assert transformers.utils.logging.get_verbosity() == logging.WARNING  # its INFO dumps every config it reads
+        assert not transformers.utils.logging.is_progress_bar_enabled()  # no loading / shard-writing bars every run
+        # --log_level applies to both
+        run_finetune.configure_logging(FinetuningTrainingArguments(output_dir=str(tmp_path), use_cpu=True,
+                                                                   log_level="debug"))  # fmt: skip
+        assert run_finetune.logger.getEffectiveLevel() == logging.DEBUG
+        assert transformers.utils.logging.get_verbosity() == logging.DEBUG
+    finally:
+        transformers.utils.logging.set_verbosity(transformers_level)
+        transformers.utils.logging.enable_progress_bar()
