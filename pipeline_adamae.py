@@ -33,7 +33,7 @@ except ImportError:  # imported as an installed top-level module rather than as 
 logger = logging.get_logger(__name__)
 
 CLIP_CONFIG_NAME = "clip_config.json"
-# Without a clip_config.json (a converted checkpoint): VideoMAE's Kinetics evaluation, frames and size from the model.
+# Without a clip_config.json: VideoMAE's Kinetics evaluation, with frames, size and normalisation from the model.
 DEFAULT_SAMPLING = {"sampling_mode": "dense", "sampling_rate": 4, "num_clips": 1, "num_crops": 1}
 
 
@@ -48,7 +48,7 @@ def read_clip_settings(model) -> dict:
     if path is None:
         logger.warning(
             f"{model.name_or_path} has no {CLIP_CONFIG_NAME}: evaluating {DEFAULT_SAMPLING['num_clips']} centre clip "
-            f"of {model.config.num_frames} frames at stride {DEFAULT_SAMPLING['sampling_rate']}, ImageNet "
+            f"of {model.config.num_frames} frames at stride {DEFAULT_SAMPLING['sampling_rate']} and the model's "
             "normalisation; pass num_clips / num_crops to change the views."
         )
         saved = {}
@@ -56,15 +56,25 @@ def read_clip_settings(model) -> dict:
         with open(path) as handle:
             saved = json.load(handle)
     settings = {**DEFAULT_SAMPLING, **{key: saved[key] for key in DEFAULT_SAMPLING if key in saved}}
-    crop_size = saved.get("crop_size", model.config.image_size)
+    crop_size = saved.get("crop_size") or square_frame_side(model.config)
     return {
         **settings,
         "num_frames": saved.get("num_frames", model.config.num_frames),
         "crop_size": crop_size,
         "short_side": saved.get("short_side_size") or crop_size,
-        "image_mean": saved.get("image_mean", list(IMAGENET_DEFAULT_MEAN)),
-        "image_std": saved.get("image_std", list(IMAGENET_DEFAULT_STD)),
+        "image_mean": saved.get("image_mean", getattr(model.config, "image_mean", list(IMAGENET_DEFAULT_MEAN))),
+        "image_std": saved.get("image_std", getattr(model.config, "image_std", list(IMAGENET_DEFAULT_STD))),
     }
+
+
+def square_frame_side(config) -> int:
+    """The side of the model's square input frames; the evaluation views are square crops."""
+    size = config.image_size
+    height, width = (size, size) if isinstance(size, int) else size
+    if height != width:
+        raise ValueError(f"the model takes {height}x{width} frames, but the evaluation views are square crops; give "
+                         f"its folder a {CLIP_CONFIG_NAME} with a crop_size.")  # fmt: skip
+    return int(height)
 
 
 class AdaMaeVideoClassificationPipeline(Pipeline):
