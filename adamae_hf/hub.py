@@ -242,8 +242,8 @@ def create_model_repo(
 
 
 def describe_hub_error(error: BaseException, endpoint: str) -> str:
-    """One line on why a request to the Hub at `endpoint` failed: refused token, no write access, another status, or
-    no answer at all."""
+    """One line on why a request to the Hub at `endpoint` failed: refused token, no write access, another status, no
+    answer at all, or a local error."""
     response = getattr(error, "response", None)
     status = getattr(response, "status_code", None)
     if status == 401:
@@ -253,7 +253,10 @@ def describe_hub_error(error: BaseException, endpoint: str) -> str:
     if status is not None:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         return f"the Hub at {endpoint} answered {status}: {first_line}"
-    return f"no answer from the Hub at {endpoint} ({type(error).__name__}: {error}); check the network or HF_ENDPOINT"
+    if isinstance(error, (HttpClientError, ConnectionError)):  # refused, timed out, offline mode
+        reason = f"{type(error).__name__}: {error}"
+        return f"no answer from the Hub at {endpoint} ({reason}); check the network or HF_ENDPOINT"
+    return f"{type(error).__name__}: {error}"  # a local problem, e.g. a file that cannot be read
 
 
 def check_hub_access(

@@ -11,6 +11,7 @@ from adamae_hf.hub import (
     build_model_card,
     check_hub_access,
     create_model_repo,
+    describe_hub_error,
     push_folder_to_hub,
     retry_upload_command,
     save_model_card,
@@ -139,6 +140,13 @@ def test_preflight_without_a_token_or_an_answer(hub, monkeypatch):
     hub.stop()
     with pytest.raises(UserError, match=rf"no answer from the Hub at {hub.endpoint} \(ConnectError"):
         check_hub_access("adamae-tiny", token="hf_good")
+
+
+def test_hub_errors_are_described_by_their_cause():
+    assert describe_hub_error(PermissionError("model.safetensors: denied"), "http://hub") == (
+        "PermissionError: model.safetensors: denied"  # local: no talk of the network
+    )
+    assert describe_hub_error(ConnectionError("offline mode"), "http://hub").startswith("no answer from the Hub at")
 
 
 def write_model_folder(folder):
