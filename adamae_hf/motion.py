@@ -92,13 +92,13 @@ def estimate_global_shift(frames: torch.Tensor, num_candidates: int = 5) -> torc
         return torch.zeros(batch_size, 0, 2, dtype=torch.long, device=grey.device)
     peaks = phase_correlation_peaks(grey, num_candidates)  # (B, P, K, 2)
     candidates = torch.cat([torch.zeros_like(peaks[:, :, :1]), peaks], dim=2)  # (B, P, 1 + K, 2)
-    num_pairs, count = num_frames - 1, candidates.shape[2]
-    previous = grey[:, :-1, None].expand(-1, -1, count, -1, -1)  # (B, P, 1 + K, H, W)
-    previous = previous.reshape(batch_size, num_pairs * count, 1, height, width)
-    aligned, valid = shift_frames(previous, candidates.reshape(batch_size, num_pairs * count, 2))
-    residual = (grey[:, 1:, None] - aligned.view(batch_size, num_pairs, count, height, width)).abs()
-    residual = residual.masked_fill(valid.view_as(residual) == 0, float("nan")).flatten(-2)
-    best = residual.nanmedian(dim=-1).values.nan_to_num(float("inf")).argmin(dim=-1)  # (B, P): first of equals
+    previous, following = grey[:, :-1, None], grey[:, 1:]  # (B, P, 1, H, W), (B, P, H, W)
+    medians = []
+    for candidate in candidates.unbind(dim=2):  # one candidate at a time: memory of one shifted clip
+        aligned, valid = shift_frames(previous, candidate)
+        residual = (following - aligned[:, :, 0]).abs().masked_fill(valid[:, :, 0] == 0, float("nan"))
+        medians.append(residual.flatten(-2).nanmedian(dim=-1).values.nan_to_num(float("inf")))  # (B, P)
+    best = torch.stack(medians, dim=-1).argmin(dim=-1)  # (B, P): the first of equal medians
     return candidates.gather(2, best[:, :, None, None].expand(-1, -1, 1, 2)).squeeze(2)
 
 

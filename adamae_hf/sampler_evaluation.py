@@ -455,8 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Does the sampler learn where the motion is? Evaluates an AdaMAE pretraining model on held-out videos: "
             "per clip, rank correlations of the sampler's p with motion and reconstruction error, the visible "
-            "tokens' motion, entropy and top-5%% mass of p, for the adaptive mask and the random / tube / frame "
-            "baselines, with bootstrap 95%% intervals over clips. Writes sampler_evaluation.json and "
+            "tokens' motion, entropy and top-5% mass of p, for the adaptive mask and the random / tube / frame "
+            "baselines, with bootstrap 95% intervals over clips. Writes sampler_evaluation.json and "
             "sampler_evaluation.png into --output_dir and prints the table."
         ),
     )

@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from adamae_hf.data import normalize, render_motion_clip
 from adamae_hf.diagnostics import (
     average_ranks,
+    averaged_sampler_diagnostics,
+    clip_statistics,
     masked_token_errors,
     normalized_entropy,
     sampler_diagnostics,
@@ -70,6 +72,7 @@ def test_entropy_and_top_mass_of_uniform_and_concentrated_distributions():
     assert normalized_entropy(one_hot).item() == pytest.approx(0.0)
     assert top_mass(uniform, 0.05).item() == pytest.approx(0.05)
     assert top_mass(one_hot, 0.05).item() == pytest.approx(1.0)
+    assert top_mass(torch.full((1, 64), 1 / 64), 0.05).item() == pytest.approx(4 / 64)  # ceil(0.05 * 64) tokens
 
 
 def test_motion_energy_is_the_mean_absolute_frame_difference_inside_each_tubelet():
@@ -142,3 +145,75 @@ def test_a_sampler_that_follows_motion_scores_one_and_sees_the_motion():
     values = sampler_diagnostics(model, pixel_values, fake)
     assert values["sampler/spearman_motion"] == pytest.approx(1.0)
     assert values["mask/visible_motion_ratio"] > 1.0
+
+
+def test_clip_statistics_has_one_value_per_clip_and_the_logged_means():
+    model, pixel_values, outputs = diagnostics_inputs("adaptive")
+    statistics = clip_statistics(model, pixel_values, outputs, token_motion_energy(pixel_values, 2, 8))
+    assert all(values.shape == (3,) for values in statistics.values())
+    logged = sampler_diagnostics(model, pixel_values, outputs)
+    assert logged["sampler/spearman_motion"] == pytest.approx(statistics["spearman_p_motion"].mean().item())
+    assert statistics["reconstruction_error"].mean().item() == pytest.approx(outputs.reconstruction_loss.item())
+
+
+def seeded_noise(seed, *shapes):
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.rand(*shape, generator=generator) for shape in shapes]
+
+
+def test_averaged_diagnostics_average_every_clip_of_every_batch_in_eval_mode():
+    config = tiny_config(sampler_dropout_prob=0.5)
+    torch.manual_seed(0)
+    model = AdaMaeForPreTraining(config).train()
+    batches = [torch.randn(3, 8, 3, 32, 32), torch.randn(2, 8, 3, 32, 32)]
+    averaged = averaged_sampler_diagnostics(model, batches, seed=4)
+    assert model.training  # restored
+    # The same clips as one batch, with the same noise, in eval mode.
+    noise = torch.cat(seeded_noise(4, (3, config.num_patches), (2, config.num_patches)))
+    everything = torch.cat(batches)
+    with torch.no_grad():
+        outputs = model.eval()(everything, noise=noise)
+    expected = sampler_diagnostics(model, everything, outputs)
+    assert set(averaged) == set(expected)
+    for key, value in expected.items():
+        assert averaged[key] == pytest.approx(value, abs=1e-9), key
+
+
+class SumOverTwoProcesses:
+    """An accelerator stand-in for two processes: `reduce` adds what the other process contributed."""
+
+    num_processes = 2
+
+    def __init__(self, other_totals=None):
+        self.other_totals, self.reduced = other_totals, None
+
+    def unwrap_model(self, model):
+        return model
+
+    def reduce(self, tensor, reduction):
+        assert reduction == "sum"
+        self.reduced = tensor.clone()
+        return tensor if self.other_totals is None else tensor + self.other_totals
+
+
+def test_averaged_diagnostics_pool_clips_across_processes():
+    torch.manual_seed(0)
+    model = AdaMaeForPreTraining(tiny_config()).eval()
+    first, second = torch.randn(3, 8, 3, 32, 32), torch.randn(1, 8, 3, 32, 32)
+    other = SumOverTwoProcesses()
+    averaged_sampler_diagnostics(model, [second], accelerator=other, seed=1)  # the other process: one clip
+    pooled = averaged_sampler_diagnostics(model, [first], accelerator=SumOverTwoProcesses(other.reduced), seed=1)
+    with torch.no_grad():
+        noise_first, = seeded_noise(1, (3, 64))
+        outputs = [model(first, noise=noise_first), model(second, noise=noise_first[:1])]
+    per_clip = [clip_statistics(model, clips, out, token_motion_energy(clips, 2, 8))
+                for clips, out in zip((first, second), outputs)]  # fmt: skip
+    expected = torch.cat([statistics["spearman_p_motion"] for statistics in per_clip]).mean().item()
+    assert pooled["sampler/spearman_motion"] == pytest.approx(expected)  # 4 clips weigh equally, not 2 processes
+
+
+def test_averaged_diagnostics_of_a_baseline_report_the_mask_only():
+    torch.manual_seed(0)
+    model = AdaMaeForPreTraining(tiny_config(mask_type="tube"))
+    values = averaged_sampler_diagnostics(model, [torch.randn(2, 8, 3, 32, 32)])
+    assert set(values) == {"mask/visible_motion_ratio"} and values["mask/visible_motion_ratio"] > 0
