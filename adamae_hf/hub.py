@@ -253,10 +253,10 @@ def describe_hub_error(error: BaseException, endpoint: str) -> str:
     if status is not None:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         return f"the Hub at {endpoint} answered {status}: {first_line}"
-    if isinstance(error, (HttpClientError, ConnectionError)):  # refused, timed out, offline mode
-        reason = f"{type(error).__name__}: {error}"
-        return f"no answer from the Hub at {endpoint} ({reason}); check the network or HF_ENDPOINT"
-    return f"{type(error).__name__}: {error}"  # a local problem, e.g. a file that cannot be read
+    reason = f"{type(error).__name__}: {error}"
+    if isinstance(error, (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)):
+        return reason  # a local file that cannot be read: nothing to do with the network
+    return f"no answer from the Hub at {endpoint} ({reason}); check the network or HF_ENDPOINT"
 
 
 def check_hub_access(
