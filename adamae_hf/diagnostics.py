@@ -191,8 +191,10 @@ def averaged_sampler_diagnostics(
     the model in eval mode (no sampler dropout, no drop path) for the duration of the call.
 
     Args:
-        model: an `AdaMaeForPreTraining`, possibly wrapped by `accelerator.prepare` (it is unwrapped, so no gradient
-            synchronisation runs, and its previous train/eval mode is restored afterwards).
+        model: an `AdaMaeForPreTraining`, or the model `accelerator.prepare` returned (DDP, FSDP, compiled: the forward
+            goes through it, under no_grad, with its mixed precision; the config and targets come from the unwrapped
+            model). Its train/eval mode is restored afterwards. A `torch.compile`d model would compile an eval graph:
+            pass `accelerator.unwrap_model(model)` instead where the wrapper is not needed (DDP, one process).
         batches: `pixel_values` tensors `(B, T, C, H, W)`, normalised with the model's `image_mean` / `image_std`,
             on the model's device; every process passes its own (the counts may differ).
         accelerator: an `accelerate.Accelerator` whose processes all call this together (a collective reduce), or
@@ -204,18 +206,19 @@ def averaged_sampler_diagnostics(
         The keys of `sampler_diagnostics`: each a mean over all clips where it is defined (NaN where none is); the
         `sampler/` keys only for a model with a sampler (`config.mask_type == "adaptive"`).
     """
-    model = accelerator.unwrap_model(model) if accelerator is not None else model
+    network = model
+    model = accelerator.unwrap_model(network) if accelerator is not None else network
     keys = [key for key in LOGGED_STATISTICS if key.startswith("mask/") or model.config.mask_type == "adaptive"]
     totals = torch.zeros(len(keys), 2, dtype=torch.float64, device=model.device)  # (sum, count) of defined values
     generator = torch.Generator(device=model.device).manual_seed(seed)
-    was_training = model.training
-    model.eval()
+    was_training = network.training
+    network.eval()
     try:
         for pixel_values in batches:
             noise = torch.rand(
                 pixel_values.shape[0], model.config.num_patches, generator=generator, device=model.device
             )
-            outputs = model(pixel_values, noise=noise)
+            outputs = network(pixel_values, noise=noise, return_dict=True)
             statistics = clip_statistics(model, pixel_values, outputs, _logged_motion(model, pixel_values))
             for row, key in enumerate(keys):
                 values = statistics[LOGGED_STATISTICS[key]]
@@ -223,7 +226,7 @@ def averaged_sampler_diagnostics(
                 totals[row, 0] += defined.sum()
                 totals[row, 1] += defined.numel()
     finally:
-        model.train(was_training)
+        network.train(was_training)
     if accelerator is not None and accelerator.num_processes > 1:
         totals = accelerator.reduce(totals, reduction="sum")
     return {key: float(total / count) if count > 0 else math.nan for key, (total, count) in zip(keys, totals.tolist())}

@@ -21,6 +21,7 @@ from adamae_hf.diagnostics import (
     token_motion_energy,
     top_mass,
 )
+from adamae_hf.training import build_accelerator, reset_accelerate_state
 from modeling_adamae import AdaMaeForPreTraining
 from tiny_configs import tiny_config
 
@@ -210,6 +211,20 @@ def test_averaged_diagnostics_pool_clips_across_processes():
                 for clips, out in zip((first, second), outputs)]  # fmt: skip
     expected = torch.cat([statistics["spearman_p_motion"] for statistics in per_clip]).mean().item()
     assert pooled["sampler/spearman_motion"] == pytest.approx(expected)  # 4 clips weigh equally, not 2 processes
+
+
+def test_averaged_diagnostics_through_a_prepared_model_match_the_plain_call(tmp_path):
+    reset_accelerate_state()
+    try:
+        accelerator = build_accelerator(tmp_path, report_to="none", use_cpu=True)
+        torch.manual_seed(0)
+        model = AdaMaeForPreTraining(tiny_config())
+        batches = [torch.randn(2, 8, 3, 32, 32)]
+        plain = averaged_sampler_diagnostics(model, batches, seed=2)
+        prepared = accelerator.prepare(model)
+        assert averaged_sampler_diagnostics(prepared, batches, accelerator=accelerator, seed=2) == pytest.approx(plain)
+    finally:
+        reset_accelerate_state()
 
 
 def test_averaged_diagnostics_of_a_baseline_report_the_mask_only():
