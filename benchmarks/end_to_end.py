@@ -135,7 +135,7 @@ def pretraining_argv(args, output_dir: Path, index_file=None, workers=0, num_sam
         "log_steps": args.log_steps, "save_steps": 10**9, "dataloader_num_workers": workers,
         "normalize_on_device": transport == "uint8", "mixed_precision": args.mixed_precision,
         "torch_compile": args.torch_compile, "torch_compile_mode": args.torch_compile_mode, "report_to": "none",
-        "use_cpu": args.smoke,
+        "use_cpu": args.smoke, "visualize": False,
     }  # fmt: skip
     if args.smoke:
         flags["config_overrides"] = ",".join(f"{k}={v}" for k, v in TINY.items() if k != "image_size")

@@ -8,6 +8,7 @@ torch's FlopCounterMode over one forward + backward.
     python benchmarks/pretrain_step.py                       # GPU: the ViT-B/16 16x224x224 tables
     python benchmarks/pretrain_step.py --batch_sizes 16 128 --num_frames 16 32 --compile both
     python benchmarks/pretrain_step.py --plan issue          # GPU: the performance issue's whole set in one run
+    python benchmarks/pretrain_step.py --plan issue --rows compiled --compile_mode reduce-overhead   # CUDA graphs
     python benchmarks/pretrain_step.py --smoke               # CPU: a tiny config, a few steps (CI runs this)
 """
 
@@ -224,18 +225,25 @@ def measure_largest_batch(system, compiled, candidates, num_frames, device, dtyp
     raise RuntimeError(f"{system}: none of the batch sizes {candidates} fits")
 
 
-def issue_plan(smoke: bool) -> list[tuple[str, bool, int | tuple[int, ...], int]]:
+# Row groups of the issue plan, in the order they run: the cheap eager rows first, the largest-batch search (which may
+# compile and fail several times) last, so that a run cut short keeps the most.
+ISSUE_ROWS = ("eager", "compiled", "32frames", "largest")
+
+
+def issue_plan(smoke: bool, rows=ISSUE_ROWS, systems=None) -> list[tuple[str, bool, int | tuple[int, ...], int]]:
     """The performance issue's measurements as (system, compiled, batch size or candidates, frames): every system
     eager at batch 16 (with peak memory: the paper's table (a)), AdaMAE adaptive 0.95 and stock VideoMAE compiled at
-    batch 16, at the largest batch that fits (MFU), and at 32 frames (3,136 tokens)."""
+    batch 16, at 32 frames (3,136 tokens) and at the largest batch that fits (MFU). `rows` picks groups of
+    `ISSUE_ROWS`, `systems` (default all) the systems."""
     batch, frames, largest = (2, 8, (4, 2)) if smoke else (16, 16, (256, 128, 64))
     headline = ("adamae-adaptive-0.95", "videomae-tube-0.9")
-    return (
-        [(system, False, batch, frames) for system in SYSTEMS]
-        + [(system, True, batch, frames) for system in headline]
-        + [(system, True, largest, frames) for system in headline]
-        + [(system, True, batch, 2 * frames) for system in headline]
-    )
+    groups = {
+        "eager": [(system, False, batch, frames) for system in SYSTEMS],
+        "compiled": [(system, True, batch, frames) for system in headline],
+        "32frames": [(system, True, batch, 2 * frames) for system in headline],
+        "largest": [(system, True, largest, frames) for system in headline],
+    }
+    return [run for group in rows for run in groups[group] if systems is None or run[0] in systems]
 
 
 def matmul_peak_tflops(device, dtype) -> float:
@@ -276,7 +284,7 @@ def print_table(results: list[Result], peak_tflops: float, env: str):
         )
 
 
-def main(argv=None):
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS))
     parser.add_argument("--batch_sizes", nargs="+", type=int, default=[16])
@@ -296,18 +304,31 @@ def main(argv=None):
                         help="'flags': the systems x batch sizes x frames x compile given; 'issue': the performance "
                         "issue's set (every mask type at batch 16, compiled headline rows at 16, at the largest batch "
                         "that fits and at 32 frames)")  # fmt: skip
+    parser.add_argument("--rows", nargs="+", choices=ISSUE_ROWS, default=list(ISSUE_ROWS),
+                        help="with --plan issue: only these groups of rows (--systems also filters them)")
     args = parser.parse_args(argv)
-
-    device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
     if args.smoke:
         args.warmup, args.steps, args.dtype = 1, 2, "fp32"
         args.batch_sizes, args.num_frames = [2], [8]
         args.compile = "no"
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
+    return args
+
+
+def planned_runs(args) -> list[tuple[str, bool, int | tuple[int, ...], int]]:
+    """(system, compiled, batch size or largest-first candidates, frames) of every measurement `args` ask for."""
+    if args.plan == "issue":
+        return issue_plan(args.smoke, args.rows, args.systems)
     compile_modes = {"no": [False], "yes": [True], "both": [False, True]}[args.compile]
+    return [(system, compiled, batch_size, num_frames) for num_frames in args.num_frames
+            for batch_size in args.batch_sizes for system in args.systems for compiled in compile_modes]  # fmt: skip
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
     peak = matmul_peak_tflops(device, torch.bfloat16)
     env = environment(device)
-
     if args.sdpa_backend != "auto":
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -315,14 +336,10 @@ def main(argv=None):
                    "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}[args.sdpa_backend]  # fmt: skip
         sdpa_kernel(backend).__enter__()  # for the whole run
         env += f"; sdpa backend {args.sdpa_backend}"
+    print(json.dumps({"environment": env, "peak_tflops": peak}), flush=True)  # first: a cut-short run still has it
 
-    if args.plan == "issue":
-        runs = issue_plan(args.smoke)
-    else:
-        runs = [(system, compiled, batch_size, num_frames) for num_frames in args.num_frames
-                for batch_size in args.batch_sizes for system in args.systems for compiled in compile_modes]  # fmt: skip
     results = []
-    for system, compiled, batch_size, num_frames in runs:
+    for system, compiled, batch_size, num_frames in planned_runs(args):
         if isinstance(batch_size, tuple):
             result = measure_largest_batch(system, compiled, batch_size, num_frames, device, dtype, args.warmup,
                                            args.steps, args.smoke, peak, args.compile_mode)  # fmt: skip

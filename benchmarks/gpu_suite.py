@@ -1,0 +1,705 @@
+"""Every GPU number of the performance issue in one call, into one results folder (run it as benchmarks/gpu_suite.sh).
+
+    bash benchmarks/gpu_suite.sh OUT_DIR                 # GPU machine: about 8 minutes on one H100
+    bash benchmarks/gpu_suite.sh --smoke OUT_DIR         # CPU: every part tiny, checks the plumbing (CI runs this)
+    bash benchmarks/gpu_suite.sh OUT_DIR --parts step-eager inference --time_scale 2
+
+The parts, each a subprocess with its own time budget (seconds on one H100; the whole fits in 8 minutes):
+pretrain_step.py's issue plan eager, compiled (batch 16 and 32 frames), with CUDA graphs and at the largest batch;
+inference.py; end_to_end.py on decoded videos with all cores (num_sample 1 and 2); the CUDA-only tests; a short
+pretraining on generated videos at 16 x 224^2 with run_pretrain.py, then the sampler evaluation
+(adamae_hf.sampler_evaluation, as `adamae-evaluate-sampler`) on held-out videos generated with another seed.
+
+OUT_DIR receives each part's log (<part>.log: its commands and whole output), results.json (machine, versions,
+commit, every part's status, seconds and parsed rows, the performance targets), results.md (the Markdown tables for
+benchmarks/RESULTS.md, also printed at the end), the sampler evaluation's JSON and PNG, and the pretraining's scalar
+log and mask figure. A part that fails or runs out of time is recorded with its log's tail and the suite goes on;
+rows a benchmark printed before it stopped are kept.
+
+av, datasets and evaluate (missing on a bare GPU image, which may have no network) are installed from wheel files in
+.whl/ beside the repository (or --wheels DIR, or $ADAMAE_WHEELS) into a folder of the scratch space that the parts
+get on their PYTHONPATH; where a wheel is missing, one line says how to fetch them on a networked machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+
+REPO = Path(__file__).resolve().parents[1]
+# What a bare GPU image lacks (its image has torch, transformers, accelerate, numpy, pandas, pyarrow, ...), at the
+# versions the CPU test suite passes with. dill and multiprocess are needs of datasets and evaluate.
+WHEELS = {"av": "18.1.0", "datasets": "5.2.0", "evaluate": "0.4.6", "dill": "0.4.1", "multiprocess": "0.70.19"}
+STEP_PARTS = ("step-eager", "step-compiled", "step-cudagraphs", "step-largest")
+ADAPTIVE = "adamae-adaptive-0.95"
+SAMPLER_EVALUATION_MODULE = REPO / "adamae_hf" / "sampler_evaluation.py"
+SMOKE_BUDGET_S = 300  # per part of a smoke run: only a guard against a hang (CPU timings say nothing about a GPU's)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Wheels
+
+
+def distribution_name(wheel: Path) -> str:
+    """'av-18.1.0-cp311-abi3-manylinux_2_28_x86_64.whl' -> 'av' (normalised: lower case, '-' for '_' and '.')."""
+    return re.sub(r"[-_.]+", "-", wheel.name.split("-")[0]).lower()
+
+
+def is_installed(name: str) -> bool:
+    try:
+        importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def fetch_command(names) -> str:
+    """The pip command that fetches `names`' wheels for this machine's Python and processor into .whl/."""
+    version, machine = f"{sys.version_info.major}.{sys.version_info.minor}", platform.machine()
+    platforms = " ".join(f"--platform {tag}_{machine}" for tag in ("manylinux_2_28", "manylinux_2_17", "manylinux2014"))
+    pins = " ".join(f"{name}=={WHEELS[name]}" if name in WHEELS else name for name in names)
+    return (f"python3 -m pip download --no-deps --only-binary=:all: --python-version {version} --implementation cp "
+            f"{platforms} -d .whl {pins}")  # fmt: skip
+
+
+def install_missing(wheel_dir: Path, site: Path) -> list[str]:
+    """Install the packages of `WHEELS` that are not installed from the wheels in `wheel_dir` into `site` (without
+    touching the environment; the caller puts `site` on the path). Returns what was done, one line each."""
+    missing = [name for name in WHEELS if not is_installed(name)]
+    if not missing:
+        return [f"av, datasets, evaluate: installed ({', '.join(f'{n} {importlib.metadata.version(n)}' for n in WHEELS)})"]
+    wheels = {distribution_name(path): path for path in sorted(wheel_dir.glob("*.whl"))} if wheel_dir.is_dir() else {}
+    found, absent = [n for n in missing if n in wheels], [n for n in missing if n not in wheels]
+    lines = []
+    if found:
+        command = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--find-links", str(wheel_dir),
+                   "--no-deps", "--no-compile", "--target", str(site), *found]  # fmt: skip
+        completed = subprocess.run(command, capture_output=True, text=True)
+        outcome = "installed" if completed.returncode == 0 else f"pip failed: {completed.stderr.strip()[-300:]}"
+        lines.append(f"{', '.join(found)} from {wheel_dir}: {outcome}")
+    if absent:
+        lines.append(f"missing {', '.join(absent)} and no wheel for them in {wheel_dir}; on a networked machine, in the "
+                     f"repository's root: {fetch_command(WHEELS)}")  # fmt: skip
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Machine and versions
+
+
+def gpu_description() -> str:
+    """'NVIDIA H100 80GB HBM3 (driver 580.159.04, 81559 MiB)' from nvidia-smi, or 'none'."""
+    if shutil.which("nvidia-smi") is None:
+        return "none"
+    query = ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"]
+    completed = subprocess.run(query, capture_output=True, text=True)
+    if completed.returncode != 0 or not completed.stdout.strip():
+        return "none (nvidia-smi failed)"
+    name, driver, memory = [item.strip() for item in completed.stdout.splitlines()[0].split(",")]
+    return f"{name} (driver {driver}, {memory})"
+
+
+def commit() -> str:
+    """$ADAMAE_COMMIT (a copy of the tree without .git), else git's HEAD, marked when the tree has changes."""
+    if os.environ.get("ADAMAE_COMMIT"):
+        return os.environ["ADAMAE_COMMIT"]
+    git = ["git", "-C", str(REPO)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        return "unknown (no git metadata: set ADAMAE_COMMIT)"
+    changes = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    return head.stdout.strip() + (" with uncommitted changes" if changes.stdout.strip() else "")
+
+
+def machine_and_versions() -> dict:
+    import torch  # here, not at the top: the wheels' folder must be on the path first; no CUDA context is made
+
+    versions = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda or "none"}
+    for name in ("transformers", "accelerate", "av", "datasets", "evaluate", "numpy"):
+        versions[name] = importlib.metadata.version(name) if is_installed(name) else "missing"
+    return {
+        "gpu": gpu_description(),
+        "cuda_available": torch.cuda.is_available(),
+        "cpus": os.cpu_count(),
+        "processor": platform.machine(),
+        "versions": versions,
+        "commit": commit(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Parts
+
+
+@dataclass
+class Part:
+    """One measurement: commands run in order in the repository's root, sharing one log and one time budget.
+
+    `collect(log_text)` turns what the commands wrote into `{"rows": [...], ...}` (also after a failure or a timeout:
+    rows printed before are kept). `needs_cuda`: skipped without a CUDA device; `full_only`: not part of a smoke run
+    (it compiles the full-size model); `after`: skipped unless that part succeeded; `requires`: a file that must exist.
+    """
+
+    name: str
+    title: str
+    commands: list[list[str]]
+    budget_s: float
+    collect: Callable[[str], dict] = lambda text: {}
+    needs_cuda: bool = False
+    full_only: bool = False
+    after: str | None = None
+    requires: Path | None = None
+
+    def __post_init__(self):
+        self.commands = [[str(argument) for argument in command] for command in self.commands]
+
+
+def python(*args) -> list:
+    return [sys.executable, *args]
+
+
+def json_lines(text: str, key: str) -> list[dict]:
+    """Every line of `text` that is a JSON object holding `key` (the benchmarks print one per measured row)."""
+    rows = []
+    for line in text.splitlines():
+        if line.startswith("{") and key in line:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and key in row:
+                rows.append(row)
+    return rows
+
+
+def step_rows(text: str) -> dict:
+    """pretrain_step.py's rows, and its first line (environment, measured bf16 matmul TFLOP/s)."""
+    header = json_lines(text, "peak_tflops")
+    return {"rows": json_lines(text, "ms_per_step"), **(header[0] if header else {})}
+
+
+def end_to_end_rows(text: str) -> dict:
+    rows = json_lines(text, "clips_per_s")
+    synthetic = next((row["clips_per_s"] for row in rows if row["input"] == "synthetic"), None)
+    for row in rows:
+        row["vs_synthetic"] = row["clips_per_s"] / synthetic if synthetic else None
+    return {"rows": rows}
+
+
+def summarize_pytest(text: str) -> dict:
+    """The counts of pytest's last line ('1 passed, 2 deselected in 3.1s')."""
+    counts = re.findall(r"(\d+) (passed|failed|skipped|deselected|errors?|xfailed|xpassed)", text)
+    return {"rows": [{"outcome": outcome, "count": int(count)} for count, outcome in counts[-6:]]}
+
+
+def cuda_test_files() -> list[str]:
+    """Test files that hold a test skipped without CUDA (the plugin below then keeps only those tests)."""
+    files = sorted((REPO / "tests").glob("test_*.py"))
+    return [str(path.relative_to(REPO)) for path in files if "torch.cuda.is_available()" in path.read_text()]
+
+
+def pytest_collection_modifyitems(config, items):
+    """pytest plugin (`python -m pytest -p benchmarks.gpu_suite ...`): keep only the CUDA-only tests, those with a
+    skipif mark whose reason names CUDA or a GPU."""
+
+    def needs_cuda(item) -> bool:
+        reasons = (str(mark.kwargs.get("reason", "")) for mark in item.iter_markers("skipif"))
+        return any(re.search(r"\b(cuda|gpu)\b", reason, re.IGNORECASE) for reason in reasons)
+
+    deselected = [item for item in items if not needs_cuda(item)]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if needs_cuda(item)]
+
+
+def videos_command(*video_sets: tuple[Path, int, dict]) -> list:
+    """One process that generates each (folder, seed, sizes) set of videos of a moving object, with their motion masks
+    and an index.csv (adamae_hf.data.generate_sample_videos)."""
+    calls = [f"generate_sample_videos({json.dumps(str(folder))}, index_file=\"index.csv\", seed={seed}, "
+             + ", ".join(f"{name}={value}" for name, value in sizes.items()) + ")"
+             for folder, seed, sizes in video_sets]  # fmt: skip
+    return python("-c", "; ".join(["from adamae_hf.data import generate_sample_videos", *calls]))
+
+
+# The short pretraining: a 6-layer ViT-S-width AdaMAE at 16 x 224^2 (1,568 tokens), 300 steps of 32 clips in bf16,
+# with the demo's departures from the paper that make the sampler learn within minutes (raw-pixel targets, lambda
+# 1e-2). 48 generated 160x128 videos of 32 frames (cheap to make and decode; the crops are resized to 224).
+PRETRAIN_MODEL = (
+    "patch_size=16,hidden_size=384,num_hidden_layers=6,num_attention_heads=6,intermediate_size=1536,"
+    "decoder_hidden_size=192,decoder_num_hidden_layers=2,decoder_num_attention_heads=3,decoder_intermediate_size=768,"
+    "sampler_num_attention_heads=6"
+)
+PRETRAIN_VIDEOS = {"num_videos": 48, "num_frames": 32, "height": 128, "width": 160}
+HELD_OUT_VIDEOS = {"num_videos": 16, "num_frames": 32, "height": 128, "width": 160}  # generated with seed 1
+SMOKE_VIDEOS = {"num_videos": 4, "num_frames": 16, "height": 72, "width": 88}
+
+
+def pretraining_commands(smoke: bool, work: Path, run_dir: Path, workers: int) -> list[list[str]]:
+    train, held_out = work / "train_videos", work / "held_out_videos"
+    videos = SMOKE_VIDEOS if smoke else PRETRAIN_VIDEOS
+    flags = ["--output_dir", run_dir, "--overwrite_output_dir", "true", "--train_index_file", train / "index.csv",
+             "--report_to", "none", "--seed", 0]  # fmt: skip
+    if smoke:  # the demo's tiny model, two steps on the CPU
+        flags += ["--demo", "--max_steps", 2, "--log_steps", 1, "--dataloader_num_workers", 0, "--use_cpu", "true",
+                  "--visualize", "false"]  # fmt: skip
+    else:
+        flags += ["--num_frames", 16, "--sampling_rate", 2, "--crop_size", 224, "--config_overrides", PRETRAIN_MODEL,
+                  "--norm_pix_loss", "false", "--sampling_loss_weight", 1e-2, "--per_device_train_batch_size", 32,
+                  "--num_sample", 2, "--max_steps", 300, "--warmup_steps", 20, "--learning_rate", 5e-4,
+                  "--warmup_lr", 1e-5, "--min_lr", 5e-5, "--mixed_precision", "bf16", "--dataloader_num_workers",
+                  workers, "--log_steps", 20, "--save_steps", 10**6]  # fmt: skip
+    held_out_videos = SMOKE_VIDEOS if smoke else HELD_OUT_VIDEOS
+    return [videos_command((train, 0, videos), (held_out, 1, held_out_videos)), python("run_pretrain.py", *flags)]
+
+
+def pretraining_summary(run_dir: Path, out_dir: Path) -> Callable[[str], dict]:
+    """Collects the run's last logged scalars, and copies its scalar log and mask figure into the results."""
+
+    def collect(text: str) -> dict:
+        scalars = run_dir / "logs" / "scalars.jsonl"
+        if not scalars.exists():
+            return {}
+        shutil.copy(scalars, out_dir / "pretraining_scalars.jsonl")
+        if (run_dir / "masks.png").exists():
+            shutil.copy(run_dir / "masks.png", out_dir / "pretraining_masks.png")
+        records = [json.loads(line) for line in scalars.read_text().splitlines() if line.strip()]
+        return {"rows": records[-1:]}
+
+    return collect
+
+
+def sampler_evaluation_rows(evaluation_dir: Path) -> Callable[[str], dict]:
+    """One row per (group, measure) of the evaluation's summary: {group: {measure: {mean, ci_low, ci_high}}}, where
+    the groups are the sampler's p alone and each mask type."""
+
+    def collect(text: str) -> dict:
+        results = evaluation_dir / "sampler_evaluation.json"
+        if not results.exists():
+            return {}
+        evaluation = json.loads(results.read_text())
+        rows = [{"group": group, "measure": measure, **statistic}
+                for group, measures in evaluation["summary"].items() for measure, statistic in measures.items()]
+        return {"rows": rows, "num_clips": evaluation.get("num_clips")}  # fmt: skip
+
+    return collect
+
+
+def suite_parts(smoke: bool, out_dir: Path, work: Path) -> list[Part]:
+    """The parts in the order they run, with their budgets in seconds on one H100 (they add up to 7.75 minutes: the
+    suite's own setup, the wheels and the versions, takes seconds)."""
+    workers = max(1, (os.cpu_count() or 2) - 2)  # every core but the training process's and its pin-memory thread's
+    step = python("benchmarks/pretrain_step.py", "--plan", "issue")
+    if smoke:
+        step += ["--smoke", "--systems", ADAPTIVE, "videomae-tube-0.9"]  # CI's pretrain_step test runs all 7
+    run_dir, evaluation_dir = work / "pretraining", out_dir / "sampler_evaluation"
+    evaluate = python("-m", "adamae_hf.sampler_evaluation", "--model", run_dir, "--index",
+                      work / "held_out_videos" / "index.csv", "--output_dir", evaluation_dir, "--seed", 0,
+                      "--max_videos", 2 if smoke else 16, "--device", "cpu" if smoke else "cuda")  # fmt: skip
+    parts = [
+        # one tiny test today; collecting it imports the test module (transformers, datasets)
+        Part("cuda-tests", "CUDA-only tests", [python("-m", "pytest", "-q", "-p", "benchmarks.gpu_suite", "-p",
+             "no:cacheprovider", *cuda_test_files())], 30, summarize_pytest, needs_cuda=True),  # fmt: skip
+        # 7 systems eager at batch 16: model build, FLOP count, 10 + 30 steps of ~50 ms: ~5 s each
+        Part("step-eager", "pretraining step, eager (the paper's memory table)",
+             [step + ["--rows", "eager", "--json", out_dir / "step-eager.json"]], 40, step_rows),
+        # 4 compilations of forward + backward (AdaMAE and VideoMAE at batch 16 and at 32 frames), ~20-25 s each
+        Part("step-compiled", "pretraining step, torch.compile",
+             [step + ["--rows", "compiled", "32frames", "--json", out_dir / "step-compiled.json"]], 100, step_rows,
+             needs_cuda=True, full_only=True),  # fmt: skip
+        # 2 compilations with CUDA graphs at batch 16, the lever on the launch-bound step
+        Part("step-cudagraphs", "pretraining step, torch.compile with CUDA graphs (reduce-overhead)",
+             [step + ["--rows", "compiled", "--compile_mode", "reduce-overhead", "--json",
+                      out_dir / "step-cudagraphs.json"]], 60, step_rows, needs_cuda=True, full_only=True),  # fmt: skip
+        # AdaMAE, then VideoMAE, compiled at the first of batch 256/128/64 that fits; 3 + 10 steps of up to ~0.7 s
+        Part("step-largest", "pretraining step, largest batch that fits (MFU)",
+             [step + ["--rows", "largest", "--warmup", 3, "--steps", 10, "--json", out_dir / "step-largest.json"]],
+             50, step_rows, needs_cuda=True, full_only=True),  # fmt: skip
+        # AdaMAE and VideoMAE classification at batch 32, eager and compiled (2 forward-only compilations)
+        Part("inference", "classification inference against VideoMAE",
+             [python("benchmarks/inference.py", "--json", out_dir / "inference.json", *(["--smoke"] if smoke else []))],
+             45, lambda text: {"rows": json_lines(text, "ms_per_batch")}),  # fmt: skip
+        # 32 generated 10-second 320p videos (~10 s on all cores), then 3 runs of ~15 s (ViT-B setup, 100 steps of
+        # batch 16): synthetic, num_sample 1 and 2
+        Part("end-to-end", "run_pretrain's loop on decoded videos against synthetic clips",
+             [python("benchmarks/end_to_end.py", "--json", out_dir / "end-to-end.json",
+                     *(["--smoke"] if smoke else ["--workers", workers, "--num_sample", 1, 2]))], 60,
+             end_to_end_rows),  # fmt: skip
+        # 64 small generated videos (~5 s), setup (~10 s), 300 steps of ~40-60 ms, saving and the mask figure
+        Part("pretraining", "short pretraining at 16 x 224^2 on generated videos",
+             pretraining_commands(smoke, work, run_dir, workers), 60, pretraining_summary(run_dir, out_dir)),
+        # 16 held-out clips, 4 mask types, bootstrap intervals
+        Part("sampler-evaluation", "sampler evaluation on held-out generated videos (seed 1)", [evaluate], 20,
+             sampler_evaluation_rows(evaluation_dir), after="pretraining", requires=SAMPLER_EVALUATION_MODULE),
+    ]
+    for part in parts if smoke else ():
+        part.budget_s = SMOKE_BUDGET_S
+    return parts
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Running
+
+
+def skip_reason(part: Part, smoke: bool, has_cuda: bool, done: dict[str, dict]) -> str | None:
+    if part.full_only and smoke:
+        return "GPU run only: it compiles the full-size model"
+    if part.needs_cuda and not has_cuda:
+        return "no CUDA device"
+    if part.after and done.get(part.after, {}).get("status") != "ok":
+        return f"needs {part.after}, which did not succeed"
+    if part.requires and not part.requires.exists():
+        return f"{part.requires.relative_to(REPO)} does not exist"
+    return None
+
+
+def run_commands(commands: list[list[str]], log_path: Path, env: dict, budget_s: float) -> int | None:
+    """Run `commands` in order in the repository's root, all output into `log_path`, within `budget_s` together, until
+    one fails. Returns the last exit status, None when the budget ran out. Each command runs in its own process
+    group, which is killed afterwards, so that no DataLoader or compiler worker outlives it."""
+    deadline = time.monotonic() + budget_s
+    with open(log_path, "w") as log:
+        for command in commands:
+            log.write(f"$ {shlex.join(command)}\n")
+            log.flush()
+            process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                       start_new_session=True)  # fmt: skip
+            try:
+                returncode = process.wait(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                returncode = None
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait()
+            if returncode is None:
+                log.write(f"\n[gpu_suite] stopped: over its budget of {budget_s:.0f} s\n")
+                return None
+            if returncode != 0:
+                log.write(f"\n[gpu_suite] exit status {returncode}\n")
+                return returncode
+    return 0
+
+
+def run_part(part: Part, out_dir: Path, env: dict, time_scale: float) -> dict:
+    budget = part.budget_s * time_scale
+    log_path = out_dir / f"{part.name}.log"
+    start = time.monotonic()
+    returncode = run_commands(part.commands, log_path, env, budget)
+    status = {None: "timeout", 0: "ok"}.get(returncode, "failed")
+    result = {"title": part.title, "status": status, "seconds": round(time.monotonic() - start, 1),
+              "budget_s": round(budget), "log": log_path.name,
+              "commands": [shlex.join(command) for command in part.commands]}  # fmt: skip
+    text = log_path.read_text(errors="replace")
+    if part.name == "cuda-tests" and returncode == 5:  # pytest's 'no tests collected'
+        result.update(status="skipped", reason="no CUDA-only test was found")
+    elif status != "ok":
+        result["tail"] = text.splitlines()[-20:]
+    try:
+        result.update(clean(part.collect(text)))
+    except Exception as error:  # a parser's mistake must not lose the other parts' numbers
+        result["collect_error"] = f"{type(error).__name__}: {error}"
+    return result
+
+
+def child_environment(site: Path) -> dict:
+    """The parts' environment: the wheels' folder and the repository on the path, unbuffered output (a part cut short
+    keeps its log), and no Hub requests (the GPU machine may have no network; nothing here downloads)."""
+    paths = [str(site)] if site.is_dir() else []
+    paths += [str(REPO)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
+
+
+def clean(value):
+    """NaN and infinities as null: results.json stays strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: clean(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [clean(item) for item in value]
+    return value
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Targets and tables
+
+
+def number(value, form: str = ".1f") -> str:
+    return "n/a" if value is None or (isinstance(value, float) and not math.isfinite(value)) else format(value, form)
+
+
+def percent(fraction, form: str = ".1f") -> str:
+    return "n/a" if fraction is None else f"{100 * fraction:{form}}%"
+
+
+def verdict(values: list[float], threshold: float, at_most: bool = False) -> str:
+    if not values:
+        return "not measured"
+    return "yes" if all(v <= threshold if at_most else v >= threshold for v in values) else "no"
+
+
+def step_targets(rows: list[dict]) -> list[tuple[str, str, str]]:
+    """The pretraining step's targets, on AdaMAE adaptive 0.95 at its smallest measured batch and frames (batch 16 and
+    16 frames on a GPU run): clips/s and peak memory of the fastest setting, the best MFU, and 2x frames' clips/s."""
+    adaptive = [row for row in rows if row["system"] == ADAPTIVE]
+    batch = min((row["batch_size"] for row in adaptive), default=16)
+    frames = min((row["num_frames"] for row in adaptive), default=16)
+
+    def by_mode(num_frames: int) -> dict[str, dict]:
+        return {r["compiled"]: r for r in adaptive if (r["batch_size"], r["num_frames"]) == (batch, num_frames)}
+
+    base, long = by_mode(frames), by_mode(2 * frames)
+    fastest = [max(base.values(), key=lambda row: row["clips_per_s"])] if base else []
+    with_mfu = [row for row in adaptive if row["mfu"] is not None]
+    best_mfu = [max(with_mfu, key=lambda row: row["mfu"])] if with_mfu else []
+    ratios = {mode: long[mode]["clips_per_s"] / base[mode]["clips_per_s"] for mode in long if mode in base}
+    with_peak = [row for row in fastest if row["peak_gib"] is not None]
+    return [
+        (f"step clips/s, batch {batch}, {frames} frames (>= 650)",
+         "; ".join(f"{r['clips_per_s']:.0f} (compiled: {r['compiled']})" for r in fastest) or "not measured",
+         verdict([r["clips_per_s"] for r in fastest], 650)),
+        ("peak memory of that step (<= 4.5 GiB)", "; ".join(f"{r['peak_gib']:.2f} GiB" for r in with_peak) or "n/a",
+         verdict([r["peak_gib"] for r in with_peak], 4.5, at_most=True)),
+        ("MFU, best batch (>= 35%)", "; ".join(f"{percent(r['mfu'])} (batch {r['batch_size']}, compiled: "
+                                               f"{r['compiled']})" for r in best_mfu) or "n/a",
+         verdict([r["mfu"] for r in best_mfu], 0.35)),
+        (f"{2 * frames} frames / {frames} frames clips/s (>= 0.45x)",
+         ", ".join(f"{ratio:.2f}x (compiled: {mode})" for mode, ratio in ratios.items()) or "not measured",
+         verdict(list(ratios.values()), 0.45)),
+    ]  # fmt: skip
+
+
+def inference_target(rows: list[dict]) -> tuple[str, str, str]:
+    ratios = {}
+    for compiled in (False, True):
+        pair = {row["system"]: row["clips_per_s"] for row in rows if row["compiled"] == compiled}
+        if {"adamae", "videomae"} <= set(pair):
+            ratios["compiled" if compiled else "eager"] = pair["adamae"] / pair["videomae"]
+    measured = ", ".join(f"{ratio:.2f}x ({mode})" for mode, ratio in ratios.items()) or "not measured"
+    return "inference clips/s vs VideoMAE (>= 1.0x)", measured, verdict(list(ratios.values()), 1.0)
+
+
+def end_to_end_target(rows: list[dict]) -> tuple[str, str, str]:
+    decoded = [row for row in rows if row["input"] != "synthetic" and row.get("vs_synthetic") is not None]
+    measured = ", ".join(f"{100 * row['vs_synthetic']:.0f}% (num_sample {row['num_sample']}, {row['workers']} "
+                         "workers)" for row in decoded) or "not measured"  # fmt: skip
+    return "decoded videos vs synthetic clips/s (>= 80%)", measured, verdict([r["vs_synthetic"] for r in decoded], 0.8)
+
+
+def part_rows(report: dict, *names: str) -> list[dict]:
+    return [row for name in names for row in report["parts"].get(name, {}).get("rows", [])]
+
+
+def targets(report: dict) -> list[tuple[str, str, str]]:
+    return [
+        *step_targets(part_rows(report, *STEP_PARTS)),
+        inference_target(part_rows(report, "inference")),
+        end_to_end_target(part_rows(report, "end-to-end")),
+    ]
+
+
+def table(header: list[str], rows: list[list]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [
+        "| " + " | ".join(str(cell) for cell in row) + " |" for row in rows
+    ]
+
+
+def header_lines(report: dict) -> list[str]:
+    machine, versions = report["machine"], report["machine"]["versions"]
+    peak = next((part["peak_tflops"] for part in report["parts"].values() if part.get("peak_tflops")), None)
+    kind = "smoke run on the CPU: the numbers check the plumbing, not the speed" if report["smoke"] else "GPU run"
+    return [
+        f"## GPU suite, {report['date']} ({kind})",
+        "",
+        f"- Machine: {machine['gpu']}; {machine['cpus']} CPUs ({machine['processor']})"
+        + (f"; bf16 matrix product {peak:.0f} TFLOP/s measured" if peak else ""),
+        f"- Versions: torch {versions['torch']} (CUDA {versions['cuda']}), transformers {versions['transformers']}, "
+        f"accelerate {versions['accelerate']}, av {versions['av']}, datasets {versions['datasets']}, evaluate "
+        f"{versions['evaluate']}, numpy {versions['numpy']}, Python {versions['python']}",
+        f"- Code: commit `{machine['commit']}`",
+        f"- Command: `{report['command']}` ({report['seconds']:.0f} s in all; each part's log is in the results folder)",
+    ]
+
+
+def parts_table(report: dict) -> list[str]:
+    rows = []
+    for name, part in report["parts"].items():
+        note = part.get("reason") or part.get("collect_error") or (part["tail"][-1] if part.get("tail") else "")
+        rows.append([name, part["status"], f"{part.get('seconds', 0):.0f} / {part.get('budget_s', '-')}",
+                     note.replace("|", "/")[:160]])  # fmt: skip
+    return table(["part", "status", "seconds / budget", "note"], rows)
+
+
+def step_table(rows: list[dict]) -> list[str]:
+    header = ["system", "compiled", "batch", "frames", "ms/step", "clips/s", "peak GiB", "TFLOP/clip", "TFLOP/s", "MFU"]
+    return table(header, [[r["system"], r["compiled"], r["batch_size"], r["num_frames"], number(r["ms_per_step"]),
+                           number(r["clips_per_s"], ".0f"), number(r["peak_gib"], ".2f"),
+                           number(r["tflop_per_clip"], ".3f"), number(r["tflops"], ".0f"),
+                           percent(r["mfu"])] for r in rows])  # fmt: skip
+
+
+def inference_table(rows: list[dict]) -> list[str]:
+    lines = []
+    for row in rows:
+        reference = next((r for r in rows if r["system"] == "videomae" and r["compiled"] == row["compiled"]), None)
+        ratio = row["clips_per_s"] / reference["clips_per_s"] if reference else None
+        lines.append([row["system"], "yes" if row["compiled"] else "no", row["batch_size"], row["num_frames"],
+                      number(row["ms_per_batch"]), number(row["clips_per_s"], ".0f"), number(ratio, ".2f") + "x",
+                      number(row["peak_gib"], ".2f")])  # fmt: skip
+    return table(["model", "compiled", "batch", "frames", "ms/batch", "clips/s", "vs VideoMAE", "peak GiB"], lines)
+
+
+def end_to_end_table(rows: list[dict]) -> list[str]:
+    return table(["input", "workers", "num_sample", "transport", "clips/s", "vs synthetic"],
+                 [[r["input"], r["workers"], r["num_sample"], r["transport"], number(r["clips_per_s"]),
+                   percent(r["vs_synthetic"], ".0f")] for r in rows])  # fmt: skip
+
+
+def sampler_table(rows: list[dict]) -> list[str]:
+    """Measures (rows) by group (columns: the sampler's p alone, then each mask type): mean [95% interval]."""
+    groups, measures = list(dict.fromkeys(r["group"] for r in rows)), list(dict.fromkeys(r["measure"] for r in rows))
+    cells = {(r["group"], r["measure"]): f"{number(r.get('mean'), '.2f')} [{number(r.get('ci_low'), '.2f')}, "
+             f"{number(r.get('ci_high'), '.2f')}]" for r in rows}  # fmt: skip
+    return table(["measure", *groups], [[m, *(cells.get((g, m), "") for g in groups)] for m in measures])
+
+
+def markdown(report: dict) -> str:
+    parts = report["parts"]
+    lines = [*header_lines(report), "", *parts_table(report), "", "### Targets", "",
+             *table(["target", "measured", "met"], targets(report))]  # fmt: skip
+    sections = [
+        ("### Pretraining step (benchmarks/pretrain_step.py --plan issue)", part_rows(report, *STEP_PARTS), step_table),
+        ("### Classification inference (benchmarks/inference.py)", part_rows(report, "inference"), inference_table),
+        ("### End to end (benchmarks/end_to_end.py)", part_rows(report, "end-to-end"), end_to_end_table),
+    ]
+    for title, rows, make_table in sections:
+        if rows:
+            lines += ["", title, "", *make_table(rows)]
+    last = part_rows(report, "pretraining")
+    if last:
+        lines += ["", "### Short pretraining at 16 x 224^2: the last logged scalars", "",
+                  *table(["scalar", "value"], [[key, number(value, ".4g") if isinstance(value, float) else value]
+                                                for key, value in last[-1].items()])]  # fmt: skip
+    evaluation = parts.get("sampler-evaluation", {})
+    if evaluation.get("rows"):
+        lines += ["", f"### Sampler evaluation: {evaluation.get('num_clips')} held-out clips, mean [95% bootstrap "
+                  "interval]", "", *sampler_table(evaluation["rows"])]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Main
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out_dir", help="Results folder (created): logs, results.json, results.md.")
+    parser.add_argument("--smoke", action="store_true", help="Every part tiny on the CPU; GPU-only parts skipped.")
+    parser.add_argument("--wheels", default=os.environ.get("ADAMAE_WHEELS", str(REPO / ".whl")),
+                        help="Folder of wheel files for what is missing (default: $ADAMAE_WHEELS, else .whl/ in the "
+                        "repository's root).")  # fmt: skip
+    parser.add_argument("--work_dir", help="Scratch folder for videos, models and wheels, kept (default: a temporary "
+                        "folder, deleted at the end).")  # fmt: skip
+    parser.add_argument("--parts", nargs="+", help="Run only these parts (names as in results.md).")
+    parser.add_argument("--jobs", type=int, default=1, help="Parts run at once (above 1 only with --smoke).")
+    parser.add_argument("--time_scale", type=float, default=1.0,
+                        help="Multiply every part's time budget (e.g. 2 on a slower GPU, or to let every row finish).")
+    return parser.parse_args(argv)
+
+
+def part_chains(parts: list[Part]) -> list[list[Part]]:
+    """The parts grouped so that each runs after the one it needs: [[cuda-tests], ..., [pretraining,
+    sampler-evaluation]], in the suite's order."""
+    chains: dict[str, list[Part]] = {}
+    for part in parts:
+        chains.setdefault(part.after if part.after in chains else part.name, []).append(part)
+    return list(chains.values())
+
+
+def run_chain(chain: list[Part], args, has_cuda: bool, out_dir: Path, env: dict) -> dict[str, dict]:
+    results: dict[str, dict] = {}
+    for part in chain:
+        reason = skip_reason(part, args.smoke, has_cuda, results)
+        if reason:
+            results[part.name] = {"title": part.title, "status": "skipped", "reason": reason}
+        else:
+            print(f"[gpu_suite] {part.name}: {part.title} (budget {part.budget_s * args.time_scale:.0f} s)", flush=True)
+            try:
+                results[part.name] = run_part(part, out_dir, env, args.time_scale)
+            except Exception as error:  # the suite's own mistake in one part must not lose the others' numbers
+                results[part.name] = {"title": part.title, "status": "failed",
+                                       "reason": f"gpu_suite: {type(error).__name__}: {error}"}  # fmt: skip
+        print(f"[gpu_suite] {part.name}: {results[part.name]['status']} {results[part.name].get('reason', '')}".rstrip(),
+              flush=True)  # fmt: skip
+    return results
+
+
+def run_suite(args, command: str, out_dir: Path, work: Path) -> dict:
+    parts = suite_parts(args.smoke, out_dir, work)
+    unknown = set(args.parts or ()) - {part.name for part in parts}
+    if unknown:
+        raise SystemExit(f"gpu_suite: --parts expected names among {[p.name for p in parts]}, got {sorted(unknown)}.")
+    if args.jobs > 1 and not args.smoke:
+        raise SystemExit("gpu_suite: --jobs above 1 only with --smoke: parts sharing the machine distort its timings.")
+    site = work / "site"
+    for line in install_missing(Path(args.wheels), site):
+        print(f"[gpu_suite] {line}", flush=True)
+    sys.path.insert(0, str(site))  # what was installed, for the versions below
+    importlib.invalidate_caches()
+    machine = machine_and_versions()
+    if not (args.smoke or machine["cuda_available"]):
+        raise SystemExit("gpu_suite: expected a CUDA device for a full run, found none; on a CPU run it with --smoke.")
+    start, env = time.monotonic(), child_environment(site)
+    chains = part_chains([part for part in parts if not args.parts or part.name in args.parts])
+    with ThreadPoolExecutor(args.jobs) as pool:
+        done = {}
+        for results in pool.map(lambda chain: run_chain(chain, args, machine["cuda_available"], out_dir, env), chains):
+            done.update(results)
+    report = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "smoke": args.smoke,
+              "command": command, "seconds": time.monotonic() - start, "machine": machine,
+              "parts": {part.name: done[part.name] for part in parts if part.name in done}}  # fmt: skip
+    report["targets"] = [dict(zip(("target", "measured", "met"), row)) for row in targets(report)]
+    return report
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    out_dir = Path(args.out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(args.work_dir).resolve() if args.work_dir else Path(tempfile.mkdtemp(prefix="gpu_suite-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        report = run_suite(args, shlex.join(["bash", "benchmarks/gpu_suite.sh", *argv]), out_dir, work)
+    finally:
+        if not args.work_dir:
+            shutil.rmtree(work, ignore_errors=True)
+    (out_dir / "results.json").write_text(json.dumps(clean(report), indent=2) + "\n")
+    text = markdown(clean(report))
+    (out_dir / "results.md").write_text(text)
+    print("\n" + text + f"\nResults in {out_dir} (results.json, results.md, one log per part).")
+    return int(any(part["status"] in ("failed", "timeout") for part in report["parts"].values()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
