@@ -116,13 +116,16 @@ class AdaMaeVideoClassificationPipeline(Pipeline):
             )  # (num_crops, T, C, crop, crop)
             for frames in clips
         ]  # fmt: skip
-        return {"pixel_values": torch.cat(views).to(self.dtype)}  # clip-major (num_clips * num_crops, T, C, H, W)
+        # one video's views, clip-major: (1, num_clips * num_crops, T, C, H, W); batching stacks videos on dim 0
+        return {"pixel_values": torch.cat(views)[None].to(self.dtype)}
 
     def _forward(self, model_inputs: dict) -> dict:
-        return {"logits": self.model(pixel_values=model_inputs["pixel_values"]).logits}
+        pixel_values = model_inputs["pixel_values"]  # (B, V, T, C, H, W)
+        logits = self.model(pixel_values=pixel_values.flatten(0, 1)).logits
+        return {"logits": logits.view(*pixel_values.shape[:2], -1)}  # (B, V, num_labels)
 
     def postprocess(self, model_outputs: dict, top_k: int = 5) -> list[dict]:
         # the views' softmax averaged in float64, as run_finetune.py's aggregation does
-        probabilities = model_outputs["logits"].double().softmax(-1).mean(0)  # (num_labels,)
+        probabilities = model_outputs["logits"][0].double().softmax(-1).mean(0)  # (num_labels,)
         scores, ids = probabilities.topk(min(top_k, probabilities.shape[0]))
         return [{"score": float(s), "label": self.model.config.id2label[int(i)]} for s, i in zip(scores, ids)]

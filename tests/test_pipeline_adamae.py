@@ -192,8 +192,10 @@ def test_without_clip_settings_the_pipeline_evaluates_the_centre_clip_from_the_m
         assert scores[label] == pytest.approx(float(probabilities[index]), abs=1e-6)
 
 
-def test_the_pipeline_reads_path_lists(classifier_folder, videos):
+def test_a_list_of_videos_scores_each_video_alone(classifier_folder, videos):
     paths, _ = videos
     classifier = pipeline("video-classification", model=str(classifier_folder), trust_remote_code=True)
-    batch = classifier([paths["plain_left"], paths["rotated"]], top_k=1)
-    assert len(batch) == 2 and all(len(result) == 1 for result in batch)
+    listed = classifier(list(paths.values()), top_k=2)
+    assert len(listed) == 3
+    for result, path in zip(listed, paths.values()):
+        assert result == classifier(path, top_k=2) and len(result) == 2
