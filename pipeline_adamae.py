@@ -116,7 +116,7 @@ class AdaMaeVideoClassificationPipeline(Pipeline):
             )  # (num_crops, T, C, crop, crop)
             for frames in clips
         ]  # fmt: skip
-        # one video's views, clip-major: (1, num_clips * num_crops, T, C, H, W); batching stacks videos on dim 0
+        # one video (a batch of one) and its views, clip-major: (1, num_clips * num_crops, T, C, H, W)
         return {"pixel_values": torch.cat(views)[None].to(self.dtype)}
 
     def _forward(self, model_inputs: dict) -> dict:
