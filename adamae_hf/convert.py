@@ -1,6 +1,6 @@
 """Checkpoint converters.
 
-1. `convert_authors_checkpoint`: the authors' released `.pth` files (timm-style keys, DESIGN.md §3), pretraining or
+1. `convert_authors_checkpoint`: the authors' released `.pth` files (timm-style keys), pretraining or
    fine-tuned, into an AdaMAE folder (safetensors + config + the Hub custom-code files).
 2. `convert_videomae_to_adamae`: a transformers VideoMAE folder (VideoMAEForPreTraining or VideoMAEModel) into an
    AdaMAE pretraining folder with a freshly initialised sampler, to start AdaMAE from VideoMAE weights.
@@ -114,7 +114,8 @@ def load_authors_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], 
             "else can run arbitrary code."
         ) from None
     except (EOFError, KeyError, RuntimeError) as error:  # empty, truncated or not a torch file at all
-        raise ConversionError(f"{path} is not a PyTorch checkpoint ({type(error).__name__}: {error}).") from None
+        reason = f"torch.load: {type(error).__name__} {error}".strip()
+        raise ConversionError(f"{path} is not a PyTorch checkpoint ({reason}).") from None
     arguments = {}
     if isinstance(checkpoint, dict):
         saved = checkpoint.get("args")
@@ -128,11 +129,6 @@ def load_authors_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], 
             f"{path} holds no state dict: expected a dict of tensors, optionally under 'model' or 'module'."
         )
     return dict(checkpoint), dict(arguments)
-
-
-def load_authors_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The state dict of an authors' `.pth` (see `load_authors_checkpoint`)."""
-    return load_authors_checkpoint(path)[0]
 
 
 def _block_rules(source: str, target: str) -> list[tuple[str, str]]:
@@ -330,10 +326,14 @@ def map_authors_state_dict(state_dict: dict[str, torch.Tensor], layout: str, ver
 
 def authors_clip_settings(arguments: dict) -> dict:
     """Clip settings of an authors' training run that a model folder's `clip_config.json` carries beyond the model's
-    frames and size: the frame stride, and for fine-tuned runs the evaluation's short side and views."""
+    frames and size: the frame stride, and for fine-tuned runs the evaluation's short side and views, and the
+    segment sampling of their Something-Something fine-tuning (`--data_set SSV2`)."""
     names = {"sampling_rate": "sampling_rate", "short_side_size": "short_side_size", "num_clips": "test_num_segment",
              "num_crops": "test_num_crop"}  # fmt: skip
-    return {ours: arguments[theirs] for ours, theirs in names.items() if _positive_int(arguments.get(theirs))}
+    settings = {ours: arguments[theirs] for ours, theirs in names.items() if _positive_int(arguments.get(theirs))}
+    if arguments.get("data_set") == "SSV2":
+        settings["sampling_mode"] = "segment"
+    return settings
 
 
 def convert_authors_checkpoint(
@@ -614,6 +614,8 @@ def convert(argv: list[str]):
             for name in ("num_attention_heads", "decoder_num_attention_heads")
             if getattr(args, name) is not None
         }
+        if not Path(args.checkpoint).is_file():
+            raise UserError(f"CHECKPOINT: expected an authors' .pth file, got {args.checkpoint!r}: no such file.")
         id2label = read_id2label(args.id2label) if args.id2label else None
         convert_authors_checkpoint(
             args.checkpoint, args.output_dir, args.num_frames, args.image_size, args.mask_ratio, id2label,

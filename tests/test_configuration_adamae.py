@@ -9,7 +9,7 @@ def test_defaults_are_the_papers_vit_b_setting():
     assert config.token_grid == (8, 14, 14)
     assert config.num_patches == 1568
     assert config.patch_dim == 1536
-    # int(1568 * (1 - 0.95)) = 78 in float arithmetic (DESIGN.md §1.3)
+    # int(1568 * (1 - 0.95)) = 78 in float arithmetic
     assert config.get_num_visible_tokens() == 78
     assert (config.mask_type, config.mask_ratio, config.sampling_loss_weight) == ("adaptive", 0.95, 1e-4)
     assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads) == (768, 12, 12)

@@ -3,6 +3,8 @@ re-implementation of their ViT written here, VideoMAE against transformers' own 
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -277,7 +279,7 @@ def test_command_line_mistakes_end_with_one_line(tmp_path, capsys):
     torch.save({"model": authors_finetuned_state_dict()}, tmp_path / "finetuned.pth")
     out = str(tmp_path / "out")
     cases = [
-        (["authors", str(tmp_path / "missing.pth"), out], "No such file or directory"),
+        (["authors", str(tmp_path / "missing.pth"), out], "missing.pth': no such file."),
         (["authors", str(tmp_path / "notes.pth"), out], "notes.pth is not a PyTorch checkpoint"),
         (["authors", str(tmp_path / "finetuned.pth"), out, "--num_frames", "8", "--image_size", "32", "--id2label",
           str(tmp_path / "labels.json")], "expected a JSON object mapping class ids to names"),  # fmt: skip
@@ -288,6 +290,14 @@ def test_command_line_mistakes_end_with_one_line(tmp_path, capsys):
     for argv, expected in cases:
         assert main(argv) == 1, argv
         assert_one_line_error(capsys, expected)
+
+    # the installed command: exit status 1 and one line
+    command = [sys.executable, "-c", "import sys; from adamae_hf.convert import main; sys.exit(main())"]
+    result = subprocess.run(command + ["authors", str(tmp_path / "missing.pth"), out], capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+    assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+        f"error: CHECKPOINT: expected an authors' .pth file, got '{tmp_path / 'missing.pth'}': no such file."
+    ], result.stderr
 
     # --debug adds the traceback
     assert main(["authors", str(tmp_path / "notes.pth"), out, "--debug"]) == 1
@@ -387,12 +397,12 @@ def assert_inference_files(folder, num_frames=8, crop_size=32, sampling_rate=4):
 def test_every_converter_writes_the_video_processor_for_its_clip(tmp_path):
     save_authors_checkpoint(
         tmp_path / "finetuned.pth", authors_finetuned_state_dict(), model="vit_tiny_patch8_32", num_frames=8,
-        input_size=32, sampling_rate=2, test_num_segment=2, test_num_crop=3,
+        input_size=32, sampling_rate=2, test_num_segment=2, test_num_crop=3, data_set="SSV2",
     )  # fmt: skip
     convert_authors_checkpoint(tmp_path / "finetuned.pth", tmp_path / "authors")
     assert_inference_files(tmp_path / "authors", sampling_rate=2)
     clip = json.loads((tmp_path / "authors" / "clip_config.json").read_text())
-    assert (clip["num_clips"], clip["num_crops"]) == (2, 3)  # the authors' test views
+    assert (clip["num_clips"], clip["num_crops"], clip["sampling_mode"]) == (2, 3, "segment")  # the authors' test
 
     VideoMAEForPreTraining(tiny_videomae_config()).save_pretrained(tmp_path / "videomae")
     convert_videomae_to_adamae(tmp_path / "videomae", tmp_path / "from_videomae", mask_ratio=0.75)
