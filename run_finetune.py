@@ -21,7 +21,7 @@ from transformers import HfArgumentParser, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 import adamae_hf  # noqa: F401  (registers AdaMAE with the Auto classes)
-from adamae_hf.data import CLIP_CONFIG_NAME, build_video_processor, collate_clips
+from adamae_hf.data import CLIP_CONFIG_NAME, collate_clips
 from adamae_hf.errors import UserError, run_cli
 from adamae_hf.finetuning import (
     DataArguments,
@@ -148,8 +148,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         train_dataset=data.train,
         eval_dataset=data.validation,
         data_collator=collate_clips,
-        processing_class=build_video_processor(clip_config),  # saved with the model and every checkpoint
-        clip_config=clip_config,  # likewise, as clip_config.json
+        clip_config=clip_config,  # saved with the model and every checkpoint, with the processors and the pipeline
         compute_metrics=build_compute_metrics(),
         layer_decay=recipe_args.layer_decay,
         mixup=build_mixup(recipe_args, len(label_names), training_args.label_smoothing_factor),

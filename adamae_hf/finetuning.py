@@ -54,7 +54,6 @@ from .data import (
     index_from_folder,
     label_maps,
     load_clip_geometry,
-    save_clip_config,
     save_video_processor,
 )
 from .hub import build_model_card, check_hub_access, push_folder_to_hub, save_model_card
@@ -746,7 +745,9 @@ class VideoClassificationTrainer(Trainer):
     - Batches carry `video_index`; it is kept out of the model and returned beside the labels by `prediction_step`,
       so `compute_metrics` receives `label_ids == (labels, video_index)` and groups views per video.
     - Every save (the model, each checkpoint) also writes `clip_config` as `clip_config.json`, so that evaluating any
-      of them samples clips as training did.
+      of them samples clips as training did, the VideoMAE video and image processors set to the evaluation transform,
+      and the Hub pipeline (`pipeline_adamae.py`, named in config.json's `custom_pipelines`) that scores a video as
+      `--do_predict` does (`adamae_hf.data.save_video_processor`).
     """
 
     def __init__(
@@ -777,7 +778,8 @@ class VideoClassificationTrainer(Trainer):
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         super()._save(output_dir, state_dict=state_dict)
         if self.clip_config is not None and self.args.should_save:
-            save_clip_config(output_dir if output_dir is not None else self.args.output_dir, self.clip_config)
+            # clip_config.json, the video and image processors and the Hub pipeline that scores as our evaluation
+            save_video_processor(output_dir if output_dir is not None else self.args.output_dir, self.clip_config)
 
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
         if self.optimizer is None:

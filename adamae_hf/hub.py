@@ -72,8 +72,10 @@ classifier = pipeline("video-classification", model="{model_id}", trust_remote_c
 print(classifier("video.mp4", top_k=5))
 ```
 
-The pipeline decodes the first `num_frames x frame_sampling_rate` frames of the video and classifies {num_frames} evenly
-spaced ones (`frame_sampling_rate` defaults to 1).{sampling_note}
+The pipeline is the folder's own (`pipeline_adamae.py`, named in `config.json`'s `custom_pipelines`): it decodes the
+video with the reader training used (rotation metadata, seeking), takes the views that `clip_config.json` names
+(temporal clips x spatial crops of {num_frames} frames; `num_clips=` / `num_crops=` change them per call) and averages
+their softmax, so its scores are those of the evaluation.{sampling_note}
 
 With the model and its processor: the folder's `preprocessor_config.json` is a VideoMAE *image* processor (resize,
 centre crop, ImageNet normalisation), which `AutoImageProcessor` loads with Pillow alone (`AutoVideoProcessor` would
@@ -183,7 +185,8 @@ def build_model_card(
     sampling_note = ""
     if frame_sampling_rate is not None and frame_sampling_rate > 1:
         sampling_note = (
-            f" Pass `frame_sampling_rate={frame_sampling_rate}` to take frames at the training stride (the video then "
+            " transformers' own video-classification pipeline instead classifies evenly spaced frames from the start: "
+            f"pass it `frame_sampling_rate={frame_sampling_rate}` to take them at the training stride (the video then "
             f"needs at least {config.num_frames * frame_sampling_rate} frames)."
         )
     usage = (PRETRAINING_USAGE if task == "pretraining" else CLASSIFICATION_USAGE).format(

@@ -63,7 +63,7 @@ def test_classification_card_separates_headline_results_from_the_rest_and_docume
     assert loaded.data.eval_results[0].dataset_type == "someone/k400"
     text = loaded.text
     for expected in ("5 clips x 3 crops per video", "| top1_accuracy (1 view) | 0.77 |", "frame_sampling_rate=4",
-                     "needs at least 32 frames",
+                     "needs at least 32 frames", "`pipeline_adamae.py`, named in `config.json`'s `custom_pipelines`",
                      'AutoImageProcessor.from_pretrained("someone/adamae-k400")'):  # fmt: skip
         assert expected in text, expected
     # the folder's processor is a VideoMAE image processor: AutoVideoProcessor would need torchvision
