@@ -36,6 +36,8 @@ def test_defaults_follow_the_pretraining_recipe():
         ({"crop_size": 0}, "crop_size"),
         ({"crop_size": 256, "short_side_size": 224}, "crop_size"),  # larger than the frames it is cut from
         ({"crop_size": 224, "short_side_size": 200}, "crop_size"),
+        ({"crop_size": 10**9, "short_side_size": 10**9}, "crop_size"),  # absurd sizes fail before any decoding
+        ({"short_side_size": 10**9}, "short_side_size"),
         ({"sampling_mode": "uniform"}, "sampling_mode"),
         ({"train_crop": "center"}, "train_crop"),
         ({"num_crops": 2}, "num_crops"),

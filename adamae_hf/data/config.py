@@ -15,6 +15,8 @@ from pathlib import Path
 
 from transformers.utils.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
+from configuration_adamae import MAX_IMAGE_SIZE
+
 
 
 SAMPLING_MODES = ("dense", "segment")
@@ -109,6 +111,10 @@ class VideoClipConfig:
             isinstance(self.short_side_size, bool) or not isinstance(self.short_side_size, int)
         ):
             _fail("short_side_size", "a positive integer or None", self.short_side_size)
+        for name in ("crop_size", "short_side_size"):
+            # The model refuses larger frames too; checked here so a run fails before it decodes anything.
+            if getattr(self, name) is not None and getattr(self, name) > MAX_IMAGE_SIZE:
+                _fail(name, f"at most {MAX_IMAGE_SIZE} pixels", getattr(self, name))
         if self.crop_size > self.eval_short_side:
             _fail(
                 "crop_size",
