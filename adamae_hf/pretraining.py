@@ -288,6 +288,10 @@ class PretrainingArguments:
     hub_private_repo: bool | None = field(default=None, metadata={"help": "Create the Hub repository as private."})
     hub_token: str | None = field(default=None, metadata={"help": "Hub token (default: the logged-in one)."})
     use_cpu: bool = field(default=False, metadata={"help": "Train on CPU even when a GPU is available."})
+    debug: bool = field(
+        default=False,
+        metadata={"help": "Show the traceback of an error; a user's mistake is otherwise one line (run_pretrain.py)."},
+    )
 
     def __post_init__(self):
         for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "log_steps", "save_steps",
@@ -675,7 +679,7 @@ def run_pretraining(
         collate_fn=collate_clips,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
-        pin_memory=torch.cuda.is_available() and not training_args.use_cpu,
+        pin_memory=torch.accelerator.is_available() and not training_args.use_cpu,  # on a CPU it only warns
         # Worker seeds come from this generator, not the global one, so starting an epoch (or a resumed one) never
         # moves the random stream that dropout uses; the items are seeded by EpochSeededDataset anyway.
         generator=torch.Generator().manual_seed(training_args.seed),

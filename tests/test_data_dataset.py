@@ -1,6 +1,7 @@
 """The clip dataset: repeated sampling, multi-view evaluation, collate, and bad videos never stopping an epoch."""
 
 import logging
+import warnings
 
 import datasets
 import numpy as np
@@ -43,6 +44,18 @@ def test_training_item_and_batch_shapes(sample_index):
     assert batch["pixel_values"].shape == (4, 4, 3, 32, 32) and batch["pixel_values"].dtype == torch.float32
     assert batch["labels"].shape == (4,) and batch["labels"].dtype == torch.long
     assert batch["video_index"].dtype == torch.long
+
+
+def test_memory_is_pinned_only_where_an_accelerator_is(sample_index, monkeypatch):
+    dataset = VideoClipDataset(sample_index, VideoClipConfig(**SMALL), train=True)
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns about pin_memory on a machine without an accelerator
+        next(iter(clip_dataloader(dataset, clips_per_batch=4)))
+    assert not clip_dataloader(dataset, clips_per_batch=4).pin_memory
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: True)
+    assert clip_dataloader(dataset, clips_per_batch=4).pin_memory
+    assert not clip_dataloader(dataset, clips_per_batch=4, pin_memory=False).pin_memory
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])

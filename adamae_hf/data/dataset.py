@@ -272,10 +272,13 @@ def clip_dataloader(
     num_workers: int = 0,
     shuffle: bool | None = None,
     drop_last: bool | None = None,
+    pin_memory: bool | None = None,
     **dataloader_kwargs,
 ) -> DataLoader:
     """A DataLoader whose batches hold ``clips_per_batch`` clips (shuffled and dropping the last partial batch in
-    training by default), with :func:`collate_clips` and persistent workers."""
+    training by default), with :func:`collate_clips` and persistent workers. Batches are in pinned memory (faster,
+    asynchronous copies to the device) when an accelerator is there (``pin_memory=None``); on a CPU-only machine
+    pinning does nothing but make torch warn."""
     return DataLoader(
         dataset,
         batch_size=videos_per_batch(clips_per_batch, dataset.views_per_video),
@@ -284,6 +287,7 @@ def clip_dataloader(
         num_workers=num_workers,
         collate_fn=collate_clips,
         persistent_workers=num_workers > 0,
+        pin_memory=torch.accelerator.is_available() if pin_memory is None else pin_memory,
         **dataloader_kwargs,
     )
 
