@@ -71,11 +71,12 @@ def is_installed(name: str) -> bool:
     return True
 
 
-def fetch_command(names) -> str:
-    """The pip command that fetches `names`' wheels for this machine's Python and processor into .whl/."""
+def fetch_command() -> str:
+    """The pip command that fetches the wheels of `WHEELS` for this machine's Python and processor into .whl/."""
     version, machine = f"{sys.version_info.major}.{sys.version_info.minor}", platform.machine()
-    platforms = " ".join(f"--platform {tag}_{machine}" for tag in ("manylinux_2_28", "manylinux_2_17", "manylinux2014"))
-    pins = " ".join(f"{name}=={WHEELS[name]}" if name in WHEELS else name for name in names)
+    tags = ("manylinux_2_28", "manylinux_2_17", "manylinux2014")  # av's wheels are 2_28; pure-Python ones match any
+    platforms = " ".join(f"--platform {tag}_{machine}" for tag in tags)
+    pins = " ".join(f"{name}=={pin}" for name, pin in WHEELS.items())
     return (f"python3 -m pip download --no-deps --only-binary=:all: --python-version {version} --implementation cp "
             f"{platforms} -d .whl {pins}")  # fmt: skip
 
@@ -85,7 +86,7 @@ def install_missing(wheel_dir: Path, site: Path) -> list[str]:
     touching the environment; the caller puts `site` on the path). Returns what was done, one line each."""
     missing = [name for name in WHEELS if not is_installed(name)]
     if not missing:
-        return [f"av, datasets, evaluate: installed ({', '.join(f'{n} {importlib.metadata.version(n)}' for n in WHEELS)})"]
+        return ["installed: " + ", ".join(f"{name} {importlib.metadata.version(name)}" for name in WHEELS)]
     wheels = {distribution_name(path): path for path in sorted(wheel_dir.glob("*.whl"))} if wheel_dir.is_dir() else {}
     found, absent = [n for n in missing if n in wheels], [n for n in missing if n not in wheels]
     lines = []
@@ -96,8 +97,8 @@ def install_missing(wheel_dir: Path, site: Path) -> list[str]:
         outcome = "installed" if completed.returncode == 0 else f"pip failed: {completed.stderr.strip()[-300:]}"
         lines.append(f"{', '.join(found)} from {wheel_dir}: {outcome}")
     if absent:
-        lines.append(f"missing {', '.join(absent)} and no wheel for them in {wheel_dir}; on a networked machine, in the "
-                     f"repository's root: {fetch_command(WHEELS)}")  # fmt: skip
+        lines.append(f"missing {', '.join(absent)} and no wheel for them in {wheel_dir}; on a networked machine, in "
+                     f"the repository's root: {fetch_command()}")  # fmt: skip
     return lines
 
 
@@ -113,8 +114,8 @@ def gpu_description() -> str:
     completed = subprocess.run(query, capture_output=True, text=True)
     if completed.returncode != 0 or not completed.stdout.strip():
         return "none (nvidia-smi failed)"
-    name, driver, memory = [item.strip() for item in completed.stdout.splitlines()[0].split(",")]
-    return f"{name} (driver {driver}, {memory})"
+    fields = [item.strip() for item in completed.stdout.splitlines()[0].split(",")]
+    return f"{fields[0]} (driver {fields[1]}, {fields[2]})" if len(fields) == 3 else ", ".join(fields)
 
 
 def commit() -> str:
@@ -122,8 +123,10 @@ def commit() -> str:
     if os.environ.get("ADAMAE_COMMIT"):
         return os.environ["ADAMAE_COMMIT"]
     git = ["git", "-C", str(REPO)]
-    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    if head.returncode != 0:
+    head = None
+    if (REPO / ".git").exists() and shutil.which("git"):
+        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    if head is None or head.returncode != 0:
         return "unknown (no git metadata: set ADAMAE_COMMIT)"
     changes = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
     return head.stdout.strip() + (" with uncommitted changes" if changes.stdout.strip() else "")
@@ -205,9 +208,10 @@ def end_to_end_rows(text: str) -> dict:
 
 
 def summarize_pytest(text: str) -> dict:
-    """The counts of pytest's last line ('1 passed, 2 deselected in 3.1s')."""
-    counts = re.findall(r"(\d+) (passed|failed|skipped|deselected|errors?|xfailed|xpassed)", text)
-    return {"rows": [{"outcome": outcome, "count": int(count)} for count, outcome in counts[-6:]]}
+    """The counts of pytest's summary line ('1 passed, 2 deselected in 3.10s')."""
+    outcome = r"(\d+) (passed|failed|skipped|deselected|errors?|warnings?|xfailed|xpassed)"
+    summary = next((line for line in reversed(text.splitlines()) if re.search(outcome + r".* in [\d.]+s", line)), "")
+    return {"rows": [{"outcome": name, "count": int(count)} for count, name in re.findall(outcome, summary)]}
 
 
 def cuda_test_files() -> list[str]:
@@ -306,6 +310,7 @@ def suite_parts(smoke: bool, out_dir: Path, work: Path) -> list[Part]:
     """The parts in the order they run, with their budgets in seconds on one H100 (they add up to 7.75 minutes: the
     suite's own setup, the wheels and the versions, takes seconds)."""
     workers = max(1, (os.cpu_count() or 2) - 2)  # every core but the training process's and its pin-memory thread's
+    smoke_flag = ["--smoke"] if smoke else []
     step = python("benchmarks/pretrain_step.py", "--plan", "issue")
     if smoke:
         step += ["--smoke", "--systems", ADAPTIVE, "videomae-tube-0.9"]  # CI's pretrain_step test runs all 7
@@ -316,7 +321,7 @@ def suite_parts(smoke: bool, out_dir: Path, work: Path) -> list[Part]:
     parts = [
         # one tiny test today; collecting it imports the test module (transformers, datasets)
         Part("cuda-tests", "CUDA-only tests", [python("-m", "pytest", "-q", "-p", "benchmarks.gpu_suite", "-p",
-             "no:cacheprovider", *cuda_test_files())], 30, summarize_pytest, needs_cuda=True),  # fmt: skip
+             "no:cacheprovider", *(cuda_test_files() or ["tests"]))], 30, summarize_pytest, needs_cuda=True),
         # 7 systems eager at batch 16: model build, FLOP count, 10 + 30 steps of ~50 ms: ~5 s each
         Part("step-eager", "pretraining step, eager (the paper's memory table)",
              [step + ["--rows", "eager", "--json", out_dir / "step-eager.json"]], 40, step_rows),
@@ -334,13 +339,13 @@ def suite_parts(smoke: bool, out_dir: Path, work: Path) -> list[Part]:
              50, step_rows, needs_cuda=True, full_only=True),  # fmt: skip
         # AdaMAE and VideoMAE classification at batch 32, eager and compiled (2 forward-only compilations)
         Part("inference", "classification inference against VideoMAE",
-             [python("benchmarks/inference.py", "--json", out_dir / "inference.json", *(["--smoke"] if smoke else []))],
-             45, lambda text: {"rows": json_lines(text, "ms_per_batch")}),  # fmt: skip
+             [python("benchmarks/inference.py", "--json", out_dir / "inference.json", *smoke_flag)], 45,
+             lambda text: {"rows": json_lines(text, "ms_per_batch")}),  # fmt: skip
         # 32 generated 10-second 320p videos (~10 s on all cores), then 3 runs of ~15 s (ViT-B setup, 100 steps of
         # batch 16): synthetic, num_sample 1 and 2
         Part("end-to-end", "run_pretrain's loop on decoded videos against synthetic clips",
              [python("benchmarks/end_to_end.py", "--json", out_dir / "end-to-end.json",
-                     *(["--smoke"] if smoke else ["--workers", workers, "--num_sample", 1, 2]))], 60,
+                     *(smoke_flag or ["--workers", workers, "--num_sample", 1, 2]))], 60,
              end_to_end_rows),  # fmt: skip
         # 64 small generated videos (~5 s), setup (~10 s), 300 steps of ~40-60 ms, saving and the mask figure
         Part("pretraining", "short pretraining at 16 x 224^2 on generated videos",
@@ -537,7 +542,7 @@ def header_lines(report: dict) -> list[str]:
         f"accelerate {versions['accelerate']}, av {versions['av']}, datasets {versions['datasets']}, evaluate "
         f"{versions['evaluate']}, numpy {versions['numpy']}, Python {versions['python']}",
         f"- Code: commit `{machine['commit']}`",
-        f"- Command: `{report['command']}` ({report['seconds']:.0f} s in all; each part's log is in the results folder)",
+        f"- Command: `{report['command']}` ({report['seconds']:.0f} s; each part's log is in the results folder)",
     ]
 
 
@@ -551,11 +556,11 @@ def parts_table(report: dict) -> list[str]:
 
 
 def step_table(rows: list[dict]) -> list[str]:
-    header = ["system", "compiled", "batch", "frames", "ms/step", "clips/s", "peak GiB", "TFLOP/clip", "TFLOP/s", "MFU"]
-    return table(header, [[r["system"], r["compiled"], r["batch_size"], r["num_frames"], number(r["ms_per_step"]),
-                           number(r["clips_per_s"], ".0f"), number(r["peak_gib"], ".2f"),
-                           number(r["tflop_per_clip"], ".3f"), number(r["tflops"], ".0f"),
-                           percent(r["mfu"])] for r in rows])  # fmt: skip
+    header = ["system", "compiled", "batch", "frames", "ms/step", "clips/s", "peak GiB", "TFLOP/clip", "TFLOP/s"]
+    cells = [[r["system"], r["compiled"], r["batch_size"], r["num_frames"], number(r["ms_per_step"]),
+              number(r["clips_per_s"], ".0f"), number(r["peak_gib"], ".2f"), number(r["tflop_per_clip"], ".3f"),
+              number(r["tflops"], ".0f"), percent(r["mfu"])] for r in rows]  # fmt: skip
+    return table([*header, "MFU"], cells)
 
 
 def inference_table(rows: list[dict]) -> list[str]:
@@ -588,7 +593,8 @@ def markdown(report: dict) -> str:
     lines = [*header_lines(report), "", *parts_table(report), "", "### Targets", "",
              *table(["target", "measured", "met"], targets(report))]  # fmt: skip
     sections = [
-        ("### Pretraining step (benchmarks/pretrain_step.py --plan issue)", part_rows(report, *STEP_PARTS), step_table),
+        ("### Pretraining step (benchmarks/pretrain_step.py --plan issue)", part_rows(report, *STEP_PARTS),
+         step_table),
         ("### Classification inference (benchmarks/inference.py)", part_rows(report, "inference"), inference_table),
         ("### End to end (benchmarks/end_to_end.py)", part_rows(report, "end-to-end"), end_to_end_table),
     ]
@@ -643,14 +649,15 @@ def run_chain(chain: list[Part], args, has_cuda: bool, out_dir: Path, env: dict)
         if reason:
             results[part.name] = {"title": part.title, "status": "skipped", "reason": reason}
         else:
-            print(f"[gpu_suite] {part.name}: {part.title} (budget {part.budget_s * args.time_scale:.0f} s)", flush=True)
+            budget = part.budget_s * args.time_scale
+            print(f"[gpu_suite] {part.name}: {part.title} (budget {budget:.0f} s)", flush=True)
             try:
                 results[part.name] = run_part(part, out_dir, env, args.time_scale)
             except Exception as error:  # the suite's own mistake in one part must not lose the others' numbers
                 results[part.name] = {"title": part.title, "status": "failed",
                                        "reason": f"gpu_suite: {type(error).__name__}: {error}"}  # fmt: skip
-        print(f"[gpu_suite] {part.name}: {results[part.name]['status']} {results[part.name].get('reason', '')}".rstrip(),
-              flush=True)  # fmt: skip
+        result = results[part.name]
+        print(f"[gpu_suite] {part.name}: {result['status']} {result.get('reason', '')}".rstrip(), flush=True)
     return results
 
 

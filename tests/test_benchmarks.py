@@ -163,8 +163,8 @@ def test_gpu_suite_pytest_plugin_keeps_only_cuda_only_tests(tmp_path):
                str(tmp_path / "test_sample.py")]  # fmt: skip
     completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    assert gpu_suite.summarize_pytest(completed.stdout)["rows"] == [
-        {"outcome": "passed", "count": 1}, {"outcome": "deselected", "count": 1}]  # fmt: skip
+    counts = {row["outcome"]: row["count"] for row in gpu_suite.summarize_pytest(completed.stdout)["rows"]}
+    assert (counts["passed"], counts["deselected"]) == (1, 1) and "failed" not in counts
     assert "tests/test_pretraining.py" in gpu_suite.cuda_test_files()
 
 
@@ -180,7 +180,7 @@ def test_gpu_suite_installs_missing_packages_from_wheels_or_says_how_to_fetch_th
     with zipfile.ZipFile(wheels / "adamae_suite_probe-1.0-py3-none-any.whl", "w") as wheel:
         wheel.writestr("adamae_suite_probe/__init__.py", "VALUE = 1\n")
         wheel.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: adamae-suite-probe\nVersion: 1.0\n")
-        wheel.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        wheel.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
         wheel.writestr(f"{info}/RECORD", "")
     [line] = gpu_suite.install_missing(wheels, site)
     assert line.endswith(": installed"), line
