@@ -37,6 +37,7 @@ from adamae_hf.finetuning import (
     build_video_datasets,
     check_run_is_possible,
     checkpoint_label_names,
+    evaluation_clip_config,
     model_source_from,
     prepare_hub_upload,
     publish,
@@ -148,7 +149,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         train_dataset=data.train,
         eval_dataset=data.validation,
         data_collator=collate_clips,
-        clip_config=clip_config,  # saved with the model and every checkpoint, with the processors and the pipeline
+        # saved with the model and every checkpoint, with the processors and the pipeline, which scores a video with
+        # the test views (--test_num_clips x --test_num_crops) as --do_predict does
+        clip_config=evaluation_clip_config(clip_config, data_args.test_num_clips, data_args.test_num_crops),
         compute_metrics=build_compute_metrics(),
         layer_decay=recipe_args.layer_decay,
         mixup=build_mixup(recipe_args, len(label_names), training_args.label_smoothing_factor),

@@ -831,6 +831,13 @@ class VideoClassificationTrainer(Trainer):
             inputs["pixel_values"], inputs["labels"] = self.mixup(inputs["pixel_values"], inputs["labels"])
         return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 
+    def evaluation_loop(self, *args, **kwargs):
+        # A batch's rows are views, not videos: accelerate's gather_for_metrics would cut the last batch to
+        # len(dataset) % batch_size rows, scoring its videos from their first views only. Plain gather keeps every row;
+        # the duplicate videos a distributed sampler pads with fold into their own (aggregate_views groups by video).
+        self.gather_function = self.accelerator.gather
+        return super().evaluation_loop(*args, **kwargs)
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         video_index = self._prepare_input(inputs["video_index"])
         model_inputs = {key: value for key, value in inputs.items() if key != "video_index"}

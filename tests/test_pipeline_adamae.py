@@ -75,8 +75,12 @@ def predictions(classifier_folder, videos, tmp_path_factory):
     run_finetune.main([
         "--model_name_or_path", str(classifier_folder), "--validation_index", str(index), "--output_dir",
         str(output_dir), "--do_predict", "--test_num_clips", "2", "--test_num_crops", "3",
-        "--per_device_eval_batch_size", "3", "--report_to", "none", "--use_cpu",
+        # batches of 2 for 3 videos: the last batch is short, and its videos must still be scored from all 6 views
+        "--per_device_eval_batch_size", "2", "--report_to", "none", "--use_cpu",
     ])  # fmt: skip
+    # the folder it leaves names the test views, so the pipeline loaded from it scores with them too
+    saved_views = json.loads((output_dir / "clip_config.json").read_text())
+    assert (saved_views["num_clips"], saved_views["num_crops"]) == (2, 3)
     records = [json.loads(line) for line in (output_dir / "predictions.jsonl").read_text().splitlines()]
     return {record["path"]: dict(zip(record["labels"], record["scores"])) for record in records}
 
