@@ -107,13 +107,13 @@ def install_missing(wheel_dir: Path, site: Path) -> list[str]:
 
 
 def gpu_description() -> str:
-    """'NVIDIA H100 80GB HBM3 (driver 580.159.04, 81559 MiB)' from nvidia-smi, or 'none'."""
+    """'NVIDIA H100 80GB HBM3 (driver 580.159.04, 81559 MiB)' from nvidia-smi, or 'no GPU'."""
     if shutil.which("nvidia-smi") is None:
-        return "none"
+        return "no GPU"
     query = ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"]
     completed = subprocess.run(query, capture_output=True, text=True)
     if completed.returncode != 0 or not completed.stdout.strip():
-        return "none (nvidia-smi failed)"
+        return "no GPU (nvidia-smi failed)"
     fields = [item.strip() for item in completed.stdout.splitlines()[0].split(",")]
     return f"{fields[0]} (driver {fields[1]}, {fields[2]})" if len(fields) == 3 else ", ".join(fields)
 
@@ -348,7 +348,7 @@ def suite_parts(smoke: bool, out_dir: Path, work: Path) -> list[Part]:
                      *(smoke_flag or ["--workers", workers, "--num_sample", 1, 2]))], 60,
              end_to_end_rows),  # fmt: skip
         # 64 small generated videos (~5 s), setup (~10 s), 300 steps of ~40-60 ms, saving and the mask figure
-        Part("pretraining", "short pretraining at 16 x 224^2 on generated videos",
+        Part("pretraining", "short pretraining on generated videos (16 x 224^2 on a GPU run)",
              pretraining_commands(smoke, work, run_dir, workers), 60, pretraining_summary(run_dir, out_dir)),
         # 16 held-out clips, 4 mask types, bootstrap intervals
         Part("sampler-evaluation", "sampler evaluation on held-out generated videos (seed 1)", [evaluate], 20,
@@ -603,7 +603,7 @@ def markdown(report: dict) -> str:
             lines += ["", title, "", *make_table(rows)]
     last = part_rows(report, "pretraining")
     if last:
-        lines += ["", "### Short pretraining at 16 x 224^2: the last logged scalars", "",
+        lines += ["", "### Short pretraining on generated videos (run_pretrain.py): the last logged scalars", "",
                   *table(["scalar", "value"], [[key, number(value, ".4g") if isinstance(value, float) else value]
                                                 for key, value in last[-1].items()])]  # fmt: skip
     evaluation = parts.get("sampler-evaluation", {})
