@@ -58,6 +58,10 @@ class ConversionError(UserError, ValueError):
     line)."""
 
 
+class UnknownHeadCountError(ConversionError):
+    """The checkpoint does not tell its attention head count, and its width has no standard one."""
+
+
 def _print(message: str, verbose: bool):
     if verbose:
         print(message, file=sys.stderr, flush=True)
@@ -209,7 +213,7 @@ def _encoder_heads_from_arguments(arguments: dict, width: int) -> int | None:
         return None
     named_width, heads = MODEL_SIZES[size.group(1)]
     if named_width != width:
-        raise ConversionError(
+        raise UnknownHeadCountError(
             f"The checkpoint's training arguments name the model {model_name!r} ({size.group(1)}: width "
             f"{named_width}, {heads} heads) but its encoder is {width} wide; pass --num_attention_heads."
         )
@@ -224,7 +228,7 @@ def resolve_attention_heads(width: int, part: str, flag: str, from_arguments: in
     if width in STANDARD_HEADS:
         return STANDARD_HEADS[width]
     standard = ", ".join(f"{w}: {h}" for w, h in STANDARD_HEADS.items())
-    raise ConversionError(
+    raise UnknownHeadCountError(
         f"The checkpoint's {part} is {width} wide, not a standard ViT width (width: heads {standard}), and it holds "
         f"no training arguments giving its head count; pass {flag} (the head count it was trained with)."
     )

@@ -43,7 +43,12 @@ from transformers import EvalPrediction, PretrainedConfig, SchedulerType, Traine
 from configuration_adamae import AdaMaeConfig
 from modeling_adamae import AdaMaeForVideoClassification
 
-from .convert import convert_authors_checkpoint, convert_videomae_to_adamae, export_to_videomae
+from .convert import (
+    UnknownHeadCountError,
+    convert_authors_checkpoint,
+    convert_videomae_to_adamae,
+    export_to_videomae,
+)
 from .errors import UserError, check_model_source
 from .data import (
     CLIP_CONFIG_NAME,
@@ -525,9 +530,15 @@ def build_model(
     with tempfile.TemporaryDirectory() as converted_folder:
         if source.endswith(AUTHORS_CHECKPOINT_SUFFIXES):
             # The .pth has no config: the clip settings give its frames and size.
-            converted = convert_authors_checkpoint(
-                source, num_frames=clip_config.num_frames, image_size=clip_config.crop_size
-            )
+            try:
+                converted = convert_authors_checkpoint(
+                    source, num_frames=clip_config.num_frames, image_size=clip_config.crop_size
+                )
+            except UnknownHeadCountError as error:
+                raise UnknownHeadCountError(
+                    f"{error} run_finetune.py has no head-count flags: convert it first with `adamae-convert authors "
+                    f"{source} converted/ --num_attention_heads N` and pass --model_name_or_path converted/."
+                ) from error
             converted.save_pretrained(converted_folder)
             checkpoint_config = converted.config.to_dict()
             source, hub_kwargs = converted_folder, {}

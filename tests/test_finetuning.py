@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from transformers import EvalPrediction, VideoMAEForPreTraining
 from transformers.utils import logging as transformers_logging
 
-from adamae_hf.convert import convert_authors_checkpoint
+from adamae_hf.convert import UnknownHeadCountError, convert_authors_checkpoint
 from adamae_hf.errors import UserError
 from adamae_hf.finetuning import (
     DataArguments,
@@ -139,6 +139,13 @@ def test_model_from_an_authors_checkpoint_keeps_a_matching_head(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(model(clip).logits, reference(clip).logits)
     assert model.config.id2label[2] == "move_up"
+
+
+def test_an_authors_checkpoint_of_unknown_head_count_says_to_convert_it_first(tmp_path):
+    torch.save({"model": authors_finetuned_state_dict(num_classes=3, width=128)}, tmp_path / "authors.pth")
+    with pytest.raises(UnknownHeadCountError, match=r"128 wide.*convert it first with `adamae-convert authors .*"
+                       r"--num_attention_heads N`"):  # fmt: skip
+        build_model(ModelArguments(str(tmp_path / "authors.pth")), CLASSES, tiny_clip_config())
 
 
 def test_model_from_a_videomae_checkpoint_keeps_its_encoder(tmp_path):
