@@ -121,12 +121,12 @@ def checked_config_value(action: argparse.Action, value: Any, config_path: str) 
     converted = []
     for item in items:
         try:
+            if action.type is int and isinstance(item, float) and not item.is_integer():
+                raise ValueError("int() would truncate it")
             item = action.type(item) if action.type is not None and item is not None else item
         except (TypeError, ValueError, argparse.ArgumentTypeError):
             expected = getattr(action.type, "__name__", "a valid value")
-            raise UserError(
-                f"{config_path}: {action.dest} expects {expected}, got {value!r}."
-            ) from None
+            raise UserError(f"{config_path}: {action.dest} expects {expected}, got {value!r}.") from None
         if action.choices is not None and item not in action.choices:
             raise UserError(f"{config_path}: {action.dest} must be one of {list(action.choices)}, got {value!r}.")
         converted.append(item)

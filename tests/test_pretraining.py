@@ -677,6 +677,9 @@ def test_config_file_values_are_checked_as_the_flags_are(tmp_path):
     config_file.write_text("output_dir: o\nper_device_train_batch_size: abc\n")
     with pytest.raises(UserError, match=r"run.yaml: per_device_train_batch_size expects int, got 'abc'"):
         parse_pretraining_args(["--config", str(config_file)])
+    config_file.write_text("output_dir: o\nsave_steps: 2.5\n")
+    with pytest.raises(UserError, match=r"save_steps expects int, got 2.5"):
+        parse_pretraining_args(["--config", str(config_file)])
     config_file.write_text("output_dir: o\nmask_type: blocks\n")
     with pytest.raises(UserError, match=r"mask_type must be one of \['adaptive', 'tube', 'random', 'frame'\], got"):
         parse_pretraining_args(["--config", str(config_file)])
