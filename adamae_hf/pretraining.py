@@ -322,9 +322,18 @@ PRETRAINING_ARGUMENT_CLASSES = (ModelArguments, DataArguments, ClipArguments, Pr
 # The demo: a tiny AdaMAE (1.4M parameters, 64 tokens: 8 frames of 64x64, patch 16, tubelet 2) on generated videos of
 # objects moving over textured backgrounds, on the CPU in about a minute. Any flag still overrides these.
 # Two departures from the paper's recipe make learning visible within a minute: the loss is on raw pixels (with
-# norm_pix_loss a model this small stays at the trivial loss of 1.0 for hundreds of steps), and since raw-pixel errors
-# are ~50x smaller, the sampler's loss weight is raised from 1e-4 to 1e-2 so that it gets a usable learning signal
-# (its correlation with the reconstruction error then climbs from ~0 to ~0.5 over the run).
+# norm_pix_loss a model this small stays at the trivial loss of 1.0 for hundreds of steps), and the sampler's loss
+# weight is 1e-2 rather than the paper's 1e-4. The weight is not what makes the sampler learn: under AdamW each
+# parameter's step is normalised by its own gradient's scale, so lambda changes the sampler's steps far less than
+# 100x. Measured on this demo (seeds 0, 1, 2; mean Spearman correlation of p with the tokens' motion and with the
+# masked tokens' reconstruction error), at the end of the run (training log, steps 260-300) and on 48 held-out
+# generated videos (adamae-evaluate-sampler, eval mode):
+#   lambda   p~motion log / held-out   p~error log / held-out   reconstruction loss
+#   1e-2     0.36 / 0.35               0.49 / 0.46              0.0158
+#   1e-4     0.29 / 0.27               0.27 / 0.23              0.0158
+#   0        -0.03 / 0.03 (seed 0)     -0.06 / 0.02             0.0159
+# Both weights learn where the motion is; 1e-2 learns more of it within 300 steps, and its p follows the
+# reconstruction error (what the sampler's loss rewards) about twice as closely. Reconstruction is unaffected.
 DEMO_ARGUMENTS: dict[str, Any] = {
     "output_dir": "outputs/demo",
     "overwrite_output_dir": True,
