@@ -700,3 +700,13 @@ def test_missing_index_folder_and_model_folder_are_named(tmp_path):
     model_args, _, clip_config, _ = parse_pretraining_args(["--output_dir", "o", "--model_name_or_path", missing])
     with pytest.raises(UserError, match=rf"--model_name_or_path: expected a model folder or a Hub id .*'{missing}'"):
         build_model_config(model_args, clip_config)
+
+
+def test_a_run_started_by_accelerate_launch_without_multi_gpu_warns_that_it_is_alone(tmp_path, monkeypatch, caplog):
+    # What `accelerate launch --num_processes 2 run_pretrain.py` leaves on a machine without GPUs: one process.
+    for name, value in {"ACCELERATE_USE_CPU": "False", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with caplog.at_level("WARNING"):
+        pretrain(tiny_argv(tmp_path / "run", max_steps=1), RandomClipDataset(8))
+    assert any("started only this one" in record.getMessage() for record in caplog.records)
