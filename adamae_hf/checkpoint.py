@@ -145,8 +145,8 @@ def check_random_states(checkpoint: str | os.PathLike, process_index: int) -> No
     path = random_states_file(checkpoint, process_index)
     if not path.exists():
         logger.warning(
-            f"{path} is missing: resuming with fresh random streams, so sampler dropout after the resume point differs "
-            "from the interrupted run's (the data order, augmentation and masks do not)."
+            f"{path} is missing: resuming with fresh random streams, so sampler dropout after the resume point "
+            "differs from the interrupted run's (the data order, augmentation and masks do not)."
         )
         return
     try:

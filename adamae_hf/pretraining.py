@@ -505,7 +505,9 @@ def build_train_dataset(
         index_file = str(video_dir / "index.csv")
     if index_file:
         if not Path(index_file).is_file():
-            raise UserError(f"--train_index_file: expected a CSV or JSON-lines index, got {index_file!r}: no such file.")
+            raise UserError(
+                f"--train_index_file: expected a CSV or JSON-lines index, got {index_file!r}: no such file."
+            )
         index = index_from_file(index_file, data_root=data_args.data_root)
     elif folder:
         if not Path(folder).is_dir():

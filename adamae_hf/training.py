@@ -104,7 +104,8 @@ def parse_args_with_config_file(
             "without the leading dashes (see --help)."
         )
     actions = {action.dest: action for action in parser._actions}
-    file_values = {name: checked_config_value(actions[name], value, config_path) for name, value in file_values.items()}
+    file_values = {name: checked_config_value(actions[name], value, config_path)
+                   for name, value in file_values.items()}  # fmt: skip
     defaults = {**(presets or {}), **file_values}
     parser.set_defaults(**defaults)
     for action in parser._actions:  # a required argument that the file (or a preset) gives is no longer missing

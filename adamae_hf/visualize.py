@@ -939,7 +939,9 @@ def draw_from_command_line(argv: list[str]) -> None:
         mask_ratio = COMPARE_MASK_RATIO if args.mask_ratio is None else args.mask_ratio
         written = compare(args.model, args.video, args.out, mask_ratio, args.mask_types, **common)
     else:
-        written = visualize(args.model, args.video, args.out, args.mask_ratio, strip_frames=args.strip_frames, **common)
+        written = visualize(
+            args.model, args.video, args.out, args.mask_ratio, strip_frames=args.strip_frames, **common
+        )
     for path in written:
         print(path)
 

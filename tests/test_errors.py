@@ -22,7 +22,7 @@ def failing_main(error):
     [
         (UserError("expected a folder, got /nope"), "error: expected a folder, got /nope"),
         (ValueError("crop_size must be <= 4096,\n  got 10**9"), "error: crop_size must be <= 4096, got 10**9"),
-        (FileNotFoundError(2, "No such file or directory", "train.csv"), "error: No such file or directory: train.csv"),
+        (FileNotFoundError(2, "No such file", "train.csv"), "error: No such file or directory: train.csv"),
         (VideoDecodeError("a.mp4", "no video stream"), "error: a.mp4: no video stream"),
         (yaml.YAMLError("bad indentation"), "error: bad indentation"),
     ],
