@@ -106,7 +106,7 @@ def broken_index(tmp_path):
         ("missing_index", "error: --train_index_file: expected a CSV or JSON-lines index, got "),
         ("missing_model_folder", "error: --model_name_or_path: expected a model folder or a Hub id"),
         ("bad_config_value", "error: {tmp}/run.yaml: per_device_train_batch_size expects int, got 'abc'."),
-        ("absurd_crop_size", "error: image_size height must be at most 4096 pixels, got 1000000000."),
+        ("absurd_crop_size", "error: crop_size must be at most 4096 pixels, got 1000000000"),
     ],
 )
 def test_a_user_mistake_is_one_line_and_exit_status_1(tmp_path, sample_index_file, broken_index, capsys, case,
