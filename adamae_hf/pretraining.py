@@ -25,9 +25,11 @@ import dataclasses
 import inspect
 import json
 import logging
+import math
 import shutil
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,7 +64,7 @@ from .data import (
     save_video_processor,
     videos_per_batch,
 )
-from .diagnostics import sampler_diagnostics
+from .diagnostics import averaged_sampler_diagnostics
 from .errors import UserError, check_model_source
 from .hub import build_model_card, check_hub_access, push_folder_to_hub, save_model_card
 from .optim import build_adamw, warmup_cosine_schedule
@@ -264,6 +266,13 @@ class PretrainingArguments:
     log_steps: int = field(
         default=20, metadata={"help": "Log losses, lr, throughput and sampler diagnostics every N steps."}
     )
+    diagnostic_batches: int = field(
+        default=4,
+        metadata={
+            "help": "Micro-batches per process that each logging step's sampler diagnostics average over: the last "
+            "ones trained on, run again in eval mode (no sampler dropout), pooled over all processes."
+        },
+    )
     visualize: bool = field(
         default=True,
         metadata={"help": "Write the five-panel mask figure (masks.gif, masks.png) into output_dir at the end."},
@@ -295,7 +304,7 @@ class PretrainingArguments:
 
     def __post_init__(self):
         for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "log_steps", "save_steps",
-                     "max_nonfinite_steps"):  # fmt: skip
+                     "max_nonfinite_steps", "diagnostic_batches"):  # fmt: skip
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
@@ -815,8 +824,14 @@ def train_loop(
     num_patches = unwrapped.config.num_patches
     adaptive = unwrapped.config.mask_type == "adaptive"
     noise_generator = torch.Generator(device=device)
+    # The sampler diagnostics' forward passes: through the wrapper only where the in-memory model is sharded (a
+    # compiled model would otherwise compile a second, eval-mode graph).
+    sharded = accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+    diagnostic_model = model if sharded else accelerator.unwrap_model(model, keep_torch_compile=False)
+    diagnostic_steps = math.ceil(training_args.diagnostic_batches / accumulation)
+    recent_batches: deque[torch.Tensor] = deque(maxlen=training_args.diagnostic_batches)
     draw_figures = bool(training_args.visualize_steps and figure_video and accelerator.is_main_process)
-    if draw_figures and accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+    if draw_figures and sharded:
         # The in-memory model is sharded: only the end of the run, from the saved folder, can draw it.
         logger.warning("--visualize_steps is skipped under FSDP/DeepSpeed; masks.gif is still written at the end.")
         draw_figures = False
@@ -866,6 +881,9 @@ def train_loop(
                         grad_norm = update_unless_nonfinite(accelerator, model, optimizer, guard, step_nonfinite,
                                                             step + 1, training_args.max_grad_norm, skip_on_device,
                                                             grad_norm)  # fmt: skip
+                if collects_diagnostic_batch(step + 1, diagnostic_steps, start_step, schedule.total_steps,
+                                             training_args.log_steps):  # fmt: skip
+                    recent_batches.append(pixel_values.detach())  # kept only for the few steps before a log step
                 interval_batches += 1
                 batch_in_step += 1
                 if not accelerator.sync_gradients:
@@ -898,10 +916,9 @@ def train_loop(
                         record["sampling_loss"] = values["sampling_loss"]
                     if grad_norm is not None:
                         record["grad_norm"] = float(grad_norm)
-                    if accelerator.is_main_process:
-                        record.update(
-                            sampler_diagnostics(unwrapped, pixel_values.detach(), outputs)
-                        )
+                    # every process runs its recent micro-batches again and the values pool over all of them
+                    record.update(averaged_sampler_diagnostics(diagnostic_model, recent_batches, accelerator, step))
+                    recent_batches.clear()
                     scalar_log.log(record, step=step)
                     if interactive:
                         progress.set_postfix(
@@ -951,6 +968,17 @@ def log_line(step: int, total_steps: int, record: dict[str, float]) -> str:
     if record.get("skipped_videos"):
         parts.append(f"{record['skipped_videos']} skipped videos")
     return f"step {step}/{total_steps}: " + ", ".join(parts)
+
+
+def collects_diagnostic_batch(upcoming_step: int, diagnostic_steps: int, start_step: int, total_steps: int,
+                              log_steps: int) -> bool:
+    """Whether a micro-batch of optimizer step `upcoming_step` is kept for the sampler diagnostics: it is one of the
+    `diagnostic_steps` steps that end at a logging step (every `log_steps`-th, the first after `start_step`, the last)."""
+    return (
+        upcoming_step == start_step + 1
+        or upcoming_step > total_steps - diagnostic_steps
+        or -upcoming_step % log_steps < diagnostic_steps
+    )
 
 
 def update_unless_nonfinite(accelerator, model, optimizer, guard: NonFiniteLossGuard, nonfinite: torch.Tensor,

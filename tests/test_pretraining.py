@@ -18,6 +18,7 @@ from adamae_hf.pretraining import (
     DEMO_ARGUMENTS,
     build_model_config,
     build_train_dataset,
+    collects_diagnostic_batch,
     parse_config_overrides,
     parse_pretraining_args,
     run_pretraining,
@@ -710,3 +711,32 @@ def test_a_run_started_by_accelerate_launch_without_multi_gpu_warns_that_it_is_a
     with caplog.at_level("WARNING"):
         pretrain(tiny_argv(tmp_path / "run", max_steps=1), RandomClipDataset(8))
     assert any("started only this one" in record.getMessage() for record in caplog.records)
+
+
+def test_sampler_diagnostics_average_the_last_micro_batches_of_each_log_interval_in_eval_mode(tmp_path, monkeypatch):
+    calls = []
+    averaged = pretraining.averaged_sampler_diagnostics
+
+    def recording(model, batches, accelerator, seed):
+        batches = list(batches)
+        calls.append((seed, len(batches), model.training))
+        values = averaged(model, batches, accelerator, seed)
+        assert model.training  # it ran in eval mode and gave the training loop back its train mode
+        return values
+
+    monkeypatch.setattr(pretraining, "averaged_sampler_diagnostics", recording)
+    argv = tiny_argv(tmp_path / "run", max_steps=9, log_steps=4, diagnostic_batches=3, gradient_accumulation_steps=2)
+    result = pretrain(argv, RandomClipDataset(36))
+    # logs at steps 1 (the first), 4, 8 and 9 (the last); 3 micro-batches = the last 2 steps' 4, capped at 3
+    assert [(seed, count) for seed, count, _ in calls] == [(1, 2), (4, 3), (8, 3), (9, 2)]
+    assert all(training for _, _, training in calls)  # called from the training loop, which then trains on
+    log = read_scalar_log(tmp_path / "run" / "logs" / "scalars.jsonl")
+    assert all(0 < record["sampler/entropy"] <= 1 for record in log)
+    assert result.step == 9
+
+
+def test_diagnostic_batches_are_kept_only_for_the_steps_that_end_at_a_log_step():
+    kept = [step for step in range(1, 21) if collects_diagnostic_batch(step, 2, 0, 20, 5)]
+    assert kept == [1, 4, 5, 9, 10, 14, 15, 19, 20]
+    resumed = [step for step in range(8, 13) if collects_diagnostic_batch(step, 2, 7, 12, 5)]
+    assert resumed == [8, 9, 10, 11, 12]  # the first step after the resume, and the last two
