@@ -53,7 +53,7 @@ from .data import VideoClipConfig, VideoClipDataset, clip_dataloader
 from .diagnostics import clip_statistics
 from .errors import UserError, check_model_source, run_cli
 from .motion import motion_measures
-from .training import derived_seed
+from .training import derived_seed, quiet_library_output
 
 
 logger = logging.get_logger(__name__)
@@ -490,6 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: list[str]) -> SamplerEvaluation:
     """The command line's work: evaluate, write the files, print the table."""
     args = build_parser().parse_args(argv)
+    quiet_library_output()  # no weight-loading bar
     ratios = {mask_type: getattr(args, f"{mask_type}_mask_ratio") for mask_type in DEFAULT_MASK_TYPES}
     evaluation = evaluate_sampler_on_index(
         args.model, args.index, data_root=args.data_root, max_videos=args.max_videos, batch_size=args.batch_size,

@@ -131,7 +131,7 @@ def load_pretraining_model(name_or_path: str | os.PathLike, device: str | torch.
     architectures = config_dict.get("architectures") or []
     if architectures and PRETRAINING_ARCHITECTURE not in architectures:
         raise ValueError(
-            f"{name_or_path} has no pretraining head: it was saved from {', '.join(architectures)}, but the picture "
+            f"{name_or_path} has no pretraining head: it was saved from {', '.join(architectures)}, but this "
             f"needs the decoder (and sampler) of an {PRETRAINING_ARCHITECTURE} folder, e.g. run_pretrain.py's output."
         )
     model, loading_info = AdaMaeForPreTraining.from_pretrained(name_or_path, output_loading_info=True)
