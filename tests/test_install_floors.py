@@ -7,6 +7,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from configuration_adamae import MIN_TRANSFORMERS_VERSION
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -45,6 +46,10 @@ def pinned_floors():
 
 def test_every_declared_lower_bound_is_pinned_in_the_ci_floors_file():
     assert declared_lower_bounds() == pinned_floors()
+
+
+def test_the_packages_own_transformers_check_names_the_declared_floor():
+    assert Version(MIN_TRANSFORMERS_VERSION) == declared_lower_bounds()["transformers"]
 
 
 @pytest.mark.skipif(os.environ.get("ADAMAE_AT_FLOORS") != "1", reason="runs in .ci/run's minimum-versions environment")
