@@ -349,7 +349,9 @@ def mistake(case, pretrained, index, tmp_path):
         "index where no video decodes": ([*model, "--train_index", broken / "index.csv", "--do_train"],
                                          r"--train_index: none of the 2 videos in the index can be decoded"),
         "absurd crop_size": ([*model, *train, "--crop_size", "1000000000"],
-                             r"takes 8 frames of 32x32, but the clips would have 8 frames of 1000000000x1000000000"),
+                             r"crop_size must be at most 4096 pixels, got 1000000000"),
+        "crop_size the model cannot take": ([*model, *train, "--crop_size", "64"],
+                                            r"takes 8 frames of 32x32, but the clips would have 8 frames of 64x64"),
         "nothing to do": ([*model, "--train_index", index],
                           r"nothing to do: expected --do_train, --do_eval and/or --do_predict .*nothing was written"),
     }[case]  # fmt: skip
@@ -359,7 +361,7 @@ def mistake(case, pretrained, index, tmp_path):
     "case",
     ["missing index", "model folder that does not exist", "checkpoint file that does not exist",
      "bad value in a YAML config", "bad value in a JSON config", "bad flag value", "misspelt flag",
-     "index where no video decodes", "absurd crop_size", "nothing to do"],
+     "index where no video decodes", "absurd crop_size", "crop_size the model cannot take", "nothing to do"],
 )  # fmt: skip
 def test_a_user_mistake_ends_with_one_line_a_nonzero_exit_and_nothing_written(
     case, pretrained, sample_index_file, tmp_path, capsys
