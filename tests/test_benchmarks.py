@@ -219,3 +219,17 @@ def test_gpu_suite_full_run_asks_for_the_issues_measurements(tmp_path):
         from adamae_hf.sampler_evaluation import build_parser
 
         assert build_parser().parse_args(evaluate[3:]).max_videos == 16
+
+
+def test_sampler_study_smoke(tmp_path, capsys):
+    from benchmarks import sampler_study
+
+    sampler_study.main(["--smoke", "--output_dir", str(tmp_path)])
+    results = json.loads((tmp_path / "study.json").read_text())
+    assert list(results) == [name for name, _ in sampler_study.settings(smoke=True)]
+    for result in results.values():
+        assert result["num_clips"] == 4
+        for group, key in sampler_study.COLUMNS:
+            assert key in result["summary"][group]
+    printed = capsys.readouterr().out
+    assert "| setting | rho(p, motion) |" in printed and "untrained (step 0)" in printed
