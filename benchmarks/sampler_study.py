@@ -65,7 +65,8 @@ def run(command: list[str], log_path: Path) -> None:
         completed = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     if completed.returncode != 0:
         tail = log_path.read_text().splitlines()[-15:]
-        raise SystemExit(f"{' '.join(command[:3])} ... failed (exit {completed.returncode}); see {log_path}:\n" + "\n".join(tail))
+        failed = f"{' '.join(command[:3])} ... failed (exit {completed.returncode}); see {log_path}:"
+        raise SystemExit("\n".join([failed, *tail]))
 
 
 def save_untrained_model(run_dir: Path, seed: int) -> None:
@@ -81,13 +82,16 @@ def save_untrained_model(run_dir: Path, seed: int) -> None:
     save_clip_config(run_dir, clip_config)
 
 
-def train_and_evaluate(name: str, flags: list[str] | None, work_dir: Path, index: Path, seed: int, smoke: bool) -> dict:
+def train_and_evaluate(
+    name: str, flags: list[str] | None, work_dir: Path, index: Path, seed: int, smoke: bool
+) -> dict:
     slug = "".join(c if c.isalnum() else "-" for c in name).strip("-")[:60]
     run_dir = work_dir / slug
     if flags is None:
         save_untrained_model(run_dir, seed)
     else:
-        train = [sys.executable, "run_pretrain.py", "--demo", "--output_dir", str(run_dir), "--seed", str(seed), *flags]
+        train = [sys.executable, "run_pretrain.py", "--demo", "--output_dir", str(run_dir), "--seed", str(seed)]
+        train += flags
         run(train, work_dir / f"{slug}.train.log")
     evaluation_dir = run_dir / "sampler_evaluation"
     evaluate = [
@@ -141,7 +145,8 @@ def main(argv=None) -> None:
     import torch
     import transformers
 
-    print(f"\nHeld-out: {HELD_OUT['num_videos']} generated videos (seed {HELD_OUT['seed']}); torch {torch.__version__}, "
+    print(f"\nHeld-out: {HELD_OUT['num_videos']} generated videos (seed {HELD_OUT['seed']}); "
+          f"torch {torch.__version__}, "
           f"transformers {transformers.__version__}; mean [95% bootstrap interval] over clips:\n")  # fmt: skip
     print(table(results))
 
