@@ -287,6 +287,11 @@ class FinetuningTrainingArguments(TrainingArguments):
         default=False,
         metadata={"help": "Must stay False: batches carry `video_index`, which groups views per video."},
     )
+    dataloader_pin_memory: bool = field(
+        default=torch.accelerator.is_available(),
+        metadata={"help": "Pin the batches' memory for the copy to the accelerator (default: where there is one; "
+                  "without one, pinning only makes torch warn on every run)."},
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------------------

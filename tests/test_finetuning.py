@@ -336,3 +336,10 @@ def test_unlabelled_test_videos_give_predictions_without_metrics():
         EvalPrediction(predictions=logits, label_ids=(np.full(4, -100), np.array([0, 0, 1, 1])))
     )
     assert metrics == {"num_videos": 2}
+
+
+def test_batches_are_pinned_only_where_an_accelerator_is(tmp_path):
+    # pinning without an accelerator makes torch's DataLoader warn on every run
+    args = FinetuningTrainingArguments(output_dir=str(tmp_path), use_cpu=True)
+    assert args.dataloader_pin_memory is torch.accelerator.is_available()
+    assert FinetuningTrainingArguments(output_dir=str(tmp_path), dataloader_pin_memory=True).dataloader_pin_memory
