@@ -117,7 +117,11 @@ def parse_args_with_config_file(
 def checked_config_value(action: argparse.Action, value: Any, config_path: str) -> Any:
     """A `--config` file's value converted as the flag's own parser would convert it (argparse checks only string
     defaults, and would answer a bad one with its whole usage text); a `UserError` naming the key when it does not
-    fit."""
+    fit. A dict, or a list for a single-valued flag, passes through as it is: TrainingArguments takes those as JSON
+    strings on the command line and as objects from a file (`report_to: [tensorboard]`, `lr_scheduler_kwargs: {...}`,
+    `fsdp_config`), and converting them to `str` would mangle them."""
+    if isinstance(value, dict) or (isinstance(value, list) and action.nargs not in ("+", "*")):
+        return value
     items = value if isinstance(value, list) and action.nargs in ("+", "*") else [value]
     converted = []
     for item in items:

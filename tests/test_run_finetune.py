@@ -426,3 +426,15 @@ def test_default_logs_show_our_info_lines_but_not_transformers_configuration_dum
     finally:
         transformers.utils.logging.set_verbosity(transformers_level)
         transformers.utils.logging.enable_progress_bar()
+
+
+def test_config_file_lists_and_dicts_reach_the_training_arguments_as_objects(tmp_path):
+    # TrainingArguments declares these as strings (JSON on the command line); a file gives them as YAML objects
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(
+        f"output_dir: {tmp_path / 'out'}\nmodel_name_or_path: {tmp_path}\ndo_eval: true\nreport_to: [tensorboard]\n"
+        "lr_scheduler_kwargs: {min_lr: 1.0e-6}\n"
+    )
+    training_args = run_finetune.parse_arguments(["--config", str(config_file)])[-1]
+    assert training_args.report_to == ["tensorboard"]
+    assert training_args.lr_scheduler_kwargs == {"min_lr": 1e-6}
