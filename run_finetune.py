@@ -17,12 +17,12 @@ import os
 import sys
 
 import transformers
-from transformers import HfArgumentParser, set_seed
+from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 import adamae_hf  # noqa: F401  (registers AdaMAE with the Auto classes)
 from adamae_hf.data import CLIP_CONFIG_NAME, collate_clips
-from adamae_hf.errors import UserError, run_cli
+from adamae_hf.errors import ArgumentParser, run_cli
 from adamae_hf.finetuning import (
     DataArguments,
     FinetuningClipConfig,
@@ -56,12 +56,6 @@ logger = logging.getLogger(__name__)
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, RecipeArguments, FinetuningClipConfig, FinetuningTrainingArguments)
 
 
-class ArgumentParser(HfArgumentParser):
-    def error(self, message: str):
-        # argparse would print its usage, hundreds of flags long, before the one line that matters
-        raise UserError(f"{message} (run_finetune.py --help lists the arguments)")
-
-
 def parse_arguments(argv: list[str] | None = None):
     """The five argument dataclasses from flags and/or a YAML or JSON file (`--config FILE`, flag names as keys; flags
     override it). A lone file argument (`run_finetune.py configs/finetune_k400.yaml`) is read as `--config FILE`.
@@ -74,7 +68,7 @@ def parse_arguments(argv: list[str] | None = None):
 
 def parse_arguments_and_clip_presets(argv: list[str] | None = None) -> tuple[tuple, dict]:
     """`parse_arguments`, and the clip geometry read from the model's `clip_config.json` (empty without one)."""
-    parser = ArgumentParser(ARGUMENT_CLASSES, description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(ARGUMENT_CLASSES, prog="run_finetune.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="YAML or JSON file of arguments (flag names as keys); flags override it.")
     argv = sys.argv[1:] if argv is None else list(argv)
     if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):

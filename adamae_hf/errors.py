@@ -23,6 +23,7 @@ import traceback
 from collections.abc import Callable, Sequence
 
 import yaml
+from transformers import HfArgumentParser
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
@@ -30,6 +31,7 @@ from .data.decoding import VideoDecodeError
 
 
 DEBUG_FLAG = "--debug"
+BOOLEAN_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 EXIT_USER_ERROR = 1
 
 
@@ -68,9 +70,39 @@ def check_model_source(name_or_path: str, flag: str = "--model_name_or_path") ->
         ) from None
 
 
+def split_debug_flag(argv: Sequence[str]) -> tuple[bool, list[str]]:
+    """(whether `--debug` asks for tracebacks, the arguments without it): `--debug`, `--debug true|false` and
+    `--debug=true|false` are ours; `--debug VALUE` with another value (transformers' `TrainingArguments.debug`, e.g.
+    `underflow_overflow`) is left for the script's parser."""
+    debug, rest, arguments = False, [], list(argv)
+    index = 0
+    while index < len(arguments):
+        argument = arguments[index]
+        name, equals, value = argument.partition("=")
+        following = arguments[index + 1].lower() if index + 1 < len(arguments) else None
+        if name == DEBUG_FLAG and equals and value.lower() in BOOLEAN_WORDS:
+            debug = debug or BOOLEAN_WORDS[value.lower()]
+        elif argument == DEBUG_FLAG and following in BOOLEAN_WORDS:
+            debug, index = debug or BOOLEAN_WORDS[following], index + 1
+        elif argument == DEBUG_FLAG and (following is None or following.startswith("-")):
+            debug = True
+        else:
+            rest.append(argument)
+        index += 1
+    return debug, rest
+
+
 def debug_requested(argv: Sequence[str]) -> bool:
-    """`--debug` among the arguments, or the root logger at DEBUG."""
-    return DEBUG_FLAG in argv or logging.getLogger().isEnabledFor(logging.DEBUG)
+    """`--debug` among the arguments (see `split_debug_flag`), or the root logger at DEBUG."""
+    return split_debug_flag(argv)[0] or logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+class ArgumentParser(HfArgumentParser):
+    """`HfArgumentParser` whose usage errors (a bad or unknown flag) are one-line `UserError`s: argparse would print
+    a usage text hundreds of flags long before the line that matters."""
+
+    def error(self, message: str):
+        raise UserError(f"{message} ({self.prog} --help lists the arguments)")
 
 
 def run_cli(main: Callable[[list[str]], object], argv: Sequence[str] | None = None) -> int:
@@ -78,9 +110,7 @@ def run_cli(main: Callable[[list[str]], object], argv: Sequence[str] | None = No
     1 after printing a user mistake as `error: <message>` on stderr. With `--debug` or a DEBUG root logger the
     traceback is printed too. Other exceptions propagate (with their traceback); `SystemExit` (argparse's usage
     errors, `--help`) passes through."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    debug = debug_requested(argv)
-    arguments = [argument for argument in argv if argument != DEBUG_FLAG]
+    debug, arguments = split_debug_flag(sys.argv[1:] if argv is None else argv)
     try:
         main(arguments)
     except USER_ERROR_TYPES as error:
@@ -93,6 +123,7 @@ def run_cli(main: Callable[[list[str]], object], argv: Sequence[str] | None = No
 
 
 __all__ = [
+    "ArgumentParser",
     "DEBUG_FLAG",
     "EXIT_USER_ERROR",
     "USER_ERROR_TYPES",
@@ -101,4 +132,5 @@ __all__ = [
     "debug_requested",
     "one_line",
     "run_cli",
+    "split_debug_flag",
 ]

@@ -38,7 +38,6 @@ import torch
 from accelerate.utils import DistributedType, set_seed
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
-from transformers import HfArgumentParser
 
 from configuration_adamae import MASK_TYPES, AdaMaeConfig
 from modeling_adamae import AdaMaeForPreTraining
@@ -65,7 +64,7 @@ from .data import (
     videos_per_batch,
 )
 from .diagnostics import averaged_sampler_diagnostics
-from .errors import UserError, check_model_source
+from .errors import ArgumentParser, UserError, check_model_source
 from .hub import build_model_card, check_hub_access, push_folder_to_hub, save_model_card
 from .optim import build_adamw, warmup_cosine_schedule
 from .training import (
@@ -389,9 +388,10 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
     """Show defaults and keep the description's line breaks."""
 
 
-def pretraining_argument_parser() -> HfArgumentParser:
-    return HfArgumentParser(
-        PRETRAINING_ARGUMENT_CLASSES, description=PARSER_DESCRIPTION, formatter_class=_HelpFormatter
+def pretraining_argument_parser() -> ArgumentParser:
+    return ArgumentParser(
+        PRETRAINING_ARGUMENT_CLASSES, prog="run_pretrain.py", description=PARSER_DESCRIPTION,
+        formatter_class=_HelpFormatter,
     )
 
 

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from adamae_hf.data import VideoDecodeError
-from adamae_hf.errors import UserError, check_model_source, one_line, run_cli
+from adamae_hf.errors import ArgumentParser, UserError, check_model_source, one_line, run_cli, split_debug_flag
 
 
 def failing_main(error):
@@ -76,3 +76,37 @@ def test_check_model_source_names_a_missing_folder(tmp_path):
     check_model_source("user/adamae-vit-b")  # a Hub id: left to the Hub
     with pytest.raises(UserError, match=r"--config_name: expected a model folder or a Hub id .*'/no/such/folder'"):
         check_model_source("/no/such/folder", "--config_name")
+
+
+@pytest.mark.parametrize(
+    "argv, debug, rest",
+    [
+        (["--debug"], True, []),
+        (["--debug", "--demo"], True, ["--demo"]),
+        (["--debug", "true", "--demo"], True, ["--demo"]),
+        (["--debug", "False"], False, []),
+        (["--debug=yes"], True, []),
+        (["--debug", "underflow_overflow"], False, ["--debug", "underflow_overflow"]),  # TrainingArguments' own
+        (["--log_steps", "3"], False, ["--log_steps", "3"]),
+    ],
+)
+def test_the_debug_flag_takes_a_boolean_and_leaves_other_values_to_the_script(argv, debug, rest):
+    assert split_debug_flag(argv) == (debug, rest)
+
+
+def test_a_bad_flag_value_is_one_line_not_the_usage_text(capsys):
+    from dataclasses import dataclass
+
+    @dataclass
+    class Arguments:
+        log_steps: int = 1
+
+    def main(argv):
+        ArgumentParser(Arguments, prog="tool.py").parse_args_into_dataclasses(argv)
+
+    assert run_cli(main, ["--log_steps", "abc"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.strip() == (
+        "error: argument --log_steps/--log-steps: invalid int value: 'abc' (tool.py --help lists the arguments)"
+    )
+    assert "usage:" not in captured.out + captured.err
