@@ -81,6 +81,7 @@ from .training import (
     parse_args_with_config_file,
     skips_updates_on_device,
     step_noise,
+    on_every_process,
     step_unless,
     warn_about_launch_mismatch,
 )
@@ -657,11 +658,14 @@ def run_pretraining(
     )
     warn_about_launch_mismatch(accelerator)
     repo_id = None
-    if training_args.push_to_hub and accelerator.is_main_process:
+    if training_args.push_to_hub:
         # Before any training: no token, a refused one, a read-only repo or an endpoint that does not answer stops
-        # the run now rather than after it. The full "user/name" id is what the card's usage code loads.
-        repo_id = check_hub_access(training_args.hub_model_id, token=training_args.hub_token,
-                                   private=bool(training_args.hub_private_repo), api=hub_api)  # fmt: skip
+        # the run now (every process) rather than after it. The full "user/name" id is what the card's usage code
+        # loads.
+        repo_id = on_every_process(accelerator, lambda: check_hub_access(
+            training_args.hub_model_id, token=training_args.hub_token,
+            private=bool(training_args.hub_private_repo), api=hub_api,
+        ) if accelerator.is_main_process else None)  # fmt: skip
     set_seed(training_args.seed)
     checkpoint = prepare_output_dir(accelerator, training_args)
 
@@ -783,7 +787,8 @@ def resume_from(accelerator, checkpoint: Path, schedule: TrainingSchedule, train
             f"{checkpoint} was written with seed {state.get('seed')}, this run uses {training_args.seed}: the data "
             "order and masks after the resume point differ from the interrupted run's."
         )
-    check_random_states(checkpoint, accelerator.process_index)  # load_state would skip a broken file silently
+    # load_state would skip a broken file silently; a broken one on any process stops them all
+    on_every_process(accelerator, lambda: check_random_states(checkpoint, accelerator.process_index))
     accelerator.load_state(str(checkpoint))
     guard.load_state_dict(state)
     guard.last_checkpoint = str(checkpoint)
@@ -1068,7 +1073,9 @@ def finish_pretraining(
     output_dir = Path(training_args.output_dir)
     state_dict = accelerator.get_state_dict(model)  # collective under FSDP / DeepSpeed ZeRO-3
     unwrapped = accelerator.unwrap_model(model)
-    if accelerator.is_main_process:
+
+    def write_and_upload():  # the main process's work; a failed upload then stops every process
+        nonlocal repo_id
         unwrapped.save_pretrained(output_dir, state_dict=state_dict, safe_serialization=True)
         save_video_processor(output_dir, clip_config)
         figure = None
@@ -1097,6 +1104,8 @@ def finish_pretraining(
                 token=training_args.hub_token, api=hub_api, ignore_patterns=UPLOAD_IGNORE_PATTERNS,
             )  # fmt: skip
             logger.info(f"Uploaded {output_dir} to {url}")
+
+    on_every_process(accelerator, write_and_upload if accelerator.is_main_process else lambda: None)
     accelerator.wait_for_everyone()
     return output_dir
 

@@ -22,6 +22,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ from accelerate.utils import (
     DataLoaderConfiguration,
     GradientAccumulationPlugin,
     ProjectConfiguration,
+    gather_object,
     is_tensorboard_available,
 )
 from torch.utils.data import Dataset, Sampler
@@ -242,6 +244,24 @@ def launch_mismatches(state, environ: dict[str, str] | None = None) -> list[str]
                 "process holds the whole model (plain data parallelism); FSDP and DeepSpeed need GPUs."
             )
     return problems
+
+
+def on_every_process(accelerator, check: Callable[[], Any]) -> Any:
+    """`check()`'s result; when it raises a `UserError` on any process, the same `UserError` on every process.
+
+    A check that one process makes (the Hub access on the main one) or that differs by process (each one's random
+    state file) would otherwise stop that process alone, and the others would wait for it in their next collective
+    until the launcher's timeout."""
+    message, result = None, None
+    try:
+        result = check()
+    except UserError as error:
+        message = str(error)
+    if accelerator.num_processes > 1:
+        message = next((text for text in gather_object([message]) if text is not None), None)
+    if message is not None:
+        raise UserError(message)
+    return result
 
 
 def warn_about_launch_mismatch(state, environ: dict[str, str] | None = None) -> list[str]:
@@ -581,6 +601,7 @@ __all__ = [
     "launch_mismatches",
     "load_config_file",
     "parse_args_with_config_file",
+    "on_every_process",
     "quiet_library_output",
     "read_scalar_log",
     "reset_accelerate_state",
