@@ -888,7 +888,9 @@ def train_loop(
                                                             grad_norm)  # fmt: skip
                 if collects_diagnostic_batch(step + 1, diagnostic_steps, start_step, schedule.total_steps,
                                              training_args.log_steps):  # fmt: skip
-                    recent_batches.append(pixel_values.detach())  # kept only for the few steps before a log step
+                    # kept only for the few steps before a log step, as they came (uint8 under --normalize_on_device:
+                    # a quarter of the memory of the normalised clips)
+                    recent_batches.append(batch["pixel_values"])
                 interval_batches += 1
                 batch_in_step += 1
                 if not accelerator.sync_gradients:
@@ -922,7 +924,9 @@ def train_loop(
                     if grad_norm is not None:
                         record["grad_norm"] = float(grad_norm)
                     # every process runs its recent micro-batches again and the values pool over all of them
-                    record.update(averaged_sampler_diagnostics(diagnostic_model, recent_batches, accelerator, step))
+                    normalized = (normalize(clips, clip_config.image_mean, clip_config.image_std)
+                                  if clips.dtype == torch.uint8 else clips for clips in recent_batches)  # fmt: skip
+                    record.update(averaged_sampler_diagnostics(diagnostic_model, normalized, accelerator, step))
                     recent_batches.clear()
                     scalar_log.log(record, step=step)
                     if interactive:

@@ -454,6 +454,11 @@ def test_normalising_on_the_device_trains_exactly_like_normalising_in_the_worker
                                         dataloader_num_workers=1))  # fmt: skip
     on_device, in_workers = (state_dict_of(runs[flag].model) for flag in ("true", "false"))
     assert all(torch.equal(on_device[name], in_workers[name]) for name in on_device)
+    # the sampler diagnostics normalise the uint8 batches they keep as the training step did
+    logs = {flag: read_scalar_log(tmp_path / flag / "logs" / "scalars.jsonl") for flag in runs}
+    diagnostics = {flag: [{k: v for k, v in record.items() if k.startswith(("sampler/", "mask/"))} for record in log]
+                   for flag, log in logs.items()}  # fmt: skip
+    assert diagnostics["true"] == diagnostics["false"] and diagnostics["true"][0]
 
 
 def test_gradient_accumulation_follows_the_same_trajectory_as_one_larger_batch(tmp_path):
