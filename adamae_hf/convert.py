@@ -38,8 +38,9 @@ from .errors import DEBUG_FLAG, UserError, check_model_source, run_cli
 
 # A checkpoint's tensors do not store the attention head count. These are the standard ViT widths and their heads:
 # ViT-Ti/S/B/L/H (192/3, 384/6, 768/12, 1024/16, 1280/16), VideoMAE V2's ViT-g (1408/16) and the MAE decoders (192/3,
-# 384/6, 512/8). Any other width needs the head count from the checkpoint's training arguments or the command line.
-STANDARD_HEADS = {192: 3, 384: 6, 512: 8, 768: 12, 1024: 16, 1280: 16, 1408: 16}
+# 384/6, 512/8, and ViT-H's 640/8, not 640 / 64). Any other width needs the head count from the checkpoint's training
+# arguments or the command line.
+STANDARD_HEADS = {192: 3, 384: 6, 512: 8, 640: 8, 768: 12, 1024: 16, 1280: 16, 1408: 16}
 # The size word of the reference's model names ('pretrain_videomae_base_patch16_224', 'vit_large_patch16_224'): the
 # encoder's (width, heads).
 MODEL_SIZES = {"tiny": (192, 3), "small": (384, 6), "base": (768, 12), "large": (1024, 16), "huge": (1280, 16),

@@ -179,6 +179,7 @@ def test_head_counts_of_the_standard_vit_widths():
     assert [resolve_attention_heads(width, "encoder", "--x") for width in widths] == [3, 6, 8, 12, 16, 16]
     with pytest.raises(ConversionError, match=r"encoder is 200 wide, not a standard ViT width .* pass --x"):
         resolve_attention_heads(200, "encoder", "--x")
+    assert resolve_attention_heads(640, "decoder", "--x") == 8  # the ViT-H decoder: 8 heads of 80, not 640 / 64
 
 
 def test_non_standard_width_without_training_arguments_requires_the_head_count(tmp_path, capsys):
