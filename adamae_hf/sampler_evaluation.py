@@ -346,7 +346,7 @@ def evaluate_sampler(
 # Held-out videos
 
 
-def evaluation_clip_config(model_source: str, model_config) -> VideoClipConfig:
+def held_out_clip_config(model_source: str, model_config) -> VideoClipConfig:
     """The clip geometry a model was trained with: its `clip_config.json` (folder or Hub repo) when it has one, else
     the model config's frames, frame size and normalisation (sampling rate: `VideoClipConfig`'s default). One centre
     clip, one centre crop per video."""
@@ -407,7 +407,7 @@ def evaluate_sampler_on_index(
     if batch_size < 1:
         raise UserError(f"--batch_size: expected a positive number of clips, got {batch_size}.")
     model = load_pretraining_model(model_source, resolve_device(device))
-    clip_config = evaluation_clip_config(model_source, model.config)
+    clip_config = held_out_clip_config(model_source, model.config)
     video_index = load_video_index(index, data_root, require_labels=False)
     if max_videos is not None:
         video_index = video_index.select(range(min(max_videos, len(video_index))))
@@ -524,7 +524,7 @@ __all__ = [
     "clip_noise",
     "evaluate_sampler",
     "evaluate_sampler_on_index",
-    "evaluation_clip_config",
+    "held_out_clip_config",
     "main",
     "resolve_mask_ratios",
     "write_evaluation",
