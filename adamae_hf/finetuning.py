@@ -1,4 +1,4 @@
-"""Fine-tuning AdaMAE for video classification with `transformers.Trainer` (the recipe of DESIGN.md §2).
+"""Fine-tuning AdaMAE for video classification with `transformers.Trainer` (the paper's recipe).
 
 The pieces `run_finetune.py` puts together:
 

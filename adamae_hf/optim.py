@@ -1,4 +1,4 @@
-"""Optimizer parameter groups and learning-rate schedules of the AdaMAE / VideoMAE recipes (DESIGN.md §2).
+"""Optimizer parameter groups and learning-rate schedules of the AdaMAE / VideoMAE recipes.
 
 - `parameter_groups`: AdamW groups with weight decay on weight matrices only (biases, norms, position embeddings,
   the mask token are exempt) and, for fine-tuning, layer-wise learning-rate decay.
