@@ -8,11 +8,6 @@ output folder names the newest checkpoint; it is replaced atomically (write a te
 the rename. Old checkpoints are removed by renaming them to `.deleting-checkpoint-{step}` first, so a crash during the
 removal never leaves a half-deleted folder under a checkpoint name. Leftover temporary folders are removed by the
 next save.
-
-Test hook: when the environment variable `ADAMAE_HF_PAUSE_BEFORE_CHECKPOINT_RENAME` holds a step number, the main
-process, after writing that step's temporary folder and before renaming it, creates the file
-`.paused-checkpoint-{step}` in the output folder and sleeps until it is killed. The crash-safety test uses it to kill a
-run with SIGKILL at the most dangerous moment of a checkpoint write, deterministically. It is not a user option.
 """
 
 from __future__ import annotations
@@ -22,7 +17,6 @@ import logging
 import os
 import re
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +31,6 @@ TEMPORARY_PREFIX = ".tmp-checkpoint-"
 DELETING_PREFIX = ".deleting-checkpoint-"
 LATEST_FILE = "latest"
 TRAINING_STATE_FILE = "training_state.json"
-PAUSE_ENV_VARIABLE = "ADAMAE_HF_PAUSE_BEFORE_CHECKPOINT_RENAME"
 
 # What every random-state file holds, whatever the devices (accelerate adds one entry per accelerator type).
 RANDOM_STATE_KEYS = ("random_state", "numpy_random_seed", "torch_manual_seed")
@@ -236,15 +229,6 @@ def rotate_checkpoints(output_dir: str | os.PathLike, save_total_limit: int | No
     return removed
 
 
-def _pause_for_crash_test(output_dir: Path, step: int) -> None:
-    """The crash test's hook (see the module docstring): announce the pause, then wait to be killed."""
-    if os.environ.get(PAUSE_ENV_VARIABLE, "") != str(step):
-        return
-    (output_dir / f".paused-{checkpoint_name(step)}").touch()
-    while True:
-        time.sleep(1.0)
-
-
 def save_checkpoint(
     accelerator,
     output_dir: str | os.PathLike,
@@ -273,8 +257,7 @@ def save_checkpoint(
         with open(temporary / TRAINING_STATE_FILE, "w") as handle:
             json.dump({**training_state, "step": step}, handle, indent=2, sort_keys=True)
             handle.write("\n")
-        _fsync_tree(temporary)
-        _pause_for_crash_test(output_dir, step)
+        _fsync_tree(temporary)  # the folder is complete on disk before it takes the name
         # Re-saving a step (a run resumed from an earlier checkpoint reached it again): the old folder is renamed
         # aside and deleted only once the new one holds the name, so no crash loses both (the name is free for the
         # two renames alone).
@@ -292,7 +275,6 @@ def save_checkpoint(
 __all__ = [
     "CHECKPOINT_PREFIX",
     "LATEST_FILE",
-    "PAUSE_ENV_VARIABLE",
     "TRAINING_STATE_FILE",
     "atomic_write_text",
     "check_random_states",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -101,11 +102,24 @@ def ddp_train(argv: list[str]) -> None:
 
 def write_checkpoints(argv: list[str]) -> None:
     """`write-checkpoints OUTPUT_DIR`: checkpoint-1 of a tiny model after one optimizer step (its weights also saved as
-    OUTPUT_DIR/../weights-step1.safetensors), one more step, then checkpoint-2 (which the crash test's pause hook
-    holds open until the process is killed)."""
+    OUTPUT_DIR/../weights-step1.safetensors), one more step, then checkpoint-2, whose write pauses once its temporary
+    folder is complete on disk and before it takes its name: the process announces it with the file
+    OUTPUT_DIR/.paused-checkpoint-2 and waits there until the crash test kills it."""
     from safetensors.torch import save_file
 
+    from adamae_hf import checkpoint
     from adamae_hf.checkpoint import save_checkpoint
+
+    fsync_tree = checkpoint._fsync_tree
+
+    def fsync_then_pause_before_checkpoint_2(folder):
+        fsync_tree(folder)
+        if folder.name == ".tmp-checkpoint-2":  # the last step before the rename that publishes it
+            (folder.parent / ".paused-checkpoint-2").touch()
+            while True:
+                time.sleep(1.0)
+
+    checkpoint._fsync_tree = fsync_then_pause_before_checkpoint_2
     from adamae_hf.optim import build_adamw, warmup_cosine_schedule
     from adamae_hf.training import build_accelerator
     from modeling_adamae import AdaMaeForPreTraining

@@ -13,7 +13,6 @@ from safetensors.torch import load_file
 
 from adamae_hf.checkpoint import (
     LATEST_FILE,
-    PAUSE_ENV_VARIABLE,
     TRAINING_STATE_FILE,
     latest_checkpoint,
     list_checkpoints,
@@ -120,7 +119,7 @@ def test_latest_follows_the_pointer_and_falls_back_when_it_is_stale(tmp_path):
 
 def test_sigkill_during_a_checkpoint_write_leaves_the_previous_one_loadable(tmp_path, prepared):
     output_dir = tmp_path / "killed"
-    env = {**os.environ, PAUSE_ENV_VARIABLE: "2", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT)}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT)}
     process = subprocess.Popen(
         [sys.executable, str(REPO_ROOT / "tests" / "pretrain_helpers.py"), "write-checkpoints", str(output_dir)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
