@@ -369,11 +369,10 @@ def held_out_clip_config(model_source: str, model_config) -> VideoClipConfig:
 
 
 def _centre_crop(batch: dict, frame_size: tuple[int, int]) -> dict:
-    """Cut a non-square model frame from the centre of the square eval crop (`adamae_hf.visualize.load_clip` does)."""
-    height, width = frame_size
-    pixel_values = batch["pixel_values"]
-    top, left = (pixel_values.shape[-2] - height) // 2, (pixel_values.shape[-1] - width) // 2
-    return {**batch, "pixel_values": pixel_values[..., top : top + height, left : left + width]}
+    """Cut a non-square model frame from the centre of the square eval crop (as `adamae_hf.visualize.load_clip`)."""
+    from .visualize import centre_crop
+
+    return {**batch, "pixel_values": centre_crop(batch["pixel_values"], frame_size)}
 
 
 def resolve_device(device: str) -> torch.device:

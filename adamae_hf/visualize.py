@@ -184,8 +184,14 @@ def load_clip(
     elif clip_config is None:
         overrides["sampling_rate"] = fitted_sampling_rate(video_path, config.num_frames)
     pixel_values = load_eval_clip(video_path, clip_config, **overrides)  # (T, C, S, S), S = the long side
+    return centre_crop(pixel_values, config.frame_size).contiguous()
+
+
+def centre_crop(pixel_values: torch.Tensor, frame_size: tuple[int, int]) -> torch.Tensor:
+    """The centre `(height, width)` of frames `(..., S, S)`: a non-square model frame cut from the square eval crop."""
+    height, width = frame_size
     top, left = (pixel_values.shape[-2] - height) // 2, (pixel_values.shape[-1] - width) // 2
-    return pixel_values[..., top : top + height, left : left + width].contiguous()
+    return pixel_values[..., top : top + height, left : left + width]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
