@@ -17,16 +17,13 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+# The HTTP client of huggingface_hub >= 2 (our floor): connection errors derive from its HTTPError, not from OSError.
+from httpx2 import HTTPError as HttpClientError
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError
 
 from .errors import UserError
 
-
-try:  # the HTTP client of huggingface_hub >= 2; connection errors derive from its HTTPError, not from OSError
-    from httpx2 import HTTPError as HttpClientError
-except ImportError:  # pragma: no cover - older clients
-    from httpx import HTTPError as HttpClientError
 
 # What a request to the Hub raises when the endpoint refuses it or cannot be reached.
 HUB_ERRORS = (HfHubHTTPError, HttpClientError, OSError)
