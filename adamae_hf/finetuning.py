@@ -61,7 +61,13 @@ from .data import (
     load_clip_geometry,
     save_video_processor,
 )
-from .hub import build_model_card, check_hub_access, push_folder_to_hub, save_model_card
+from .hub import (
+    FINETUNING_UPLOAD_IGNORE,
+    build_model_card,
+    check_hub_access,
+    push_folder_to_hub,
+    save_model_card,
+)
 from .metrics import load_video_accuracy
 from .optim import build_adamw, scaled_learning_rate, warmup_cosine_factor, warmup_cosine_schedule
 from .training import config_file_from_argv, load_config_file
@@ -72,8 +78,6 @@ logger = logging.getLogger(__name__)
 AUTHORS_CHECKPOINT_SUFFIXES = (".pth", ".pt")
 PREDICTIONS_TOP_K = 5
 VIDEOMAE_EXPORT_FOLDER = "videomae"
-# What the upload leaves out of the output folder: intermediate checkpoints and TensorBoard runs.
-UPLOAD_IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "runs/**"]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -1005,7 +1009,7 @@ def publish(
         logger.info(f"Stock VideoMAEForVideoClassification written to {export_folder}")
     if repo_id is not None:
         url = push_folder_to_hub(output_dir, repo_id, commit_message="Upload fine-tuned AdaMAE",
-                                 token=args.hub_token, ignore_patterns=UPLOAD_IGNORE_PATTERNS)  # fmt: skip
+                                 token=args.hub_token, ignore_patterns=FINETUNING_UPLOAD_IGNORE)  # fmt: skip
         logger.info(f"Uploaded {output_dir} to {url}")
 
 

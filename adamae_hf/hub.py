@@ -22,8 +22,15 @@ from httpx2 import HTTPError as HttpClientError
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError
 
+from .checkpoint import LATEST_FILE
 from .errors import UserError
 
+
+# What each script's upload leaves out of its output folder (upload_folder's `ignore_patterns`).
+# Pretraining: the step checkpoints (every file below a sub-folder), the `latest` pointer, hidden temporary folders.
+PRETRAINING_UPLOAD_IGNORE = ["*/*", LATEST_FILE, ".*"]
+# Fine-tuning: Trainer's intermediate checkpoints and its TensorBoard runs.
+FINETUNING_UPLOAD_IGNORE = ["checkpoint-*", "checkpoint-*/**", "runs/**"]
 
 # What a request to the Hub raises when the endpoint refuses it or cannot be reached.
 HUB_ERRORS = (HfHubHTTPError, HttpClientError, OSError)
@@ -338,6 +345,8 @@ def push_folder_to_hub(
 
 __all__ = [
     "CITATION",
+    "FINETUNING_UPLOAD_IGNORE",
+    "PRETRAINING_UPLOAD_IGNORE",
     "build_model_card",
     "check_hub_access",
     "create_model_repo",

@@ -8,6 +8,8 @@ from huggingface_hub import ModelCard
 
 from adamae_hf.errors import UserError
 from adamae_hf.hub import (
+    FINETUNING_UPLOAD_IGNORE,
+    PRETRAINING_UPLOAD_IGNORE,
     build_model_card,
     check_hub_access,
     create_model_repo,
@@ -195,4 +197,23 @@ def test_a_failed_upload_loses_nothing_and_names_the_command_that_retries_it(hub
     completed = subprocess.run([sys.executable, "-m", "huggingface_hub.cli.hf", *argv[1:]], capture_output=True,
                                text=True, timeout=120, env=environment)  # fmt: skip
     assert completed.returncode == 0, completed.stderr
+    assert hub.uploaded("someone/adamae-tiny") == files
+
+
+@pytest.mark.parametrize(
+    "ignore, run_files",
+    [
+        # pretraining: step checkpoints, the `latest` pointer, a checkpoint being written
+        (PRETRAINING_UPLOAD_IGNORE, ["checkpoint-2/model.safetensors", "latest", ".tmp-checkpoint-3/optimizer.bin"]),
+        # fine-tuning: Trainer's checkpoints and TensorBoard runs
+        (FINETUNING_UPLOAD_IGNORE, ["checkpoint-4/model.safetensors", "checkpoint-4/optimizer.pt",
+                                    "runs/Dec01/events.out.tfevents.1"]),
+    ],
+)  # fmt: skip
+def test_each_scripts_upload_leaves_out_its_run_files_and_keeps_the_model(hub, tmp_path, ignore, run_files):
+    files = write_model_folder(tmp_path / "out")
+    for name in run_files:
+        (tmp_path / "out" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "out" / name).write_bytes(b"run state")
+    push_folder_to_hub(tmp_path / "out", check_hub_access("adamae-tiny"), ignore_patterns=ignore)
     assert hub.uploaded("someone/adamae-tiny") == files

@@ -23,8 +23,8 @@ from transformers import AutoImageProcessor, VideoMAEForVideoClassification, pip
 import run_finetune
 from adamae_hf.data import CLIP_CONFIG_NAME, VideoClipConfig, load_eval_clip, save_clip_config
 from adamae_hf.errors import UserError, run_cli
-from adamae_hf.finetuning import UPLOAD_IGNORE_PATTERNS, FinetuningTrainingArguments
-from adamae_hf.hub import retry_upload_command
+from adamae_hf.finetuning import FinetuningTrainingArguments
+from adamae_hf.hub import FINETUNING_UPLOAD_IGNORE, retry_upload_command
 from fake_hub import hub  # noqa: F401  (the fixture)
 from modeling_adamae import AdaMaeForPreTraining, AdaMaeForVideoClassification
 from tiny_configs import tiny_config
@@ -404,7 +404,7 @@ def test_a_failed_upload_keeps_every_file_and_prints_the_command_that_retries_it
     error = lines[-1]  # after the evaluation's progress bar
     assert status == 1 and error.startswith("error: the upload of") and "Traceback" not in "\n".join(lines)
     assert "refused the token (401 Unauthorized)" in error and f"Nothing is lost: every file is in {out}" in error
-    assert error.endswith(retry_upload_command("someone/adamae-tiny", out, UPLOAD_IGNORE_PATTERNS))
+    assert error.endswith(retry_upload_command("someone/adamae-tiny", out, FINETUNING_UPLOAD_IGNORE))
     for name in ("README.md", "model.safetensors", "config.json", CLIP_CONFIG_NAME, "eval_results.json"):
         assert (out / name).is_file(), name
     assert 'model="someone/adamae-tiny"' in (out / "README.md").read_text()
