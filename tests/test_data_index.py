@@ -135,3 +135,46 @@ def test_shards_partition_the_index(sample_index_file):
     assert shards[0].features == index.features
     with pytest.raises(ValueError, match="rank"):
         shard_index(index, 4, 4)
+
+
+# Index files as users' tools write them
+
+
+def test_csv_and_json_lines_with_a_byte_order_mark(tmp_path):
+    (tmp_path / "excel.csv").write_bytes("path,label\nx.mp4,walk\ny.mp4,run\n".encode("utf-8-sig"))
+    index = index_from_file(tmp_path / "excel.csv")
+    assert index["path"] == [str(tmp_path / "x.mp4"), str(tmp_path / "y.mp4")]
+    assert label_maps(index)[0] == {0: "run", 1: "walk"}
+    lines = '{"path": "x.mp4", "label": "walk"}\n{"path": "y.mp4", "label": "run"}\n'
+    (tmp_path / "bom.jsonl").write_bytes(lines.encode("utf-8-sig"))
+    assert index_from_file(tmp_path / "bom.jsonl")["label"] == index["label"]
+
+
+def test_a_malformed_json_line_names_the_file_and_its_line(tmp_path):
+    index_file = tmp_path / "broken.jsonl"
+    index_file.write_text('{"path": "x.mp4", "label": "a"}\n\n{"path": "y.mp4" "label": "b"}\n')
+    with pytest.raises(ValueError, match=r"broken\.jsonl:3: not a JSON object") as error:
+        index_from_file(index_file)
+    assert str(error.value).count("broken.jsonl") == 1 and "\n" not in str(error.value)
+    index_file.write_text('{"path": "x.mp4"}\n["y.mp4"]\n')
+    with pytest.raises(ValueError, match=r"broken\.jsonl:2: expected an object with a 'path'"):
+        index_from_file(index_file)
+
+
+def test_spaces_after_the_commas_keep_the_label(tmp_path):
+    index_file = tmp_path / "spaced.csv"
+    index_file.write_text('path, label\nx.mp4, walk\n"y, take 2.mp4", run\n')
+    index = index_from_file(index_file)
+    assert index["path"] == [str(tmp_path / "x.mp4"), str(tmp_path / "y, take 2.mp4")]
+    assert [index.features["label"].int2str(i) for i in index["label"]] == ["walk", "run"]
+
+
+def test_an_unquoted_comma_in_a_path_is_an_error_naming_the_line(tmp_path):
+    index_file = tmp_path / "commas.csv"
+    index_file.write_text("path,label\nx.mp4,walk\nclips/y,take 2.mp4,run\n")
+    with pytest.raises(ValueError, match=r"commas\.csv:3: 3 fields but the header names 2 .*quote a path"):
+        index_from_file(index_file)
+    unlabelled = tmp_path / "paths.csv"
+    unlabelled.write_text("path\nclips/y,take 2.mp4\n")
+    with pytest.raises(ValueError, match=r"paths\.csv:2: 2 fields but the header names 1"):
+        index_from_file(unlabelled)

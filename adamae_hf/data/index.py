@@ -92,6 +92,10 @@ def index_from_file(
 ) -> datasets.Dataset:
     """Read a ``.csv`` (header row with ``path`` and optionally ``label``) or ``.jsonl`` index.
 
+    Both may start with a UTF-8 byte order mark (Excel writes one). CSV header names and values may have spaces
+    after the commas (``path, label``); a path holding a comma must be quoted (``"a,b.mp4",walk``): a row with more
+    fields than the header is an error naming its line, never a silent split.
+
     Args:
         index_file: The index.
         data_root: Folder that relative paths are relative to; default: the index file's folder.
@@ -99,38 +103,71 @@ def index_from_file(
 
     Returns:
         A ``datasets.Dataset`` with absolute ``path`` strings and, if the file has labels, a ClassLabel ``label``.
+
+    Raises:
+        ValueError: naming the file and the 1-based line of a malformed row.
     """
     index_file = str(index_file)
     base = str(data_root) if data_root is not None else os.path.dirname(os.path.abspath(index_file))
-    rows: list[dict] = []
-    where: list[str] = []  # "file:line" of each row, for error messages
     if index_file.endswith(".csv"):
-        with open(index_file, newline="") as handle:
-            reader = csv.DictReader(handle)
-            if reader.fieldnames is None or PATH_COLUMN not in reader.fieldnames:
-                raise ValueError(
-                    f"{index_file}: the CSV header must name a '{PATH_COLUMN}' column, got {reader.fieldnames}"
-                )
-            for row in reader:
-                rows.append(row)
-                where.append(f"{index_file}:{reader.line_num}")
+        rows, where = _read_csv_rows(index_file)
     elif index_file.endswith((".jsonl", ".json")):
-        with open(index_file) as handle:
-            for line_number, line in enumerate(handle, start=1):
-                if line.strip():
-                    row = json.loads(line)
-                    if PATH_COLUMN not in row:
-                        raise ValueError(f"{index_file}:{line_number}: missing '{PATH_COLUMN}'")
-                    rows.append(row)
-                    where.append(f"{index_file}:{line_number}")
+        rows, where = _read_json_lines(index_file)
     else:
         raise ValueError(f"index_file must end in .csv or .jsonl, got {index_file!r}")
     paths = [_resolve(str(row[PATH_COLUMN]), base) for row in rows]
     labelled = [row.get(LABEL_COLUMN) not in (None, "") for row in rows]
     if any(labelled) and not all(labelled):
-        raise ValueError(f"{index_file}: row {labelled.index(False) + 1} has no label while others do")
+        row = labelled.index(False)
+        raise ValueError(f"{where[row]}: row {row + 1} has no label while others do")
     labels = [row[LABEL_COLUMN] for row in rows] if rows and all(labelled) else None
     return _build(paths, labels, label_names, where)
+
+
+def _read_csv_rows(index_file: str) -> tuple[list[dict], list[str]]:
+    """The rows of a CSV index and the "file:line" of each."""
+    rows, where = [], []
+    # utf-8-sig drops Excel's byte order mark; skipinitialspace reads "a.mp4, walk" (and a quoted field after ", ").
+    with open(index_file, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle, skipinitialspace=True)
+        header = [name.strip() for name in next(reader, [])]
+        if PATH_COLUMN not in header:
+            raise ValueError(f"{index_file}:1: the CSV header must name a '{PATH_COLUMN}' column, got {header}")
+        for fields in reader:
+            line = f"{index_file}:{reader.line_num}"
+            if not any(field.strip() for field in fields):
+                continue  # a blank line
+            if len(fields) > len(header):
+                raise ValueError(
+                    f"{line}: {len(fields)} fields but the header names {len(header)} ({', '.join(header)}); "
+                    'quote a path that contains a comma, e.g. "videos/a,b.mp4"'
+                )
+            rows.append(dict(zip(header, (field.strip() for field in fields))))
+            where.append(line)
+    return rows, where
+
+
+def _read_json_lines(index_file: str) -> tuple[list[dict], list[str]]:
+    """The rows of a JSON-lines index (one object per line) and the "file:line" of each."""
+    rows, where = [], []
+    with open(index_file, encoding="utf-8-sig") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(
+                    f"{index_file}:{line_number}: not a JSON object ({error.msg}, column {error.colno}); each line "
+                    f'must be one object like {{"{PATH_COLUMN}": "a.mp4", "{LABEL_COLUMN}": "walk"}}'
+                ) from None
+            if not isinstance(row, dict) or PATH_COLUMN not in row:
+                raise ValueError(
+                    f"{index_file}:{line_number}: expected an object with a '{PATH_COLUMN}', got {line.strip()[:80]}"
+                )
+            rows.append(row)
+            where.append(f"{index_file}:{line_number}")
+    return rows, where
 
 
 def index_from_folder(
