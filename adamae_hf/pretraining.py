@@ -64,7 +64,8 @@ from .data import (
     videos_per_batch,
 )
 from .diagnostics import averaged_sampler_diagnostics
-from .errors import ArgumentParser, UserError, check_model_source
+from .arguments import ArgumentParser
+from .errors import UserError, check_model_source
 from .hub import build_model_card, check_hub_access, push_folder_to_hub, save_model_card
 from .optim import build_adamw, warmup_cosine_schedule
 from .training import (
@@ -75,10 +76,6 @@ from .training import (
     TrainingSchedule,
     build_accelerator,
     compute_schedule,
-    config_file_from_argv,
-    flag_value,
-    load_config_file,
-    parse_args_with_config_file,
     skips_updates_on_device,
     step_noise,
     on_every_process,
@@ -198,9 +195,6 @@ class PretrainingArguments:
 
     _argument_group_name = "training (defaults: the paper's recipe)"
 
-    config: str | None = field(
-        default=None, metadata={"help": "YAML or JSON file of arguments (flag names as keys); flags override it."}
-    )
     demo: bool = field(
         default=False,
         metadata={"help": "Use the demo's defaults: a tiny AdaMAE on generated sample videos (what no arguments run)."},
@@ -263,8 +257,10 @@ class PretrainingArguments:
         default=False, metadata={"help": "Recompute activations in the backward pass to save memory."}
     )
     dataloader_num_workers: int = field(default=8, metadata={"help": "Video decoding processes per device."})
-    log_steps: int = field(
-        default=20, metadata={"help": "Log losses, lr, throughput and sampler diagnostics every N steps."}
+    logging_steps: int = field(
+        default=20,
+        metadata={"help": "Log losses, lr, throughput and sampler diagnostics every N steps.",
+                  "aliases": ["--log_steps"]},
     )
     diagnostic_batches: int = field(
         default=4,
@@ -303,7 +299,7 @@ class PretrainingArguments:
     )
 
     def __post_init__(self):
-        for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "log_steps", "save_steps",
+        for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "logging_steps", "save_steps",
                      "max_nonfinite_steps", "diagnostic_batches"):  # fmt: skip
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -365,7 +361,7 @@ DEMO_ARGUMENTS: dict[str, Any] = {
     "warmup_lr": 1e-5,
     "min_lr": 1e-4,
     "dataloader_num_workers": 1,
-    "log_steps": 10,
+    "logging_steps": 10,
     "save_steps": 100,
     "save_total_limit": 1,
 }
@@ -401,13 +397,9 @@ def parse_pretraining_args(
 ) -> tuple[ModelArguments, DataArguments, VideoClipConfig, PretrainingArguments]:
     """Parse flags (and `--config FILE`) into the four argument dataclasses. No arguments at all means `--demo`."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv:
-        argv = ["--demo"]
-    parser = pretraining_argument_parser()
-    config_path = config_file_from_argv(argv)
-    config_values = load_config_file(config_path) if config_path else {}
-    presets = DEMO_ARGUMENTS if flag_value(argv, "demo", config_values) else None
-    model_args, data_args, clip_config, training_args = parse_args_with_config_file(parser, argv, presets)
+    model_args, data_args, clip_config, training_args = pretraining_argument_parser().parse(
+        argv or ["--demo"], presets=lambda given: DEMO_ARGUMENTS if given.demo else None
+    )
     if training_args.output_dir is None:
         raise ValueError("--output_dir is required (or run the demo: python run_pretrain.py --demo).")
     return model_args, data_args, clip_config, training_args
@@ -887,7 +879,7 @@ def train_loop(
                                                             step + 1, training_args.max_grad_norm, skip_on_device,
                                                             grad_norm)  # fmt: skip
                 if collects_diagnostic_batch(step + 1, diagnostic_steps, start_step, schedule.total_steps,
-                                             training_args.log_steps):  # fmt: skip
+                                             training_args.logging_steps):  # fmt: skip
                     # kept only for the few steps before a log step, as they came (uint8 under --normalize_on_device:
                     # a quarter of the memory of the normalised clips)
                     recent_batches.append(batch["pixel_values"])
@@ -904,7 +896,7 @@ def train_loop(
                 step_nonfinite = torch.zeros((), dtype=torch.bool, device=device)
                 progress.update(1)
 
-                if step % training_args.log_steps == 0 or step == schedule.total_steps or step == start_step + 1:
+                if step % training_args.logging_steps == 0 or step == schedule.total_steps or step == start_step + 1:
                     guard.flush()
                     values = reduce_interval(accelerator, interval_sums, skipped_videos)
                     # the interval ends here, so the logging below counts into the next one: clips/s is wall-clock

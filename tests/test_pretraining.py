@@ -144,7 +144,7 @@ def test_baselines_are_flags_of_the_same_script():
         (["--output_dir", "o", "--train_folder", "v", "--train_index_file", "i.csv"], "either --train_index_file"),
         (["--output_dir", "o", "--train_folder", "v", "--mask_ratio", "1.5"], "mask_ratio must be in"),
         (["--output_dir", "o", "--train_folder", "v", "--push_to_hub"], "needs --hub_model_id"),
-        (["--output_dir", "o", "--train_folder", "v", "--log_steps", "0"], "log_steps must be a positive"),
+        (["--output_dir", "o", "--train_folder", "v", "--logging_steps", "0"], "logging_steps must be a positive"),
     ],
 )
 def test_bad_arguments_fail_with_a_clear_message(argv, message):
