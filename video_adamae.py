@@ -46,6 +46,7 @@ VideoMAE processors use. Frames smaller than the crop are resized up.
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 
@@ -53,12 +54,6 @@ import av
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-
-try:
-    from .modeling_adamae import channel_constants
-except ImportError:  # imported as an installed top-level module rather than as Hub remote code
-    from modeling_adamae import channel_constants
 
 
 SAMPLING_MODES = ("dense", "segment")
@@ -71,6 +66,9 @@ _MAX_CONSECUTIVE_DECODE_ERRORS = 8
 # never reach the window (garbled or stuck) must not be decoded to the end of a possibly huge file.
 _DECODE_SLACK_FRAMES = 64
 _FALLBACK_FPS = 25.0
+# The decoder scales frames down only when their short side exceeds this many times the target: frames of ordinary
+# size reach the transforms untouched (and give exactly the processor's pixels), huge ones never become full-size RGB.
+_DOWNSCALE_FACTOR = 2
 
 
 class VideoDecodeError(Exception):
@@ -119,6 +117,32 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {message}"
 
 
+def describe_source(source) -> str:
+    """How errors name a video source: the path, "<N bytes in memory>", or a file object's ``name``."""
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return f"<{memoryview(source).nbytes} bytes in memory>"
+    name = getattr(source, "name", None)
+    return str(name) if isinstance(name, (str, os.PathLike)) else f"<{type(source).__name__} object>"
+
+
+def _container_input(source):
+    """What ``av.open`` reads: a path string, or a seekable binary file object (bytes wrapped in one)."""
+    if isinstance(source, (str, os.PathLike)):
+        check_video_file(str(source))
+        return str(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if memoryview(source).nbytes == 0:
+            raise VideoDecodeError(describe_source(source), "empty file (0 bytes)")
+        return io.BytesIO(source)
+    if callable(getattr(source, "read", None)) and callable(getattr(source, "seek", None)):
+        return source
+    raise TypeError(
+        f"a video source must be a path, bytes or a binary file object (with read and seek), got {type(source).__name__}"
+    )
+
+
 def check_video_file(path: str) -> None:
     """Raise :class:`VideoDecodeError` for problems visible without opening the file (missing, empty, a folder)."""
     if not os.path.exists(path):
@@ -133,14 +157,22 @@ class VideoReader:
     """Reads frames from the first video stream of a file; use it as a context manager.
 
     Args:
-        path: Video file.
+        source: Video file path, its bytes (``bytes``/``bytearray``/``memoryview``), or a binary file object with
+            ``read`` and ``seek`` (read from its start).
         num_threads: Decoder threads; 0 lets FFmpeg choose (one per core). Frame and slice threading are both
             enabled. Inside DataLoader workers that already occupy every core, 1 is usually fastest.
         skip_unneeded_frames: Ask the decoder to drop non-reference frames that are not returned (before the
             window, and between wanted frames on constant-frame-rate streams). Output is identical either way.
+        target_short_side: Frames whose short side is more than twice this are scaled by the decoder (swscale,
+            area averaging) so that their short side equals it, aspect ratio kept; smaller frames come out as
+            coded. A 4K clip then never exists as full-size RGB. None: always the coded size.
+
+    Attributes:
+        path: The file's path, or how errors name an in-memory source (see :func:`describe_source`).
 
     Raises:
         VideoDecodeError: The file is missing, empty, not a media container, or has no video stream.
+        TypeError: ``source`` is none of the accepted kinds.
 
     Example::
 
@@ -148,10 +180,17 @@ class VideoReader:
             frames = reader.read_frames([0, 4, 8, 12])  # uint8 (4, H, W, 3) RGB
     """
 
-    def __init__(self, path: str | os.PathLike, num_threads: int = 0, skip_unneeded_frames: bool = True):
-        self.path = str(path)
+    def __init__(
+        self,
+        source,
+        num_threads: int = 0,
+        skip_unneeded_frames: bool = True,
+        target_short_side: int | None = None,
+    ):
+        self.path = describe_source(source)
         self._num_threads = num_threads
-        check_video_file(self.path)
+        self._target_short_side = target_short_side
+        self._input = _container_input(source)
         try:
             self._open_container()
         except VideoDecodeError:
@@ -173,7 +212,9 @@ class VideoReader:
 
     def _open_container(self) -> None:
         """Open the file and pick the first video stream, with frame and slice threading."""
-        self._container = av.open(self.path, metadata_errors="ignore")
+        if not isinstance(self._input, str):
+            self._input.seek(0)
+        self._container = av.open(self._input, metadata_errors="ignore")
         video_streams = self._container.streams.video
         if len(video_streams) == 0:
             found = sorted({stream.type for stream in self._container.streams}) or ["none"]
@@ -195,8 +236,9 @@ class VideoReader:
         average_rate = self._stream.average_rate
         base_rate = self._stream.base_rate
         fps = None
+        # Any positive rate is real: high-speed cameras record at thousands of frames per second.
         for rate in (average_rate, self._stream.guessed_rate, base_rate):
-            if rate is not None and 0 < float(rate) <= 1000:
+            if rate is not None and float(rate) > 0:
                 fps = float(rate)
                 break
         self._fps = fps if fps is not None else _FALLBACK_FPS
@@ -320,20 +362,32 @@ class VideoReader:
             frames = np.ascontiguousarray(np.rot90(frames, k=quarter_turns, axes=(1, 2)))
         return frames
 
-    def read_sampled_frames(self, sample_indices, num_frames: int | None = None) -> tuple[np.ndarray, int]:
-        """Decode the frames that ``sample_indices(video_length)`` picks, for a video of ``num_frames`` frames
-        (default :attr:`num_frames`). When the header overstated the length and the picked frames ran past the real
-        end, pick again inside the real length.
+    def read_sampled_frames(self, sample_indices) -> tuple[np.ndarray, int]:
+        """Decode the frames that ``sample_indices(video_length)`` picks for the video's length
+        (:attr:`num_frames`). When the header overstated the length and the picked frames ran past the real end,
+        pick again inside the real length.
+
+        ``sample_indices`` must give the same indices whenever it is called with the same length (re-create a
+        random generator from its seed inside it): the clip then depends on the file alone, never on whether an
+        earlier read already found the real length.
 
         Returns:
             The frames (see :meth:`read_frames`) and the length they were picked for.
         """
-        length = self.num_frames if num_frames is None else num_frames
+        length = self.num_frames
         frames = self.read_frames(sample_indices(length))
         if self.num_frames < length:  # decoding found the real end before the claimed one
             length = self.num_frames
             frames = self.read_frames(sample_indices(length))
         return frames, length
+
+    def _output_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) of the RGB frames: the coded size, or scaled to ``target_short_side`` when far larger."""
+        target = self._target_short_side
+        if target is None or min(width, height) <= _DOWNSCALE_FACTOR * target:
+            return width, height
+        scaled_height, scaled_width = short_side_resize_shape(height, width, target)
+        return scaled_width, scaled_height
 
     def _index_of(self, timestamp: int) -> int:
         return int(round((timestamp - self._start_pts) * self._time_base * self._fps))
@@ -393,11 +447,11 @@ class VideoReader:
             if last_conversion is not None and last_conversion[0] is frame:
                 return last_conversion[1]
             if output_size is None:
-                output_size = (frame.width, frame.height)
+                output_size = self._output_size(frame.width, frame.height)
                 self.rotation = frame.rotation
             width, height = output_size
             # Reformatting to the first frame's size keeps the stack rectangular if a stream changes size.
-            rgb = frame.to_ndarray(format="rgb24", width=width, height=height)
+            rgb = frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA")
             last_conversion = (frame, rgb)
             return rgb
 
@@ -470,15 +524,17 @@ class VideoReader:
         self.close()
 
 
-def probe_video(path: str | os.PathLike) -> VideoInfo:
-    """Open a file and return its :class:`VideoInfo` without decoding; raises :class:`VideoDecodeError`."""
-    with VideoReader(path) as reader:
+def probe_video(source) -> VideoInfo:
+    """Open a video (a path, bytes or a binary file object) and return its :class:`VideoInfo` without decoding;
+    raises :class:`VideoDecodeError`."""
+    with VideoReader(source) as reader:
         return reader.info()
 
 
-def read_video_frames(path: str | os.PathLike, frame_indices, num_threads: int = 0) -> np.ndarray:
-    """Decode the given frame indices of one file: uint8 (T, H, W, 3) RGB. See :meth:`VideoReader.read_frames`."""
-    with VideoReader(path, num_threads=num_threads) as reader:
+def read_video_frames(source, frame_indices, num_threads: int = 0) -> np.ndarray:
+    """Decode the given frame indices of one video (a path, bytes or a binary file object): uint8 (T, H, W, 3) RGB.
+    See :meth:`VideoReader.read_frames`."""
+    with VideoReader(source, num_threads=num_threads) as reader:
         return reader.read_frames(frame_indices)
 
 
@@ -591,7 +647,6 @@ def read_evaluation_clips(
     num_frames: int,
     sampling_rate: int,
     num_clips: int,
-    num_video_frames: int | None = None,
 ) -> tuple[list[np.ndarray], int]:
     """Decode the ``num_clips`` evaluation clips of a video in one pass (see :meth:`VideoReader.read_sampled_frames`).
 
@@ -607,7 +662,7 @@ def read_evaluation_clips(
             for clip in range(num_clips)
         ])  # fmt: skip
 
-    frames, length = reader.read_sampled_frames(indices, num_video_frames)  # (num_clips * T, H, W, 3)
+    frames, length = reader.read_sampled_frames(indices)  # (num_clips * T, H, W, 3)
     return np.split(frames, num_clips), length
 
 
@@ -685,8 +740,14 @@ def normalize(video: torch.Tensor, mean, std, out: torch.Tensor | None = None) -
     out.copy_(video.contiguous())  # uint8 -> float32
     # on the device without a host copy (the loop normalises every batch on the GPU); float32 -> float -> float32 is
     # exact, so every device uses the same numbers
-    scale, shift = (channel_constants(values.tolist(), out).view(3, 1, 1) for values in (scale, shift))
+    scale, shift = (_channel_constants(values.tolist(), out).view(3, 1, 1) for values in (scale, shift))
     return out.mul_(scale).sub_(shift)
+
+
+def _channel_constants(values: list[float], like: torch.Tensor) -> torch.Tensor:
+    """``values`` as a float32 (C,) tensor on ``like``'s device, written by fill kernels: a copy from host memory
+    could make the host wait for every kernel queued on the GPU, once per batch."""
+    return torch.stack([torch.full((), value, dtype=torch.float32, device=like.device) for value in values])
 
 
 def evaluation_views(

@@ -12,6 +12,7 @@ from adamae_hf.data import (
     EvalTransform,
     VideoClipConfig,
     VideoClipDataset,
+    VideoReader,
     clip_dataloader,
     collate_clips,
     index_from_dataset,
@@ -246,8 +247,15 @@ def test_header_overstating_the_length_is_resampled(tmp_path):
     config = VideoClipConfig(num_frames=4, sampling_rate=8, crop_size=32)
     dataset = VideoClipDataset(index, config, train=False)
     assert dataset[0]["pixel_values"].shape == (1, 4, 3, 32, 32)
-    true_count = dataset._true_frame_counts[0]
+    # (decoder threads can change how many frames a truncated file yields, so the dataset's count is used)
+    with VideoReader(str(tmp_path / "cut.mp4"), num_threads=config.decode_threads) as reader:
+        assert reader.num_frames == 40  # what the header claims
+        _, true_count = reader.read_sampled_frames(lambda length: clip_indices(config, length, train=False))
     assert 0 < true_count < 40
+    frames = read_video_frames(
+        str(tmp_path / "cut.mp4"), clip_indices(config, true_count, train=False), num_threads=config.decode_threads
+    )
+    torch.testing.assert_close(EvalTransform(config)(frames), dataset[0]["pixel_values"], rtol=0, atol=0)
     clip = load_eval_clip(str(tmp_path / "cut.mp4"), config)
     torch.testing.assert_close(clip, dataset[0]["pixel_values"][0], rtol=0, atol=0)
 

@@ -19,10 +19,10 @@ count that the training loop can log (``dataset.skipped.count``).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import multiprocessing
-import os
 
 import datasets
 import numpy as np
@@ -33,13 +33,17 @@ from .config import VideoClipConfig
 from .decoding import VideoDecodeError, VideoReader
 from .index import LABEL_COLUMN, PATH_COLUMN
 from .sampling import clip_indices
-from .transforms import EvalTransform, TrainTransform
+from .transforms import EvalTransform, TrainTransform, decode_short_side
 
 
 logger = logging.getLogger(__name__)
 
 # Random replacements tried for a bad video before scanning the index in order.
 _RANDOM_REPLACEMENT_TRIES = 16
+# An index column of encoded videos (contract C2): when a row's value is not None, the video is decoded from it.
+BYTES_COLUMN = "bytes"
+# Independent random streams of one item (see item_generator).
+_ITEM_STREAM, _SAMPLING_STREAM, _VIEW_STREAM, _REPLACEMENT_STREAM = range(4)
 
 
 class SkippedVideos:
@@ -51,7 +55,8 @@ class SkippedVideos:
     through arbitrary pickling.
 
     Attributes:
-        count: Skip events so far (a video that fails in every epoch counts every time).
+        count: Skip events so far: a bad video counts when its own item meets it, once per epoch (not again when it
+            fails as another item's replacement).
         num_videos: Distinct videos that failed at least once.
     """
 
@@ -98,11 +103,116 @@ def videos_per_batch(clips_per_batch: int, clips_per_video: int) -> int:
     return clips_per_batch // clips_per_video
 
 
+def item_generator(seed: int, epoch: int, video_key: int, stream: int, view: int = 0) -> np.random.Generator:
+    """A generator that depends on (seed, epoch, video, stream, view) only: the same numbers in any worker, with any
+    number of workers, whatever was decoded before. Every argument must be a non-negative integer."""
+    return np.random.default_rng([seed, epoch, video_key, stream, view])
+
+
+def sample_clips(
+    config: VideoClipConfig, num_video_frames: int, train: bool, rng: np.random.Generator | None = None
+) -> list[np.ndarray]:
+    """Frame indices of one video's clips (one random clip in training, ``num_clips`` at evaluation) for a video
+    of ``num_video_frames`` frames (see :mod:`.sampling`)."""
+    if train:
+        return [clip_indices(config, num_video_frames, train=True, rng=rng)]
+    return [clip_indices(config, num_video_frames, train=False, clip_index=clip) for clip in range(config.num_clips)]
+
+
+def read_clips(source, config: VideoClipConfig, train: bool, rng: np.random.Generator | None = None) -> list[np.ndarray]:
+    """Decode one video's clips: a list of uint8 (T, H, W, 3) arrays (one in training, ``num_clips`` at evaluation).
+
+    ``source`` is a path, bytes or a binary file object. The sampling starts from a copy of ``rng`` (left as it was)
+    each time it runs, so redrawing inside a truncated file's real length gives the clip a fresh read of it gives.
+    The decoder scales frames far larger than the transform needs (see :func:`.transforms.decode_short_side`).
+
+    Raises:
+        VideoDecodeError: The video cannot be read.
+    """
+
+    def indices(length: int) -> np.ndarray:
+        return np.concatenate(sample_clips(config, length, train, copy.deepcopy(rng)))
+
+    with VideoReader(
+        source, num_threads=config.decode_threads, target_short_side=decode_short_side(config, train)
+    ) as reader:
+        frames, _ = reader.read_sampled_frames(indices)  # (num_clips * T, H, W, 3)
+    return np.split(frames, 1 if train else config.num_clips)
+
+
+def clip_transform(config: VideoClipConfig, train: bool, normalize: bool = True) -> TrainTransform | EvalTransform:
+    """The training augmentation or the evaluation views for ``config``."""
+    return TrainTransform(config, normalize) if train else EvalTransform(config, normalize)
+
+
+def make_views(
+    clips: list[np.ndarray],
+    *,
+    video_key: int,
+    epoch: int,
+    seed: int,
+    config: VideoClipConfig,
+    train: bool,
+    normalize: bool,
+    transform=None,
+) -> torch.Tensor:
+    """The views of decoded clips, (V, T, C, crop, crop): ``num_sample`` augmented copies of the one training clip
+    (view v augmented with :func:`item_generator` ``(seed, epoch, video_key, views, v)``), or the evaluation views,
+    clip-major."""
+    transform = transform if transform is not None else clip_transform(config, train, normalize)
+    num_views = config.num_sample if train else config.num_eval_views
+    # Transforms write straight into the item's tensor: no stacking copy of ~10 MB per 16x224x224 view.
+    pixel_values = torch.empty(
+        (num_views, config.num_frames, 3, config.crop_size, config.crop_size),
+        dtype=torch.float32 if normalize else torch.uint8,
+    )  # (V, T, C, H, W)
+    if train:
+        # Repeated sampling: independent augmentations of the same decoded clip.
+        for view in range(num_views):
+            transform(clips[0], item_generator(seed, epoch, video_key, _VIEW_STREAM, view), out=pixel_values[view])
+    else:
+        # Clip-major: views [c * num_crops, (c + 1) * num_crops) come from clip c.
+        for clip, frames_of_clip in enumerate(clips):
+            transform(frames_of_clip, out=pixel_values[clip * config.num_crops : (clip + 1) * config.num_crops])
+    return pixel_values
+
+
+def video_views(
+    source,
+    *,
+    video_key: int,
+    epoch: int,
+    seed: int,
+    config: VideoClipConfig,
+    train: bool,
+    normalize: bool,
+    transform=None,
+) -> torch.Tensor:
+    """Decode one video and make all its views: (V, T, C, crop, crop), float32 (uint8 without ``normalize``).
+
+    Training: ``num_sample`` augmented copies of one sampled clip; evaluation: ``num_clips`` x ``num_crops`` views,
+    clip-major. Every random choice is a pure function of (seed, epoch, video_key, view): the clip's frames come
+    from stream ``(seed, epoch, video_key, sampling)``, view v's augmentation from ``(..., views, v)``.
+
+    Args:
+        source: A path, the video's bytes, or a binary file object.
+        video_key: A non-negative integer naming the video (its row in an index, or a stream's key).
+        transform: Reuse a transform built by :func:`clip_transform` (default: build one).
+
+    Raises:
+        VideoDecodeError: The video cannot be read.
+    """
+    clips = read_clips(source, config, train, item_generator(seed, epoch, video_key, _SAMPLING_STREAM))
+    return make_views(clips, video_key=video_key, epoch=epoch, seed=seed, config=config, train=train,
+                      normalize=normalize, transform=transform)  # fmt: skip
+
+
 class VideoClipDataset(Dataset):
     """Decoded, sampled and transformed clips from a video index.
 
     Args:
-        index: ``datasets.Dataset`` with a ``path`` column and optionally a ClassLabel ``label`` column.
+        index: ``datasets.Dataset`` with a ``path`` column, optionally a ``bytes`` column (when a row's bytes are
+            not None the video is decoded from them; ``path`` then only names it) and a ClassLabel ``label`` column.
         config: Sampling and transform settings.
         train: Random clips with training augmentation (True) or deterministic evaluation views (False).
         check_decodable: At construction, decode files in order until one works; raise if none does.
@@ -111,6 +221,9 @@ class VideoClipDataset(Dataset):
             where the batch lands with :func:`adamae_hf.data.transforms.normalize`: a quarter of the bytes through
             worker shared memory, pinned memory and the copy to the GPU, and no float work in the workers. Not with
             random erasing.
+        seed: Item ``i`` of epoch ``e`` (:meth:`set_epoch`) draws its randomness from (seed, e, i). None: from a
+            seed drawn from torch's global CPU generator, which a caller seeds per item (as pretraining's
+            ``EpochSeededDataset`` does; DataLoader workers are otherwise seeded per worker).
 
     Each item is a dict:
 
@@ -120,6 +233,9 @@ class VideoClipDataset(Dataset):
     * ``video_index``: int64 (V,), the row of the video actually used (differs from the item's index when a
       bad video was replaced). At evaluation, group predictions by it: each decodable video is then counted once
       and undecodable ones not at all.
+
+    A bad video is counted in ``skipped`` when its own item meets it (once per epoch), not when it fails as another
+    item's replacement.
 
     Raises:
         ValueError: The index has no ``path`` column, or (with ``check_decodable``) no file in it decodes.
@@ -133,6 +249,7 @@ class VideoClipDataset(Dataset):
         check_decodable: bool = True,
         skipped: SkippedVideos | None = None,
         normalize: bool = True,
+        seed: int | None = None,
     ):
         if PATH_COLUMN not in index.column_names:
             raise ValueError(f"index must have a '{PATH_COLUMN}' column, got {index.column_names}")
@@ -143,11 +260,13 @@ class VideoClipDataset(Dataset):
         self.train = train
         self.paths: list[str] = list(index[PATH_COLUMN])
         self.labels: list[int] | None = list(index[LABEL_COLUMN]) if LABEL_COLUMN in index.column_names else None
+        # Bytes stay in the Arrow table (memory-mapped) and are read per item.
+        self._bytes = index.select_columns([BYTES_COLUMN]) if BYTES_COLUMN in index.column_names else None
         self.normalize = normalize
-        self.transform = TrainTransform(config, normalize) if train else EvalTransform(config, normalize)
+        self.seed = seed
+        self.epoch = 0
+        self.transform = clip_transform(config, train, normalize)
         self.skipped = skipped if skipped is not None else SkippedVideos(len(self.paths))
-        # Frame counts corrected after a header overstated a video's length (per process).
-        self._true_frame_counts: dict[int, int] = {}
         if check_decodable:
             self._check_some_video_decodes()
 
@@ -158,15 +277,26 @@ class VideoClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch that, with ``seed``, picks the items' randomness."""
+        self.epoch = epoch
+
+    def source(self, video_index: int):
+        """What to decode for a row: its bytes when the index holds them, else its path."""
+        if self._bytes is not None:
+            data = self._bytes[video_index][BYTES_COLUMN]
+            if data is not None:
+                return data
+        return self.paths[video_index]
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        # Seeded from torch's generator, which DataLoader seeds differently in each worker (and torch.manual_seed
-        # controls in the main process).
-        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
-        for video_index in self._candidates(index, rng):
+        item_seed = self._item_seed(index)
+        for video_index in self._candidates(index, item_generator(item_seed, self.epoch, index, _REPLACEMENT_STREAM)):
             try:
-                pixel_values = self._load_views(video_index, rng)
+                pixel_values = self._load_views(video_index, item_seed)
             except VideoDecodeError as error:
-                self.skipped.record(video_index, error.path, error.reason)
+                if video_index == index:  # a replacement that fails is counted by its own item
+                    self.skipped.record(video_index, error.path, error.reason)
                 continue
             num_views = pixel_values.shape[0]
             item = {
@@ -178,6 +308,12 @@ class VideoClipDataset(Dataset):
             return item
         raise RuntimeError(f"no video in the index of {len(self)} decodes any more (all were skipped)")
 
+    def _item_seed(self, index: int) -> int:
+        if self.seed is None:
+            # torch's generator: DataLoader seeds it per worker, and EpochSeededDataset per (seed, epoch, item).
+            return int(torch.randint(0, 2**62, (1,)).item())
+        return int(item_generator(self.seed, self.epoch, index, _ITEM_STREAM).integers(2**62))
+
     def _candidates(self, index: int, rng: np.random.Generator):
         """The requested video, then replacements: random ones in training, then every video in order."""
         yield index
@@ -188,53 +324,27 @@ class VideoClipDataset(Dataset):
             yield (index + offset) % len(self)
 
     def read_clip_frames(self, video_index: int, rng: np.random.Generator) -> list[np.ndarray]:
-        """Decode the frames of this item's clips: one clip in training, ``num_clips`` at evaluation.
-
-        Returns a list of uint8 (T, H, W, 3) arrays. Raises :class:`VideoDecodeError` for a bad file. (The
-        throughput benchmark overrides this to compare decoders under the same sampling and transforms.)
-        """
-        with VideoReader(self.paths[video_index], num_threads=self.config.decode_threads) as reader:
-            frames, num_video_frames = reader.read_sampled_frames(
-                lambda length: np.concatenate(self.sample_clips(length, rng)),
-                self._true_frame_counts.get(video_index),
-            )  # (num_clips * T, H, W, 3)
-        self._true_frame_counts[video_index] = num_video_frames  # remembered: a corrected length sticks
-        return np.split(frames, 1 if self.train else self.config.num_clips)  # each (T, H, W, 3)
-
-    def _load_views(self, video_index: int, rng: np.random.Generator) -> torch.Tensor:
-        config = self.config
-        clip_frames = self.read_clip_frames(video_index, rng)
-        # Transforms write straight into the item's tensor: no stacking copy of ~10 MB per 16x224x224 view.
-        pixel_values = torch.empty(
-            (self.views_per_video, config.num_frames, 3, config.crop_size, config.crop_size),
-            dtype=torch.float32 if self.normalize else torch.uint8,
-        )  # (V, T, C, H, W)
-        if self.train:
-            # Repeated sampling: independent augmentations of the same decoded clip.
-            for view in range(config.num_sample):
-                self.transform(clip_frames[0], rng, out=pixel_values[view])
-        else:
-            # Clip-major: views [c * num_crops, (c + 1) * num_crops) come from clip c.
-            for clip, frames_of_clip in enumerate(clip_frames):
-                self.transform(
-                    frames_of_clip, out=pixel_values[clip * config.num_crops : (clip + 1) * config.num_crops]
-                )
-        return pixel_values
+        """Decode the frames of this item's clips (see :func:`read_clips`): one clip in training, ``num_clips`` at
+        evaluation. Raises :class:`VideoDecodeError` for a bad file. (The throughput benchmark overrides this to
+        compare decoders under the same sampling and transforms.)"""
+        return read_clips(self.source(video_index), self.config, self.train, rng)
 
     def sample_clips(self, num_video_frames: int, rng: np.random.Generator) -> list[np.ndarray]:
-        """Frame indices of this item's clips for a video of ``num_video_frames`` frames (see :mod:`.sampling`)."""
-        if self.train:
-            return [clip_indices(self.config, num_video_frames, train=True, rng=rng)]
-        return [
-            clip_indices(self.config, num_video_frames, train=False, clip_index=clip)
-            for clip in range(self.config.num_clips)
-        ]
+        """Frame indices of this item's clips for a video of ``num_video_frames`` frames (see :func:`sample_clips`)."""
+        return sample_clips(self.config, num_video_frames, self.train, rng)
+
+    def _load_views(self, video_index: int, item_seed: int) -> torch.Tensor:
+        # The same steps as video_views, through read_clip_frames (which the benchmark overrides).
+        rng = item_generator(item_seed, self.epoch, video_index, _SAMPLING_STREAM)
+        return make_views(self.read_clip_frames(video_index, rng), video_key=video_index, epoch=self.epoch,
+                          seed=item_seed, config=self.config, train=self.train, normalize=self.normalize,
+                          transform=self.transform)  # fmt: skip
 
     def _check_some_video_decodes(self) -> None:
         failures = []
-        for path in self.paths:
+        for video_index in range(len(self)):
             try:
-                with VideoReader(path, num_threads=1) as reader:
+                with VideoReader(self.source(video_index), num_threads=1) as reader:
                     reader.read_frames([0])
                 return
             except VideoDecodeError as error:
@@ -245,13 +355,14 @@ class VideoClipDataset(Dataset):
 
 def collate_clips(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Concatenate the views of several videos: ``pixel_values`` (sum of V, T, C, H, W), ``labels`` and
-    ``video_index`` (sum of V,) int64. The batch is VideoMAE's ``pixel_values`` layout."""
-    batch = {
-        "pixel_values": _concatenate([item["pixel_values"] for item in items]),
-        "video_index": _concatenate([item["video_index"] for item in items]),
-    }
-    if all("labels" in item for item in items):
-        batch["labels"] = _concatenate([item["labels"] for item in items])
+    ``video_index`` (sum of V,) int64. The batch is VideoMAE's ``pixel_values`` layout.
+
+    ``labels`` and ``video_index`` are optional: a plain ``transformers.Trainer`` (``remove_unused_columns=True``)
+    drops ``video_index`` from every item before collating, since the model's ``forward`` does not take it."""
+    batch = {"pixel_values": _concatenate([item["pixel_values"] for item in items])}
+    for key in ("labels", "video_index"):
+        if all(key in item for item in items):
+            batch[key] = _concatenate([item[key] for item in items])
     return batch
 
 
@@ -292,8 +403,9 @@ def clip_dataloader(
     )
 
 
-def load_eval_clip(path: str | os.PathLike, config: VideoClipConfig | None = None, **config_overrides) -> torch.Tensor:
-    """Decode one file and return its evaluation clip, normalised float32 (T, C, H, W).
+def load_eval_clip(path, config: VideoClipConfig | None = None, **config_overrides) -> torch.Tensor:
+    """Decode one video (a path, bytes or a binary file object) and return its evaluation clip, normalised float32
+    (T, C, H, W).
 
     The clip is the centre window (dense) or the segment middles (segment), centre-cropped: the same frames and
     pixels that evaluation with ``num_clips=1, num_crops=1`` uses. Settings come from ``config`` and/or keyword
@@ -305,6 +417,5 @@ def load_eval_clip(path: str | os.PathLike, config: VideoClipConfig | None = Non
     """
     config = config if config is not None else VideoClipConfig()
     config = dataclasses.replace(config, **{**config_overrides, "num_clips": 1, "num_crops": 1})
-    with VideoReader(path, num_threads=config.decode_threads) as reader:
-        frames, _ = reader.read_sampled_frames(lambda length: clip_indices(config, length, train=False))
+    (frames,) = read_clips(path, config, train=False)
     return EvalTransform(config)(frames)[0]  # (T, C, H, W)

@@ -42,6 +42,7 @@ __all__ = [
     "as_uint8_video",
     "center_crop",
     "check_uint8_output",
+    "decode_short_side",
     "evaluation_views",
     "multiscale_crop",
     "multiscale_crop_box",
@@ -346,6 +347,25 @@ def random_erasing(
 
 
 # ----------------------------------------------------------------------------------------------- composed
+
+
+def decode_short_side(config: VideoClipConfig, train: bool) -> int:
+    """The short side a frame can be scaled to before the transform without losing detail it would keep: evaluation
+    resizes to ``eval_short_side`` anyway, and in training even the smallest crop any draw can cut keeps at least
+    ``crop_size`` pixels a side, so the crop is never enlarged where the full frame would have been reduced.
+
+    Multi-scale crops are ``scale x short side``; a random resized crop of area fraction s and aspect ratio r on a
+    frame of short side S and aspect a >= 1 is at least ``S sqrt(a s min(r, 1 / r))`` a side, smallest at a = 1.
+    """
+    if not train:
+        return config.eval_short_side
+    if config.train_crop == "multiscale":
+        smallest_fraction = min(config.multiscale_scales)
+    else:
+        low_ratio, high_ratio = config.random_resized_ratio
+        smallest_fraction = math.sqrt(config.random_resized_scale[0] * min(low_ratio, 1 / high_ratio))
+    return math.ceil(config.crop_size / smallest_fraction)
+
 
 
 def check_uint8_output(config: VideoClipConfig) -> None:
