@@ -12,10 +12,12 @@ write the card and every file locally before `push_folder_to_hub` uploads the fo
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # The HTTP client of huggingface_hub >= 2 (our floor): connection errors derive from its HTTPError, not from OSError.
 from httpx2 import HTTPError as HttpClientError
@@ -23,14 +25,29 @@ from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, constan
 from huggingface_hub.errors import HfHubHTTPError
 
 from .checkpoint import LATEST_FILE
+from .convert import export_to_videomae
+from .data import save_video_processor
 from .errors import UserError
 
+
+if TYPE_CHECKING:
+    from transformers import Trainer, TrainingArguments
+
+    from .data import VideoClipConfig
+    from .finetune_arguments import DataArguments, ModelArguments, RecipeArguments
+
+logger = logging.getLogger(__name__)
 
 # What each script's upload leaves out of its output folder (upload_folder's `ignore_patterns`).
 # Pretraining: the step checkpoints (every file below a sub-folder), the `latest` pointer, hidden temporary folders.
 PRETRAINING_UPLOAD_IGNORE = ["*/*", LATEST_FILE, ".*"]
 # Fine-tuning: Trainer's intermediate checkpoints and its TensorBoard runs.
 FINETUNING_UPLOAD_IGNORE = ["checkpoint-*", "checkpoint-*/**", "runs/**"]
+
+# A Hub id ("user/name"), as opposed to a local path.
+HUB_ID_PATTERN = re.compile(r"[\w.-]+/[\w.-]+")
+# Where `--export_videomae` writes the stock transformers VideoMAE copy of a fine-tuned model, inside its folder.
+VIDEOMAE_EXPORT_FOLDER = "videomae"
 
 # What a request to the Hub raises when the endpoint refuses it or cannot be reached.
 HUB_ERRORS = (HfHubHTTPError, HttpClientError, OSError)
@@ -343,16 +360,147 @@ def push_folder_to_hub(
     return str(getattr(commit, "commit_url", commit))
 
 
+def prepare_hub_upload(training_args: TrainingArguments) -> str | None:
+    """With `--push_to_hub`, check at start-up, before any training, that the upload at the end can work (a token, an
+    endpoint that answers, a repo the token may write: `check_hub_access`, on the main process) and take
+    the upload away from Trainer (`take_push_to_hub`). Returns the repo's full id (None without --push_to_hub and on
+    the other processes)."""
+    repo_name = take_push_to_hub(training_args)
+    if repo_name is None or training_args.process_index != 0:
+        return None
+    repo_id = check_hub_access(repo_name, token=training_args.hub_token, private=training_args.hub_private_repo)
+    logger.info(f"--push_to_hub: {repo_id} is writable; the output folder is uploaded there at the end")
+    return repo_id
+
+
+def take_push_to_hub(training_args: TrainingArguments) -> str | None:
+    """The repo to upload to at the end, taking `push_to_hub` away from Trainer: its own pushes would replace our
+    model card with its generic one. Returns `hub_model_id` or the output folder's name, None without --push_to_hub."""
+    if not training_args.push_to_hub:
+        return None
+    training_args.push_to_hub = False
+    return training_args.hub_model_id or Path(training_args.output_dir).absolute().name
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Publishing a fine-tuned classifier
+
+
+def classification_card_settings(
+    training_args: TrainingArguments,
+    recipe_args: RecipeArguments,
+    model_args: ModelArguments,
+    clip_config: VideoClipConfig,
+    data_args: DataArguments,
+    clips_per_step: int,
+) -> dict[str, Any]:
+    """A fine-tuning run's settings as its model card shows them (`clips_per_step`: clips per optimizer step over
+    every device)."""
+    schedule = getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)
+    warmup = (f"{training_args.warmup_steps:g} steps" if training_args.warmup_steps
+              else f"{recipe_args.warmup_epochs:g} epochs")  # fmt: skip
+    return {
+        "start checkpoint": model_args.model_name_or_path,
+        "training length": f"{training_args.num_train_epochs:g} epochs" if training_args.max_steps <= 0
+        else f"{training_args.max_steps} steps",
+        "clips per optimizer step": clips_per_step,
+        "learning rate": training_args.learning_rate,
+        "schedule": f"{schedule}, warmup {warmup}",
+        "optimizer": f"AdamW betas ({training_args.adam_beta1}, {training_args.adam_beta2}), weight decay "
+        f"{training_args.weight_decay}",
+        "layer-wise lr decay": recipe_args.layer_decay,
+        "drop path": model_args.drop_path_rate,
+        "label smoothing": training_args.label_smoothing_factor,
+        "mixup / cutmix": f"{recipe_args.mixup_alpha} / {recipe_args.cutmix_alpha}",
+        "RandAugment": clip_config.rand_augment or "off",
+        "random erasing": clip_config.random_erasing_prob,
+        "clip": f"{clip_config.num_frames} frames, {clip_config.sampling_mode} sampling, rate "
+        f"{clip_config.sampling_rate}, {clip_config.crop_size}px",
+        "repeated sampling": clip_config.num_sample,
+        "test views": f"{data_args.test_num_clips} clips x {data_args.test_num_crops} crops",
+    }
+
+
+def classification_card_results(
+    metrics: dict[str, float], test_num_clips: int, test_num_crops: int
+) -> tuple[dict, dict, str | None]:
+    """(headline results for the card's eval_results, other results for its table, how the headline was measured).
+    The multi-view test results are the headline when there are any, else the single-view validation ones."""
+    names = ("top1_accuracy", "top5_accuracy", "mean_class_accuracy")
+    test = {name: metrics[f"test_{name}"] for name in names if f"test_{name}" in metrics}
+    validation = {name: metrics[f"eval_{name}"] for name in names if f"eval_{name}" in metrics}
+    views = f"{test_num_clips} clips x {test_num_crops} crops per video, softmax averaged"
+    if test:
+        return test, {f"{name} (1 view)": value for name, value in validation.items()}, views
+    return validation, {}, "one view per video (centre clip, centre crop)" if validation else None
+
+
+def publish_classifier(
+    trainer: Trainer,
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    clip_config: VideoClipConfig,
+    metrics: dict[str, float],
+    settings: dict[str, Any],
+    repo_id: str | None = None,
+) -> None:
+    """Write a fine-tuning output folder's model card (with the run's `settings` and `metrics`) and the optional
+    stock-VideoMAE export, then upload the folder to `repo_id` (the full id `check_hub_access` gave at start-up), if
+    given.
+
+    The model, its processor and clip settings are saved by `trainer.save_model()` beforehand, so every file is on disk
+    before the upload starts: a failed upload (a `UserError` naming the command that retries it) loses nothing. Runs on
+    the main process only.
+    """
+    if not trainer.is_world_process_zero():
+        return
+    output_dir, start = trainer.args.output_dir, model_args.model_name_or_path
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    results, extra_results, results_note = classification_card_results(
+        metrics, data_args.test_num_clips, data_args.test_num_crops
+    )
+    card = build_model_card(
+        "video-classification",
+        repo_id or output_dir,
+        model.config,
+        settings=settings,
+        results=results,
+        datasets=data_args.dataset_ids,
+        dataset_name=data_args.dataset_name,
+        base_model=start if not os.path.exists(start) and HUB_ID_PATTERN.fullmatch(start) else None,
+        extra_results=extra_results,
+        results_note=results_note,
+        frame_sampling_rate=clip_config.sampling_rate if clip_config.sampling_mode == "dense" else None,
+    )
+    save_model_card(card, output_dir)
+    if model_args.export_videomae:
+        export_folder = os.path.join(output_dir, VIDEOMAE_EXPORT_FOLDER)
+        export_to_videomae(model, export_folder)
+        save_video_processor(export_folder, clip_config)
+        logger.info(f"Stock VideoMAEForVideoClassification written to {export_folder}")
+    if repo_id is not None:
+        url = push_folder_to_hub(output_dir, repo_id, commit_message="Upload fine-tuned AdaMAE",
+                                 token=trainer.args.hub_token, ignore_patterns=FINETUNING_UPLOAD_IGNORE)  # fmt: skip
+        logger.info(f"Uploaded {output_dir} to {url}")
+
+
 __all__ = [
     "CITATION",
     "FINETUNING_UPLOAD_IGNORE",
+    "HUB_ID_PATTERN",
     "PRETRAINING_UPLOAD_IGNORE",
+    "VIDEOMAE_EXPORT_FOLDER",
     "build_model_card",
     "check_hub_access",
+    "classification_card_results",
+    "classification_card_settings",
     "create_model_repo",
     "describe_hub_error",
     "model_name",
+    "prepare_hub_upload",
+    "publish_classifier",
     "push_folder_to_hub",
     "retry_upload_command",
     "save_model_card",
+    "take_push_to_hub",
 ]

@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
-import yaml
 from huggingface_hub import ModelCard
 from transformers import AutoImageProcessor, VideoMAEForVideoClassification, pipeline
 
 import run_finetune
 from adamae_hf.data import CLIP_CONFIG_NAME, VideoClipConfig, load_eval_clip, save_clip_config
 from adamae_hf.errors import UserError, run_cli
-from adamae_hf.finetuning import FinetuningTrainingArguments
+from adamae_hf.finetune_arguments import FinetuningTrainingArguments, parse_finetuning_args
+from adamae_hf.finetune_run import configure_logging
 from adamae_hf.hub import FINETUNING_UPLOAD_IGNORE, retry_upload_command
 from fake_hub import hub  # noqa: F401  (the fixture)
 from modeling_adamae import AdaMaeForPreTraining, AdaMaeForVideoClassification
@@ -35,6 +35,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["move_left", "move_right", "move_up"]
 METRICS = ("top1_accuracy", "top5_accuracy", "mean_class_accuracy")
 TINY_CLIPS = ["--num_frames", "8", "--sampling_rate", "2", "--crop_size", "32", "--report_to", "none", "--use_cpu"]
+
+
+def parse_arguments(argv):
+    """run_finetune.py's five argument dataclasses from `argv`."""
+    return parse_finetuning_args(argv)[0]
 
 
 @pytest.fixture(scope="module")
@@ -230,43 +235,21 @@ def test_a_model_folder_carries_its_clip_geometry_for_the_next_run(finetuned, tm
     assert (saved["num_frames"], saved["sampling_rate"], saved["crop_size"]) == (8, 2, 32)
     checkpoints = sorted(output_dir.glob("checkpoint-*"))
     assert checkpoints and all((checkpoint / "clip_config.json").is_file() for checkpoint in checkpoints)
-    from_folder = run_finetune.parse_arguments(["--model_name_or_path", str(output_dir), "--output_dir", "out"])[3]
+    from_folder = parse_arguments(["--model_name_or_path", str(output_dir), "--output_dir", "out"])[3]
     assert (from_folder.num_frames, from_folder.sampling_rate, from_folder.crop_size) == (8, 2, 32)
     assert from_folder.rand_augment == "rand-m7-n4-mstd0.5-inc1"  # augmentation is not geometry: the recipe's default
     # a config file and flags still win, in that order
     (tmp_path / "run.yaml").write_text(f"model_name_or_path: {output_dir}\nsampling_rate: 3\n")
-    from_file = run_finetune.parse_arguments(["--config", str(tmp_path / "run.yaml"), "--output_dir", "out"])[3]
+    from_file = parse_arguments(["--config", str(tmp_path / "run.yaml"), "--output_dir", "out"])[3]
     assert (from_file.num_frames, from_file.sampling_rate) == (8, 3)
-    flagged = run_finetune.parse_arguments(["--config", str(tmp_path / "run.yaml"), "--output_dir", "out",
+    flagged = parse_arguments(["--config", str(tmp_path / "run.yaml"), "--output_dir", "out",
                                             "--sampling_rate", "4"])[3]  # fmt: skip
     assert flagged.sampling_rate == 4
     # a clash between a flag and a saved value names where the saved one came from
     save_clip_config(tmp_path / "model", VideoClipConfig(crop_size=32, short_side_size=36))
     with pytest.raises(ValueError, match=r"crop_size must be <= short_side_size .*clip_config.json: .*short_side_size"):
-        run_finetune.parse_arguments(["--model_name_or_path", str(tmp_path / "model"), "--output_dir", "out",
+        parse_arguments(["--model_name_or_path", str(tmp_path / "model"), "--output_dir", "out",
                                       "--crop_size", "64"])  # fmt: skip
-
-
-def test_a_hub_model_gives_its_clip_geometry_and_a_missing_file_gives_none(tmp_path, monkeypatch):
-    from huggingface_hub.errors import EntryNotFoundError
-
-    from adamae_hf.finetuning import saved_clip_geometry
-
-    downloads = []
-
-    def hub_download(repo_id, filename, revision=None, cache_dir=None, token=None):
-        downloads.append((repo_id, filename, revision))
-        if repo_id == "someone/no-clip-config":
-            raise EntryNotFoundError(f"{filename} not in {repo_id}")
-        return str(save_clip_config(tmp_path / "snapshot", VideoClipConfig(num_frames=8, sampling_rate=2)))
-
-    monkeypatch.setattr("adamae_hf.finetuning.hf_hub_download", hub_download)
-    assert saved_clip_geometry("someone/adamae", model_revision="v1")["sampling_rate"] == 2
-    assert saved_clip_geometry("someone/no-clip-config") == {}
-    (tmp_path / "weights.pth").write_bytes(b"")
-    assert saved_clip_geometry(str(tmp_path / "weights.pth")) == {}  # a checkpoint file: nothing to look for
-    assert downloads == [("someone/adamae", "clip_config.json", "v1"), ("someone/no-clip-config", "clip_config.json",
-                                                                          None)]  # fmt: skip
 
 
 def test_unknown_validation_label_stops_the_run_naming_label_and_line(finetuned, sample_index_file, tmp_path):
@@ -281,31 +264,6 @@ def test_unknown_validation_label_stops_the_run_naming_label_and_line(finetuned,
             "--data_root", os.path.dirname(sample_index_file), "--output_dir", str(tmp_path / "out"), "--do_eval",
             *TINY_CLIPS,
         ])  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    "name, base_lr, epochs, test_clips, sampling",
-    [("finetune_k400.yaml", 1e-3, 100, 5, ("dense", 4, True)), ("finetune_ssv2.yaml", 5e-4, 50, 2, ("segment", 4, False))],
-)
-def test_example_configs_parse_with_the_recipe(name, base_lr, epochs, test_clips, sampling, tmp_path):
-    path = os.path.join(os.path.dirname(run_finetune.__file__), "configs", name)
-    # through the script's own parser, with a flag on top (bf16 needs a GPU, or --use_cpu, to validate)
-    model_args, data_args, recipe_args, clip_config, training_args = run_finetune.parse_arguments(
-        ["--config", path, "--use_cpu", "--save_total_limit", "7"]
-    )
-    assert recipe_args.base_learning_rate == base_lr and isinstance(recipe_args.base_learning_rate, float)
-    assert (training_args.num_train_epochs, recipe_args.warmup_epochs, training_args.save_total_limit) == (epochs, 5, 7)
-    assert (clip_config.sampling_mode, clip_config.sampling_rate, clip_config.horizontal_flip) == sampling
-    assert (recipe_args.layer_decay, model_args.drop_path_rate) == (0.75, 0.1)
-    assert training_args.label_smoothing_factor == 0.1 and training_args.bf16
-    assert (recipe_args.mixup_alpha, recipe_args.cutmix_alpha, clip_config.random_erasing_prob) == (0.8, 1.0, 0.25)
-    assert (training_args.adam_beta1, training_args.adam_beta2, training_args.weight_decay) == (0.9, 0.999, 0.05)
-    assert data_args.test_num_crops == 3 and data_args.test_num_clips == test_clips
-    assert training_args.learning_rate is None  # derived from base_learning_rate x clips per step / 256
-    # the lone-file form reads a file the same way (YAML's 1e-3 is a string to PyYAML: argparse converts it)
-    settings = {**yaml.safe_load(open(path)), "use_cpu": True}
-    (tmp_path / "run.yaml").write_text(yaml.safe_dump(settings).replace(f"base_learning_rate: {base_lr}", "base_learning_rate: 1e-3"))
-    assert run_finetune.parse_arguments([str(tmp_path / "run.yaml")])[2].base_learning_rate == 1e-3
 
 
 # --- user mistakes, start-up checks and logs -------------------------------------------------------------------------
@@ -413,28 +371,16 @@ def test_a_failed_upload_keeps_every_file_and_prints_the_command_that_retries_it
 def test_default_logs_show_our_info_lines_but_not_transformers_configuration_dumps(tmp_path):
     transformers_level = transformers.utils.logging.get_verbosity()
     try:
-        run_finetune.configure_logging(FinetuningTrainingArguments(output_dir=str(tmp_path), use_cpu=True))
-        assert run_finetune.logger.getEffectiveLevel() == logging.INFO
-        assert logging.getLogger("adamae_hf.finetuning").getEffectiveLevel() == logging.INFO
+        configure_logging(FinetuningTrainingArguments(output_dir=str(tmp_path), use_cpu=True))
+        assert logging.getLogger("adamae_hf.finetune_run").getEffectiveLevel() == logging.INFO
+        assert logging.getLogger("adamae_hf.video_trainer").getEffectiveLevel() == logging.INFO
         assert transformers.utils.logging.get_verbosity() == logging.WARNING  # its INFO dumps every config it reads
         assert not transformers.utils.logging.is_progress_bar_enabled()  # no loading / shard-writing bars every run
         # --log_level applies to both
-        run_finetune.configure_logging(FinetuningTrainingArguments(output_dir=str(tmp_path), use_cpu=True,
+        configure_logging(FinetuningTrainingArguments(output_dir=str(tmp_path), use_cpu=True,
                                                                    log_level="debug"))  # fmt: skip
-        assert run_finetune.logger.getEffectiveLevel() == logging.DEBUG
+        assert logging.getLogger("adamae_hf.finetune_run").getEffectiveLevel() == logging.DEBUG
         assert transformers.utils.logging.get_verbosity() == logging.DEBUG
     finally:
         transformers.utils.logging.set_verbosity(transformers_level)
         transformers.utils.logging.enable_progress_bar()
-
-
-def test_config_file_lists_and_dicts_reach_the_training_arguments_as_objects(tmp_path):
-    # TrainingArguments declares these as strings (JSON on the command line); a file gives them as YAML objects
-    config_file = tmp_path / "run.yaml"
-    config_file.write_text(
-        f"output_dir: {tmp_path / 'out'}\nmodel_name_or_path: {tmp_path}\ndo_eval: true\nreport_to: [tensorboard]\n"
-        "lr_scheduler_kwargs: {min_lr: 1.0e-6}\n"
-    )
-    training_args = run_finetune.parse_arguments(["--config", str(config_file)])[-1]
-    assert training_args.report_to == ["tensorboard"]
-    assert training_args.lr_scheduler_kwargs == {"min_lr": 1e-6}

@@ -1,0 +1,57 @@
+"""adamae_hf.finetune_data: the class list and the indexes checked against it."""
+
+import os
+
+import pytest
+
+from adamae_hf.finetune_arguments import DataArguments
+from adamae_hf.finetune_data import load_video_index, resolve_label_names
+
+
+CLASSES = ["move_left", "move_right", "move_up"]
+
+
+def test_unknown_label_names_the_label_and_the_file_line(tmp_path):
+    csv_index = tmp_path / "val.csv"
+    csv_index.write_text("path,label\na.mp4,move_left\nb.mp4,jump\nc.mp4,move_up\n")
+    with pytest.raises(ValueError, match=r"val\.csv:3: unknown label 'jump'.*classes come from the training index"):
+        load_video_index(str(csv_index), label_names=CLASSES, label_source="the training index")
+    jsonl_index = tmp_path / "val.jsonl"
+    jsonl_index.write_text('{"path": "a.mp4", "label": "move_up"}\n\n{"path": "b.mp4", "label": "spin"}\n')
+    with pytest.raises(ValueError, match=r"val\.jsonl:3: unknown label 'spin'"):
+        load_video_index(str(jsonl_index), label_names=CLASSES)
+    folder = tmp_path / "folder"
+    for name in ("move_left", "roll"):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "clip.mp4").write_bytes(b"")  # indexing lists files; it does not decode them
+    (folder / ".ipynb_checkpoints").mkdir()  # a folder without videos is no class, known or not
+    with pytest.raises(ValueError, match=r"folder/roll: unknown label 'roll'"):
+        load_video_index(str(folder), label_names=CLASSES)
+    (folder / "roll" / "clip.mp4").unlink()
+    assert load_video_index(str(folder), label_names=CLASSES)["label"] == [0]
+    # names and in-range ids are known, as index_from_file reads them
+    csv_index.write_text("path,label\na.mp4,move_left\nb.mp4,2\n")
+    assert load_video_index(str(csv_index), label_names=CLASSES)["label"] == [0, 2]
+
+
+def test_a_folder_index_takes_the_ids_of_the_label_set(sample_videos, tmp_path):
+    # a validation folder with only two of the three classes must keep the training ids
+    for video in sample_videos:
+        if video.label != "move_left":
+            (tmp_path / video.label).mkdir(exist_ok=True)
+            (tmp_path / video.label / os.path.basename(video.path)).symlink_to(video.path)
+    index = load_video_index(str(tmp_path), label_names=CLASSES)
+    assert index.features["label"].names == CLASSES
+    assert sorted(index["label"]) == [1, 1, 2, 2]
+
+
+def test_label_set_comes_from_names_then_training_index_then_checkpoint(sample_index_file):
+    reordered = ["move_up", "move_left", "move_right"]
+    assert resolve_label_names(DataArguments(class_names=["b", "a"]), reordered)[0] == ["b", "a"]
+    names, source = resolve_label_names(DataArguments(train_index=sample_index_file), None)
+    assert names == CLASSES and sample_index_file in source
+    # a fine-tuned checkpoint with exactly the training classes keeps its order, so its head keeps its meaning
+    assert resolve_label_names(DataArguments(train_index=sample_index_file), reordered)[0] == reordered
+    assert resolve_label_names(DataArguments(validation_index=sample_index_file), reordered)[0] == reordered
+    with pytest.raises(ValueError, match="No classes to fine-tune on"):
+        resolve_label_names(DataArguments(), None)
