@@ -26,6 +26,7 @@ from .decoding import VIDEO_EXTENSIONS
 
 
 PATH_COLUMN = "path"
+BYTES_COLUMN = "bytes"
 LABEL_COLUMN = "label"
 
 
@@ -72,17 +73,32 @@ def _labels_feature(
 
 
 def _build(
-    paths: list[str], labels: list | None, label_names: Sequence[str] | None, where: Sequence[str] | None = None
+    paths: list[str],
+    labels: list | None,
+    label_names: Sequence[str] | None,
+    where: Sequence[str] | None = None,
+    video_bytes: datasets.Dataset | None = None,
 ) -> datasets.Dataset:
+    """The index: ``path`` [+ ``bytes``: a one-column dataset, kept memory-mapped] [+ ClassLabel ``label``]."""
     if not paths:
         raise ValueError("the index is empty: no videos found")
     features = {PATH_COLUMN: datasets.Value("string")}
     columns = {PATH_COLUMN: paths}
     if labels is not None:
+        missing = next((row for row, label in enumerate(labels) if label is None), None)
+        if missing is not None:
+            location = where[missing] if where is not None else f"row {missing + 1}"
+            raise ValueError(f"{location}: no label, while other videos have one")
         ids, class_label = _labels_feature(labels, label_names, where)
         features[LABEL_COLUMN] = class_label
         columns[LABEL_COLUMN] = ids
-    return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
+    index = datasets.Dataset.from_dict(columns, features=datasets.Features(features))
+    if video_bytes is None:
+        return index
+    video_bytes = video_bytes.rename_column(video_bytes.column_names[0], BYTES_COLUMN)
+    index = datasets.concatenate_datasets([index, video_bytes], axis=1)
+    order = [name for name in (PATH_COLUMN, BYTES_COLUMN, LABEL_COLUMN) if name in index.column_names]
+    return index.select_columns(order)
 
 
 def index_from_file(
@@ -201,21 +217,75 @@ def index_from_dataset(
     path_column: str = PATH_COLUMN,
     label_column: str | None = LABEL_COLUMN,
     data_root: str | os.PathLike | None = None,
+    label_names: Sequence[str] | None = None,
 ) -> datasets.Dataset:
-    """Normalise an existing ``datasets.Dataset`` into an index (absolute ``path``, ClassLabel ``label``).
+    """Normalise an existing ``datasets.Dataset`` into an index (``path`` [, ``bytes``], ClassLabel ``label``).
 
-    A ClassLabel column keeps its names; string labels get sorted class names; integer labels keep their ids.
-    Relative paths are resolved against ``data_root`` (default: the working directory).
+    ``path_column`` holds file paths, or videos: a ``datasets.Video`` column (decoded or ``decode=False``) or a
+    ``{"path", "bytes"}`` struct. Videos held as bytes keep them in a ``bytes`` column (memory-mapped, not copied)
+    with their path as a display name; videos held as files get their path. Relative file paths are resolved
+    against ``data_root`` (default: the working directory).
+
+    Labels: a ClassLabel column keeps its names, string labels get sorted class names, integer labels keep their
+    ids; with ``label_names``, names (or ids below their count) map to those ids and another label raises
+    :class:`UnknownLabelError` naming its row. A ClassLabel column of -1 only (an unlabelled split) gives no labels.
     """
     if path_column not in dataset.column_names:
         raise ValueError(f"path_column {path_column!r} is not a column of the dataset ({dataset.column_names})")
     base = str(data_root) if data_root is not None else os.getcwd()
-    paths = [_resolve(str(path), base) for path in dataset[path_column]]
-    if label_column is None or label_column not in dataset.column_names:
-        return _build(paths, None, None)
-    feature = dataset.features[label_column]
-    label_names = feature.names if isinstance(feature, datasets.ClassLabel) else None
-    return _build(paths, list(dataset[label_column]), label_names)
+    if _holds_videos(dataset.features[path_column]):
+        paths, video_bytes = _paths_and_bytes(dataset, path_column, base)
+    else:
+        paths, video_bytes = [_resolve(str(path), base) for path in dataset[path_column]], None
+    labels = None
+    if label_column is not None and label_column in dataset.column_names:
+        labels = _dataset_labels(dataset, label_column)
+        feature = dataset.features[label_column]
+        if label_names is None and isinstance(feature, datasets.ClassLabel):
+            label_names = feature.names  # its own order kept
+    where = [f"row {row + 1} ({path})" for row, path in enumerate(paths)]
+    return _build(paths, labels, label_names, where, video_bytes)
+
+
+def _holds_videos(feature) -> bool:
+    """A ``datasets.Video`` column, or a struct of ``path`` and ``bytes`` (what ``Video(decode=False)`` stores)."""
+    return isinstance(feature, datasets.Video) or (isinstance(feature, dict) and set(feature) == {"path", "bytes"})
+
+
+def _paths_and_bytes(
+    dataset: datasets.Dataset, column: str, base: str
+) -> tuple[list[str], datasets.Dataset | None]:
+    """Display names / file paths of a video column, and its bytes as a one-column dataset (None when every video
+    is a file). Casting to ``Video(decode=False)`` reads the stored ``{"path", "bytes"}`` without decoding."""
+    videos = dataset.select_columns([column])
+    if isinstance(videos.features[column], datasets.Video):
+        videos = videos.cast_column(column, datasets.Video(decode=False))
+    videos = videos.flatten()  # columns "<column>.path", "<column>.bytes": Arrow views, nothing copied
+    stored_paths = videos.data.column(f"{column}.path").to_pylist()
+    bytes_column = videos.data.column(f"{column}.bytes")
+    if bytes_column.null_count == len(videos):
+        missing = next((row for row, path in enumerate(stored_paths) if not path), None)
+        if missing is not None:
+            raise ValueError(f"{column!r} row {missing + 1}: a video with neither a path nor bytes")
+        return [_resolve(path, base) for path in stored_paths], None
+    in_memory = bytes_column.is_valid().to_pylist()
+    paths = [
+        (path or f"{column}[{row}]") if has_bytes else _resolve(path, base)
+        for row, (path, has_bytes) in enumerate(zip(stored_paths, in_memory))
+    ]
+    return paths, videos.select_columns([f"{column}.bytes"])
+
+
+def _dataset_labels(dataset: datasets.Dataset, column: str) -> list | None:
+    """A label column's values as class names (ClassLabel) or as they are; None for an unlabelled split."""
+    feature = dataset.features[column]
+    values = dataset[column]
+    if isinstance(feature, datasets.ClassLabel):
+        if all(value == -1 for value in values):
+            return None  # datasets' "no label" (e.g. a test split)
+        # Names, not ids: a ClassLabel's own order may differ from the label_names asked for.
+        return [feature.int2str(value) if value != -1 else None for value in values]
+    return values
 
 
 def label_maps(index: datasets.Dataset) -> tuple[dict[int, str], dict[str, int]]:
