@@ -38,6 +38,13 @@ from transformers.utils.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT
 
 
 MASK_TYPES = ("adaptive", "tube", "random", "frame")
+# What each class loads as with remote code: `save_pretrained` copies these two files beside the weights.
+AUTO_MAP = {
+    "AutoConfig": "configuration_adamae.AdaMaeConfig",
+    "AutoModel": "modeling_adamae.AdaMaeModel",
+    "AutoModelForPreTraining": "modeling_adamae.AdaMaeForPreTraining",
+    "AutoModelForVideoClassification": "modeling_adamae.AdaMaeForVideoClassification",
+}
 # Bounds that turn an absurd size into a clear error instead of an allocator failure deep inside the model.
 # A frame side above 4096 pixels (beyond 4K video's 3840) is no plausible model input.
 MAX_IMAGE_SIZE = 4096
@@ -87,8 +94,10 @@ class AdaMaeConfig(PretrainedConfig):
         layer_norm_eps (`float`, *optional*, defaults to 1e-6):
             Epsilon of the encoder's and decoder's LayerNorms (the reference uses 1e-6; transformers' VideoMAEConfig
             defaults to 1e-12).
-        qkv_bias (`bool`, *optional*, defaults to `True`):
-            Whether queries and values have a bias in the encoder and decoder (keys never do).
+        qv_bias (`bool`, *optional*, defaults to `True`):
+            Whether queries and values have a bias in the encoder and decoder (keys never do; the sampler has none).
+            Configs saved before this name existed spell it `qkv_bias`, which is still read (and still readable as
+            `config.qkv_bias`).
         use_mean_pooling (`bool`, *optional*, defaults to `True`):
             Classification: mean-pool all tokens then `fc_norm` (the paper), or take the first token after a final
             LayerNorm (VideoMAE's alternative). Pretraining always ends the encoder with a final LayerNorm.
@@ -143,8 +152,8 @@ class AdaMaeConfig(PretrainedConfig):
     """
 
     model_type = "adamae"
-    # transformers' VideoMAE layers read `qv_bias` (newer releases) or `qkv_bias` (older ones).
-    attribute_map = {"qv_bias": "qkv_bias"}
+    # The flag's old name, as configs saved by earlier releases (and VideoMAE's before 5.x) spell it.
+    attribute_map = {"qkv_bias": "qv_bias"}
 
     def __init__(
         self,
@@ -163,7 +172,7 @@ class AdaMaeConfig(PretrainedConfig):
         drop_path_rate=0.0,
         initializer_range=0.02,
         layer_norm_eps=1e-6,
-        qkv_bias=True,
+        qv_bias=True,
         use_mean_pooling=True,
         head_init_scale=0.001,
         decoder_hidden_size=384,
@@ -199,7 +208,7 @@ class AdaMaeConfig(PretrainedConfig):
         self.drop_path_rate = drop_path_rate
         self.initializer_range = initializer_range
         self.layer_norm_eps = layer_norm_eps
-        self.qkv_bias = qkv_bias
+        self.qv_bias = kwargs.pop("qkv_bias", qv_bias)
         self.use_mean_pooling = use_mean_pooling
         self.head_init_scale = head_init_scale
         self.decoder_hidden_size = decoder_hidden_size
@@ -220,6 +229,9 @@ class AdaMaeConfig(PretrainedConfig):
         self.sampler_dropout_prob = sampler_dropout_prob
         self.sampler_layer_norm_eps = sampler_layer_norm_eps
         self.sampling_loss_weight = sampling_loss_weight
+        # Every saved config.json lists all the AdaMAE classes, so that any saved folder loads with any of these Auto
+        # classes (`trust_remote_code=True`), e.g. a pretraining folder with AutoModelForVideoClassification.
+        kwargs.setdefault("auto_map", dict(AUTO_MAP))
         super().__init__(**kwargs)
         self._validate()
 

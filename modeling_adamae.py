@@ -2,16 +2,20 @@
 """PyTorch AdaMAE: VideoMAE's encoder and decoder with a learned adaptive token sampler (Bandara et al., CVPR 2023).
 
 Read top to bottom as facebookresearch/mae's `models_mae.py`: the sampler picks which tokens stay visible
-(`AdaMaeTokenSampler`, `generate_mask`), the encoder runs on the visible tokens only (`AdaMaeModel`), the decoder
-predicts the masked ones (`AdaMaeDecoder`), and `AdaMaeForPreTraining.forward_loss` gives the reconstruction loss and
-the sampler's REINFORCE loss. Every shape is static (K visible tokens for every video), so a step can be compiled.
+(`AdaMaeTokenSampler`, `generate_mask`), the encoder runs on the visible tokens only (`forward_encoder`, through
+`AdaMaeModel`), the decoder predicts the masked ones (`forward_decoder`), and `forward_loss` gives the reconstruction
+loss and the sampler's REINFORCE loss. Every shape is static (K visible tokens for every video), so a step can be
+compiled.
+
+The layers are transformers' v5 kind: attention dispatched through `ALL_ATTENTION_FUNCTIONS` (eager, sdpa, flash,
+flex), hidden states and attentions recorded by transformers' output capture, parameter names VideoMAE's.
 
 This file is also one of the two custom-code files a Hub repository carries: it imports only torch, transformers and
 `configuration_adamae`.
 """
 
 import math
-from logging import Filter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -29,21 +33,15 @@ except ImportError as error:
 
 from transformers import PreTrainedModel  # noqa: E402
 from transformers import initialization as init  # noqa: E402
+from transformers.activations import ACT2FN  # noqa: E402
+from transformers.modeling_layers import GradientCheckpointingLayer  # noqa: E402
 from transformers.modeling_outputs import BaseModelOutput, ImageClassifierOutput  # noqa: E402
-from transformers.models.videomae.modeling_videomae import VideoMAELayer, VideoMAEPatchEmbeddings  # noqa: E402
-from transformers.utils import ModelOutput, logging  # noqa: E402
-
-
-logger = logging.get_logger(__name__)
-
-# What each class loads as, for configs saved with `save_pretrained` (a pretraining folder also loads for
-# classification with `trust_remote_code=True`).
-AUTO_MAP = {
-    "AutoConfig": "configuration_adamae.AdaMaeConfig",
-    "AutoModel": "modeling_adamae.AdaMaeModel",
-    "AutoModelForPreTraining": "modeling_adamae.AdaMaeForPreTraining",
-    "AutoModelForVideoClassification": "modeling_adamae.AdaMaeForVideoClassification",
-}
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS  # noqa: E402
+from transformers.models.videomae.modeling_videomae import VideoMAEPatchEmbeddings  # noqa: E402
+from transformers.processing_utils import Unpack  # noqa: E402
+from transformers.utils import ModelOutput, TransformersKwargs  # noqa: E402
+from transformers.utils.generic import can_return_tuple  # noqa: E402
+from transformers.utils.output_capturing import capture_outputs  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -72,6 +70,10 @@ class AdaMaeForPreTrainingOutput(ModelOutput):
         hidden_states (`tuple(torch.FloatTensor)`, *optional*):
             Encoder states of the visible tokens, `(batch_size, num_visible, hidden_size)`: the embeddings and the
             output of every layer, when `output_hidden_states=True`.
+        attentions (`tuple(torch.FloatTensor)`, *optional*):
+            The encoder layers' attention weights over the visible tokens, `(batch_size, num_heads, num_visible,
+            num_visible)` each, when `output_attentions=True` (with an attention implementation that returns them,
+            e.g. `attn_implementation="eager"`).
     """
 
     loss: torch.FloatTensor | None = None
@@ -81,6 +83,7 @@ class AdaMaeForPreTrainingOutput(ModelOutput):
     mask: torch.BoolTensor | None = None
     token_probs: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -164,22 +167,129 @@ def gumbel_top_k(log_probs: torch.Tensor, num_samples: int, noise: torch.Tensor)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Building blocks
+# Building blocks: one pre-norm transformer layer, sized by its arguments, for the encoder, the sampler and the decoder
 
 
-class AdaMaeLayerConfig:
-    """A layer's view of the model config: a few fields (width, heads, dropout, ...) overridden, everything else, the
-    attention implementation included, read live from the model config, so `set_attn_implementation` reaches the
-    sampler's and decoder's layers too."""
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs: Unpack[TransformersKwargs],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain softmax attention. `query`, `key`, `value`: `(B, heads, L, head_dim)` -> the context `(B, L, heads,
+    head_dim)` and the attention weights `(B, heads, L, L)`, the signature of transformers' attention interface."""
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, heads, L, L)
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    weights = F.dropout(F.softmax(scores, dim=-1), p=dropout, training=module.training)
+    context = torch.matmul(weights, value).transpose(1, 2).contiguous()  # (B, L, heads, head_dim)
+    return context, weights
 
-    def __init__(self, config: AdaMaeConfig, **overrides):
-        self._model_config = config
-        self.__dict__.update(overrides)
 
-    def __getattr__(self, name):
-        if name.startswith("__") or name == "_model_config":  # keeps copy/pickle from recursing
-            raise AttributeError(name)
-        return getattr(self._model_config, name)
+class AdaMaeSelfAttention(nn.Module):
+    """Multi-head self-attention with separate query, key and value projections. Queries and values have a bias when
+    `qv_bias`; keys never do (the reference's `q_bias` / `v_bias`). The model config is read for its attention
+    implementation only, live, so `set_attn_implementation` reaches every layer."""
+
+    def __init__(self, config: AdaMaeConfig, hidden_size: int, num_heads: int, dropout: float, qv_bias: bool):
+        super().__init__()
+        self.config = config
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.scaling = self.head_dim**-0.5
+        self.dropout = dropout
+        self.is_causal = False
+        self.query = nn.Linear(hidden_size, hidden_size, bias=qv_bias)
+        self.key = nn.Linear(hidden_size, hidden_size, bias=False)
+        self.value = nn.Linear(hidden_size, hidden_size, bias=qv_bias)
+        for linear in (self.query, self.key, self.value):
+            linear.is_fused_qkv_part = True  # initialised as a third of the reference's fused qkv layer
+
+    def forward(
+        self, hidden_states: torch.Tensor, **kwargs: Unpack[TransformersKwargs]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`(B, L, D)` -> the context `(B, L, D)` and the attention weights `(B, heads, L, L)` (`None` from kernels
+        that do not form them)."""
+        head_shape = (*hidden_states.shape[:-1], self.num_heads, self.head_dim)
+        query = self.query(hidden_states).view(head_shape).transpose(1, 2)  # (B, heads, L, head_dim)
+        key = self.key(hidden_states).view(head_shape).transpose(1, 2)
+        value = self.value(hidden_states).view(head_shape).transpose(1, 2)
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        context, weights = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            None,
+            is_causal=self.is_causal,
+            scaling=self.scaling,
+            dropout=self.dropout if self.training else 0.0,
+            **kwargs,
+        )
+        return context.reshape(*hidden_states.shape[:-1], -1), weights
+
+
+class AdaMaeSelfOutput(nn.Module):
+    """The attention's output projection and dropout (the residual is the layer's)."""
+
+    def __init__(self, hidden_size: int, dropout: float):
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, hidden_size)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.dense(hidden_states))
+
+
+class AdaMaeAttention(nn.Module):
+    """Self-attention and its output projection (the parameter names of VideoMAE's `attention` block)."""
+
+    def __init__(
+        self,
+        config: AdaMaeConfig,
+        hidden_size: int,
+        num_heads: int,
+        dropout: float,
+        attention_dropout: float,
+        qv_bias: bool,
+    ):
+        super().__init__()
+        self.attention = AdaMaeSelfAttention(config, hidden_size, num_heads, attention_dropout, qv_bias)
+        self.output = AdaMaeSelfOutput(hidden_size, dropout)
+
+    def forward(self, hidden_states: torch.Tensor, **kwargs: Unpack[TransformersKwargs]) -> torch.Tensor:
+        context, _ = self.attention(hidden_states, **kwargs)
+        return self.output(context)
+
+
+class AdaMaeIntermediate(nn.Module):
+    """The MLP's first linear layer and activation."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int, hidden_act: str):
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, intermediate_size)
+        self.intermediate_act_fn = ACT2FN[hidden_act]
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.intermediate_act_fn(self.dense(hidden_states))
+
+
+class AdaMaeOutput(nn.Module):
+    """The MLP's second linear layer and dropout (the residual is the layer's)."""
+
+    def __init__(self, intermediate_size: int, hidden_size: int, dropout: float):
+        super().__init__()
+        self.dense = nn.Linear(intermediate_size, hidden_size)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.dense(hidden_states))
 
 
 class AdaMaeDropPath(nn.Module):
@@ -193,34 +303,54 @@ class AdaMaeDropPath(nn.Module):
         if not self.training or self.drop_prob == 0.0:
             return hidden_states
         keep_prob = 1.0 - self.drop_prob
-        keep = hidden_states.new_empty((hidden_states.shape[0],) + (1,) * (hidden_states.ndim - 1)).bernoulli_(keep_prob)
+        keep = hidden_states.new_empty((hidden_states.shape[0],) + (1,) * (hidden_states.ndim - 1)).bernoulli_(
+            keep_prob
+        )
         return hidden_states * keep / keep_prob
 
     def extra_repr(self) -> str:
         return f"p={self.drop_prob}"
 
 
-class AdaMaeLayer(VideoMAELayer):
-    """VideoMAE's pre-norm transformer block (timm `Block`) with stochastic depth on both residual branches.
+class AdaMaeLayer(GradientCheckpointingLayer):
+    """The pre-norm transformer block (timm's `Block`): x + drop_path(attention(norm(x))), then
+    x + drop_path(mlp(norm(x))). Encoder, sampler and decoder layers differ only in the arguments.
 
-    Parameter names are VideoMAE's. Keys never have a bias (the reference has q and v biases only); some transformers
-    releases give VideoMAE's keys a bias, so it is removed here to keep one checkpoint layout for all of them.
+    Args:
+        config: the model config, read for the attention implementation and the MLP's activation.
+        hidden_size, num_attention_heads, intermediate_size: width, heads and MLP width.
+        dropout: after the attention's output projection and after the MLP.
+        attention_dropout: on the attention weights.
+        layer_norm_eps: of both LayerNorms.
+        qv_bias: whether queries and values have a bias (keys never do).
+        drop_path_rate: stochastic depth of both residual branches.
     """
 
-    def __init__(self, config, drop_path_rate: float = 0.0):
-        super().__init__(config)
-        self_attention = self.attention.attention
-        if self_attention.key.bias is not None:
-            self_attention.key = nn.Linear(config.hidden_size, self_attention.all_head_size, bias=False)
-        for linear in (self_attention.query, self_attention.key, self_attention.value):
-            linear.is_fused_qkv_part = True  # initialised as a third of the reference's fused qkv layer
+    def __init__(
+        self,
+        config: AdaMaeConfig,
+        hidden_size: int,
+        num_attention_heads: int,
+        intermediate_size: int,
+        dropout: float,
+        attention_dropout: float,
+        layer_norm_eps: float,
+        qv_bias: bool,
+        drop_path_rate: float = 0.0,
+    ):
+        super().__init__()
+        self.attention = AdaMaeAttention(config, hidden_size, num_attention_heads, dropout, attention_dropout, qv_bias)
+        self.intermediate = AdaMaeIntermediate(hidden_size, intermediate_size, config.hidden_act)
+        self.output = AdaMaeOutput(intermediate_size, hidden_size, dropout)
+        self.layernorm_before = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.layernorm_after = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
         self.drop_path = AdaMaeDropPath(drop_path_rate) if drop_path_rate > 0.0 else nn.Identity()
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        attention_output = self.attention(self.layernorm_before(hidden_states))
+    def forward(self, hidden_states: torch.Tensor, **kwargs: Unpack[TransformersKwargs]) -> torch.Tensor:
+        """`(B, L, hidden_size)` -> `(B, L, hidden_size)`."""
+        attention_output = self.attention(self.layernorm_before(hidden_states), **kwargs)
         hidden_states = hidden_states + self.drop_path(attention_output)
-        mlp_output = self.intermediate(self.layernorm_after(hidden_states))
-        mlp_output = self.output.dropout(self.output.dense(mlp_output))
+        mlp_output = self.output(self.intermediate(self.layernorm_after(hidden_states)))
         return hidden_states + self.drop_path(mlp_output)
 
 
@@ -265,22 +395,34 @@ class AdaMaeEncoder(nn.Module):
         super().__init__()
         depth = config.num_hidden_layers
         drop_path_rates = [config.drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
-        self.layer = nn.ModuleList([AdaMaeLayer(config, rate) for rate in drop_path_rates])
-        self.gradient_checkpointing = False
+        self.layer = nn.ModuleList(
+            [
+                AdaMaeLayer(
+                    config,
+                    config.hidden_size,
+                    config.num_attention_heads,
+                    config.intermediate_size,
+                    dropout=config.hidden_dropout_prob,
+                    attention_dropout=config.attention_probs_dropout_prob,
+                    layer_norm_eps=config.layer_norm_eps,
+                    qv_bias=config.qv_bias,
+                    drop_path_rate=rate,
+                )
+                for rate in drop_path_rates
+            ]
+        )
 
-    def forward(self, hidden_states: torch.Tensor, output_hidden_states: bool = False) -> BaseModelOutput:
-        all_hidden_states = (hidden_states,) if output_hidden_states else None
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """`(B, L, hidden_size)` -> `(B, L, hidden_size)`."""
         for layer in self.layer:
             hidden_states = layer(hidden_states)
-            if output_hidden_states:
-                all_hidden_states += (hidden_states,)
-        return BaseModelOutput(last_hidden_state=hidden_states, hidden_states=all_hidden_states)
+        return hidden_states
 
 
 class AdaMaeTokenSampler(nn.Module):
     """The adaptive token sampler: patch embeddings + its own learnable positions -> transformer block(s) -> one logit
     per token. `softmax` over the N tokens of a video is the categorical distribution p the visible tokens are drawn
-    from.
+    from. Its layers have no q/v bias, no attention dropout and torch's LayerNorm eps, as in the reference.
 
     Gradients of the sampling loss flow through the sampler and into the patch embedding, as in the reference.
     """
@@ -290,18 +432,21 @@ class AdaMaeTokenSampler(nn.Module):
         width = config.sampler_hidden_size
         self.position_embeddings = nn.Parameter(torch.zeros(1, config.num_patches, config.hidden_size))
         self.projection = nn.Linear(config.hidden_size, width) if width != config.hidden_size else None
-        self.config = AdaMaeLayerConfig(
-            config,
-            hidden_size=width,
-            num_attention_heads=config.sampler_num_attention_heads,
-            intermediate_size=config.sampler_intermediate_size,
-            hidden_dropout_prob=config.sampler_dropout_prob,
-            attention_probs_dropout_prob=0.0,
-            layer_norm_eps=config.sampler_layer_norm_eps,
-            qkv_bias=False,
-            qv_bias=False,
+        self.layer = nn.ModuleList(
+            [
+                AdaMaeLayer(
+                    config,
+                    width,
+                    config.sampler_num_attention_heads,
+                    config.sampler_intermediate_size,
+                    dropout=config.sampler_dropout_prob,
+                    attention_dropout=0.0,
+                    layer_norm_eps=config.sampler_layer_norm_eps,
+                    qv_bias=False,
+                )
+                for _ in range(config.sampler_num_hidden_layers)
+            ]
         )
-        self.layer = nn.ModuleList([AdaMaeLayer(self.config) for _ in range(config.sampler_num_hidden_layers)])
         self.head = nn.Linear(width, 1)
 
     def forward(self, patch_embeddings: torch.Tensor) -> torch.Tensor:
@@ -316,22 +461,27 @@ class AdaMaeTokenSampler(nn.Module):
 
 
 class AdaMaeDecoder(nn.Module):
-    """The pretraining decoder: VideoMAE layers, a final LayerNorm and a linear pixel head on the masked tokens."""
+    """The pretraining decoder: transformer layers, a final LayerNorm and a linear pixel head on the masked tokens."""
 
     def __init__(self, config: AdaMaeConfig):
         super().__init__()
-        self.config = AdaMaeLayerConfig(
-            config,
-            hidden_size=config.decoder_hidden_size,
-            num_attention_heads=config.decoder_num_attention_heads,
-            intermediate_size=config.decoder_intermediate_size,
-        )
         self.decoder_layers = nn.ModuleList(
-            [AdaMaeLayer(self.config) for _ in range(config.decoder_num_hidden_layers)]
+            [
+                AdaMaeLayer(
+                    config,
+                    config.decoder_hidden_size,
+                    config.decoder_num_attention_heads,
+                    config.decoder_intermediate_size,
+                    dropout=config.hidden_dropout_prob,
+                    attention_dropout=config.attention_probs_dropout_prob,
+                    layer_norm_eps=config.layer_norm_eps,
+                    qv_bias=config.qv_bias,
+                )
+                for _ in range(config.decoder_num_hidden_layers)
+            ]
         )
         self.norm = nn.LayerNorm(config.decoder_hidden_size, eps=config.layer_norm_eps)
         self.head = nn.Linear(config.decoder_hidden_size, config.patch_dim)
-        self.gradient_checkpointing = False
 
     def forward(self, hidden_states: torch.Tensor, num_masked: int) -> torch.Tensor:
         """`(B, N, decoder_hidden_size)` [visible ; masked] tokens -> `(B, num_masked, patch_dim)` pixels."""
@@ -353,30 +503,31 @@ def check_pixel_values(pixel_values: torch.Tensor, config: AdaMaeConfig):
         )
 
 
-class _DropLoadReport(Filter):
-    """Holds back transformers' per-key load table; `AdaMaePreTrainedModel.from_pretrained` logs one summary line
-    instead, or attaches the table to the error when loading fails."""
+def count_visible_tokens(bool_masked_pos: torch.Tensor, num_patches: int) -> int:
+    """Number of visible tokens of a user-given mask; every video must have the same (this reads the mask on the host,
+    which a sampled mask never needs)."""
+    if bool_masked_pos.ndim != 2 or bool_masked_pos.shape[1] != num_patches:
+        raise ValueError(
+            f"bool_masked_pos must have shape (batch_size, {num_patches}), got {tuple(bool_masked_pos.shape)}."
+        )
+    visible_per_video = (~bool_masked_pos.bool()).sum(dim=1)
+    if not bool((visible_per_video == visible_per_video[0]).all()):
+        raise ValueError(f"Every video must have the same number of visible tokens, got {visible_per_video.tolist()}.")
+    num_visible = int(visible_per_video[0])
+    if not 0 < num_visible < num_patches:
+        raise ValueError(
+            f"bool_masked_pos must leave between 1 and {num_patches - 1} tokens visible, got {num_visible}."
+        )
+    return num_visible
 
-    def __init__(self):
-        super().__init__()
-        self.reports: list[str] = []
 
-    def filter(self, record) -> bool:
-        message = record.getMessage()
-        if "LOAD REPORT" in message:
-            self.reports.append(message)
-            return False
-        return True
+@dataclass
+class TokenMask:
+    """A mask over the N tokens of each video and the token indices on either side of it (static shapes)."""
 
-
-def summarize_keys(keys) -> str:
-    """'sampler (16 tensors), decoder (19 tensors), mask_token' for a list of state-dict keys."""
-    groups: dict[str, int] = {}
-    for key in keys:
-        parts = key.split(".")
-        group = ".".join(parts[:2]) if parts[0] == "videomae" and len(parts) > 2 else parts[0]
-        groups[group] = groups.get(group, 0) + 1
-    return ", ".join(f"{name} ({count} tensors)" if count > 1 else name for name, count in groups.items())
+    bool_masked_pos: torch.BoolTensor  # (B, N), True = masked
+    visible_indices: torch.LongTensor  # (B, K), ascending
+    masked_indices: torch.LongTensor  # (B, N - K), ascending
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -397,6 +548,9 @@ class AdaMaePreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _supports_flex_attn = True
     _supports_attention_backend = True
+    # What `output_hidden_states` / `output_attentions` record, by hooks on these modules of the base model (the
+    # sampler's and decoder's layers run outside it and are not recorded).
+    _can_record_outputs = {"hidden_states": AdaMaeLayer, "attentions": AdaMaeSelfAttention}
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -425,7 +579,9 @@ class AdaMaePreTrainedModel(PreTrainedModel):
             fan_in = module.weight[0].numel()
             init.uniform_(module.bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
         elif isinstance(module, AdaMaeEmbeddings):
-            init.copy_(module.position_embeddings, sinusoid_position_table(module.num_patches, self.config.hidden_size))
+            init.copy_(
+                module.position_embeddings, sinusoid_position_table(module.num_patches, self.config.hidden_size)
+            )
         elif isinstance(module, AdaMaeTokenSampler):
             init.zeros_(module.position_embeddings)
         elif isinstance(module, AdaMaeForPreTraining):
@@ -435,42 +591,6 @@ class AdaMaePreTrainedModel(PreTrainedModel):
                 module.decoder_position_embeddings,
                 sinusoid_position_table(self.config.num_patches, self.config.decoder_hidden_size),
             )
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        """`PreTrainedModel.from_pretrained` with one log line, in place of transformers' per-key table, saying which
-        checkpoint weights were dropped (e.g. the sampler and decoder when loading a pretraining checkpoint for
-        classification) and which were newly initialised (e.g. the classification head)."""
-        output_loading_info = kwargs.pop("output_loading_info", False)
-        report_filter = _DropLoadReport()
-        transformers_logger = logging.get_logger("transformers.modeling_utils")
-        transformers_logger.addFilter(report_filter)
-        try:
-            model, loading_info = super().from_pretrained(
-                pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
-            )
-        except RuntimeError as error:
-            # e.g. a head of another size without `ignore_mismatched_sizes`: the error points to the table
-            if report_filter.reports:
-                raise RuntimeError(f"{error}\n" + "\n".join(report_filter.reports)) from error
-            raise
-        finally:
-            transformers_logger.removeFilter(report_filter)
-        groups = {
-            "dropped (unused by this model)": summarize_keys(loading_info.get("unexpected_keys", [])),
-            "newly initialised (train before use)": summarize_keys(loading_info.get("missing_keys", [])),
-            "re-initialised (shape mismatch)": summarize_keys(k for k, *_ in loading_info.get("mismatched_keys", [])),
-        }
-        if any(groups.values()):
-            details = "; ".join(f"{what}: {keys}" for what, keys in groups.items() if keys)
-            logger.warning(f"{cls.__name__} from {pretrained_model_name_or_path}: {details}.")
-        return (model, loading_info) if output_loading_info else model
-
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        # Record every AdaMAE class in `auto_map`, so that any saved folder loads with any Auto class
-        # (`trust_remote_code=True`), e.g. a pretraining folder with AutoModelForVideoClassification.
-        self.config.auto_map = dict(AUTO_MAP)
-        return super().save_pretrained(save_directory, *args, **kwargs)
 
 
 class AdaMaeModel(AdaMaePreTrainedModel):
@@ -492,64 +612,43 @@ class AdaMaeModel(AdaMaePreTrainedModel):
     def get_input_embeddings(self):
         return self.embeddings.patch_embeddings
 
-    def encode(self, embeddings: torch.Tensor, output_hidden_states: bool = False) -> BaseModelOutput:
-        """Run the layers (and the final norm) on `(B, L, hidden_size)` tokens that already carry positions."""
-        encoder_outputs = self.encoder(embeddings, output_hidden_states=output_hidden_states)
-        sequence_output = encoder_outputs.last_hidden_state
-        if self.layernorm is not None:
-            sequence_output = self.layernorm(sequence_output)
-        return BaseModelOutput(last_hidden_state=sequence_output, hidden_states=encoder_outputs.hidden_states)
-
+    @capture_outputs(tie_last_hidden_states=False)
     def forward(
         self,
-        pixel_values: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
         bool_masked_pos: torch.BoolTensor | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> BaseModelOutput | tuple:
+        inputs_embeds: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> BaseModelOutput:
         r"""
         Args:
             pixel_values (`torch.FloatTensor` of shape `(batch_size, num_frames, num_channels, height, width)`):
                 Normalised frames (ImageNet mean and std), as VideoMAE's processors produce.
             bool_masked_pos (`torch.BoolTensor` of shape `(batch_size, num_patches)`, *optional*):
                 `True` for masked tokens; only the others are encoded. Every video must mask the same number.
-            output_hidden_states (`bool`, *optional*):
-                Also return the embeddings and every layer's output.
-            return_dict (`bool`, *optional*):
-                Return a [`~transformers.modeling_outputs.BaseModelOutput`] rather than a tuple.
+            inputs_embeds (`torch.FloatTensor` of shape `(batch_size, num_tokens, hidden_size)`, *optional*):
+                Tokens that already carry their positions, e.g. the visible tokens pretraining picked, to encode
+                instead of `pixel_values`.
+            kwargs: `output_hidden_states`, `output_attentions` and `return_dict`, handled by transformers.
 
         Returns:
-            `last_hidden_state` `(batch_size, num_tokens, hidden_size)`: all N tokens, or the visible ones.
+            `last_hidden_state` `(batch_size, num_tokens, hidden_size)`: all N tokens, the visible ones or the
+            given ones. `hidden_states` (the input tokens and every layer's output) and `attentions` on request.
         """
-        output_hidden_states = (
-            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        )
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        embeddings = self.embeddings(pixel_values)  # (B, N, D)
-        if bool_masked_pos is not None:
-            num_visible = count_visible_tokens(bool_masked_pos, self.config.num_patches)
-            visible_indices, _ = split_visible_and_masked(bool_masked_pos, num_visible)
-            embeddings = gather_tokens(embeddings, visible_indices)  # (B, K, D)
-        outputs = self.encode(embeddings, output_hidden_states=output_hidden_states)
-        return outputs if return_dict else outputs.to_tuple()
-
-
-def count_visible_tokens(bool_masked_pos: torch.Tensor, num_patches: int) -> int:
-    """Number of visible tokens of a user-given mask; every video must have the same (this reads the mask on the host,
-    which a sampled mask never needs)."""
-    if bool_masked_pos.ndim != 2 or bool_masked_pos.shape[1] != num_patches:
-        raise ValueError(
-            f"bool_masked_pos must have shape (batch_size, {num_patches}), got {tuple(bool_masked_pos.shape)}."
-        )
-    visible_per_video = (~bool_masked_pos.bool()).sum(dim=1)
-    if not bool((visible_per_video == visible_per_video[0]).all()):
-        raise ValueError(
-            f"Every video must have the same number of visible tokens, got {visible_per_video.tolist()}."
-        )
-    num_visible = int(visible_per_video[0])
-    if not 0 < num_visible < num_patches:
-        raise ValueError(f"bool_masked_pos must leave between 1 and {num_patches - 1} tokens visible, got {num_visible}.")
-    return num_visible
+        if (pixel_values is None) == (inputs_embeds is None):
+            raise ValueError("Give exactly one of pixel_values and inputs_embeds.")
+        if inputs_embeds is None:
+            inputs_embeds = self.embeddings(pixel_values)  # (B, N, D)
+            if bool_masked_pos is not None:
+                num_visible = count_visible_tokens(bool_masked_pos, self.config.num_patches)
+                visible_indices, _ = split_visible_and_masked(bool_masked_pos, num_visible)
+                inputs_embeds = gather_tokens(inputs_embeds, visible_indices)  # (B, K, D)
+        elif bool_masked_pos is not None:
+            raise ValueError("bool_masked_pos applies to pixel_values; give inputs_embeds with visible tokens only.")
+        sequence_output = self.encoder(inputs_embeds)
+        if self.layernorm is not None:
+            sequence_output = self.layernorm(sequence_output)
+        return BaseModelOutput(last_hidden_state=sequence_output)
 
 
 class AdaMaeForPreTraining(AdaMaePreTrainedModel):
@@ -574,7 +673,7 @@ class AdaMaeForPreTraining(AdaMaePreTrainedModel):
         self.decoder = AdaMaeDecoder(config)
         self.post_init()
 
-    # --- masking ------------------------------------------------------------------------------------------------------
+    # --- masking -----------------------------------------------------------------------------------------------------
 
     def generate_mask(
         self,
@@ -621,7 +720,7 @@ class AdaMaeForPreTraining(AdaMaePreTrainedModel):
         time_mask = mask_from_visible_indices(noise[:, :, 0].topk(visible_slices, dim=-1).indices, time_slices)
         return time_mask[:, :, None].expand(-1, -1, rows * columns).reshape(batch_size, num_patches)
 
-    # --- targets ------------------------------------------------------------------------------------------------------
+    # --- targets -----------------------------------------------------------------------------------------------------
 
     def patchify(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """`(B, T, C, H, W)` -> `(B, N, tubelet * patch * patch, C)`, tokens time-major, pixels ordered (t, y, x)."""
@@ -666,40 +765,105 @@ class AdaMaeForPreTraining(AdaMaePreTrainedModel):
             patches = (patches - mean) / (std + 1e-6)
         return patches.flatten(2)  # (B, L, t*p*p*C)
 
-    # --- losses -------------------------------------------------------------------------------------------------------
+    def choose_mask(
+        self,
+        sampler_logits: torch.Tensor | None,
+        bool_masked_pos: torch.Tensor | None,
+        noise: torch.Tensor | None,
+        batch_size: int,
+        device: torch.device,
+    ) -> TokenMask:
+        """The given mask (checked: the same count for every video), else one drawn by `generate_mask`."""
+        if bool_masked_pos is None:
+            num_visible = self.config.check_mask()
+            bool_masked_pos = self.generate_mask(batch_size, sampler_logits, noise, device=device)
+        else:
+            num_visible = count_visible_tokens(bool_masked_pos, self.config.num_patches)
+            bool_masked_pos = bool_masked_pos.to(device=device, dtype=torch.bool)
+        visible_indices, masked_indices = split_visible_and_masked(bool_masked_pos, num_visible)  # (B, K), (B, N-K)
+        return TokenMask(bool_masked_pos, visible_indices, masked_indices)
+
+    # --- forward -----------------------------------------------------------------------------------------------------
+
+    def forward_encoder(
+        self,
+        patches: torch.Tensor,
+        bool_masked_pos: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple[BaseModelOutput, TokenMask, torch.Tensor | None]:
+        """Sampler, mask, then the visible tokens through the encoder.
+
+        `patches` `(B, N, t*p*p, C)` -> the encoder's outputs on the K visible tokens (`last_hidden_state`
+        `(B, K, hidden_size)`, after the final LayerNorm), the mask with its index lists, and the sampler's logits
+        `(B, N)` (`None` unless `mask_type="adaptive"`). The sampler and the encoder share one patch embedding.
+        """
+        embeddings = self.videomae.embeddings
+        patch_embeddings = embeddings.embed_patches(patches)  # (B, N, D)
+        sampler_logits = None
+        if self.config.mask_type == "adaptive":
+            if self.sampler is None:
+                raise ValueError("This model was built without a sampler (its mask_type was not 'adaptive' then).")
+            sampler_logits = self.sampler(patch_embeddings)  # (B, N), float32
+        token_mask = self.choose_mask(
+            sampler_logits, bool_masked_pos, noise, batch_size=patches.shape[0], device=patches.device
+        )
+        # the visible tokens, with their positions, in their original order
+        tokens = embeddings.add_position_embeddings(patch_embeddings)  # (B, N, D)
+        visible_tokens = gather_tokens(tokens, token_mask.visible_indices)  # (B, K, D)
+        encoder_outputs = self.videomae(inputs_embeds=visible_tokens, return_dict=True, **kwargs)
+        return encoder_outputs, token_mask, sampler_logits
+
+    def forward_decoder(self, latent: torch.Tensor, token_mask: TokenMask) -> torch.Tensor:
+        """`(B, K, hidden_size)` encoded visible tokens -> `(B, N-K, patch_dim)` predicted pixels of the masked ones.
+
+        The decoder sees [visible tokens + their positions ; mask token + the masked tokens' positions], `(B, N, Dd)`.
+        """
+        visible_states = self.encoder_to_decoder(latent)  # (B, K, Dd)
+        positions = self.decoder_position_embeddings.to(visible_states.dtype).expand(latent.shape[0], -1, -1)
+        decoder_inputs = torch.cat(
+            [
+                visible_states + gather_tokens(positions, token_mask.visible_indices),
+                self.mask_token.to(visible_states.dtype) + gather_tokens(positions, token_mask.masked_indices),
+            ],
+            dim=1,
+        )  # (B, N, Dd)
+        return self.decoder(decoder_inputs, num_masked=token_mask.masked_indices.shape[1])
 
     def forward_loss(
         self,
+        patches: torch.Tensor,
         logits: torch.Tensor,
-        targets: torch.Tensor,
         sampler_logits: torch.Tensor | None,
         masked_indices: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Reconstruction loss L_r and the weighted sampling loss lambda * L_s, for the whole batch at once.
+
+        `patches` `(B, N, t*p*p, C)` give the targets of the masked tokens, `(B, N-K, patch_dim)` like `logits`;
+        `sampler_logits` `(B, N)` or `None`; `masked_indices` `(B, N-K)`.
 
         l_r[b, j] = mean over pixels of (prediction - target)^2 for masked token j; L_r = mean(l_r).
         l_s[b] = -mean_j(log p[b, j] * stopgrad(l_r[b, j])) over the masked tokens: the sampler is rewarded for
         putting probability on tokens the decoder reconstructs badly. Gradients of L_r never reach p.
         (The reference's `Categorical.log_prob` clamps p to float eps first; `log_softmax` is the exact log p.)
         """
-        per_token_loss = (logits.float() - targets).pow(2).mean(dim=-1)  # (B, num_masked)
+        targets = self.targets_from_patches(patches, masked_indices)
+        per_token_loss = (logits.float() - targets).pow(2).mean(dim=-1)  # (B, N-K)
         reconstruction_loss = per_token_loss.mean()
         if sampler_logits is None:
             return reconstruction_loss, None
-        masked_log_probs = torch.gather(F.log_softmax(sampler_logits, dim=-1), 1, masked_indices)  # (B, num_masked)
+        masked_log_probs = torch.gather(F.log_softmax(sampler_logits, dim=-1), 1, masked_indices)  # (B, N-K)
         sampling_loss_per_video = -(masked_log_probs * per_token_loss.detach()).mean(dim=-1)  # (B,)
         return reconstruction_loss, self.config.sampling_loss_weight * sampling_loss_per_video.mean()
 
-    # --- forward ------------------------------------------------------------------------------------------------------
-
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor,
         bool_masked_pos: torch.BoolTensor | None = None,
         noise: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> AdaMaeForPreTrainingOutput | tuple:
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> AdaMaeForPreTrainingOutput:
         r"""
         Args:
             pixel_values (`torch.FloatTensor` of shape `(batch_size, num_frames, num_channels, height, width)`):
@@ -709,10 +873,8 @@ class AdaMaeForPreTraining(AdaMaePreTrainedModel):
                 still runs, so `token_probs` and the sampling loss are reported for this mask.
             noise (`torch.FloatTensor` of shape `(batch_size, num_patches)`, *optional*):
                 Uniform noise in [0, 1) that makes the sampled mask deterministic (see `generate_mask`).
-            output_hidden_states (`bool`, *optional*):
-                Also return the encoder's hidden states (visible tokens).
-            return_dict (`bool`, *optional*):
-                Return an [`AdaMaeForPreTrainingOutput`] rather than a tuple.
+            kwargs: `output_hidden_states`, `output_attentions` (the encoder's, on the visible tokens) and
+                `return_dict`, handled by transformers.
 
         Example:
 
@@ -730,60 +892,23 @@ class AdaMaeForPreTraining(AdaMaePreTrainedModel):
         (torch.Size([2, 48, 384]), [48, 48])
         ```
         """
-        config = self.config
-        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        return_dict = config.return_dict if return_dict is None else return_dict
-        check_pixel_values(pixel_values, config)
-
-        embeddings = self.videomae.embeddings
-        patches = self.patchify(pixel_values)  # (B, N, t*p*p, C), shared by the embedding and the targets
-        patch_embeddings = embeddings.embed_patches(patches)  # (B, N, D)
-        batch_size = patch_embeddings.shape[0]
-
-        sampler_logits = None
-        if config.mask_type == "adaptive":
-            if self.sampler is None:
-                raise ValueError("This model was built without a sampler (mask_type was not 'adaptive' at construction).")
-            sampler_logits = self.sampler(patch_embeddings)  # (B, N), float32
-        if bool_masked_pos is None:
-            num_visible = config.check_mask()
-            bool_masked_pos = self.generate_mask(batch_size, sampler_logits, noise, device=pixel_values.device)
-        else:
-            num_visible = count_visible_tokens(bool_masked_pos, config.num_patches)
-            bool_masked_pos = bool_masked_pos.to(device=pixel_values.device, dtype=torch.bool)
-        visible_indices, masked_indices = split_visible_and_masked(bool_masked_pos, num_visible)  # (B, K), (B, N-K)
-        num_masked = masked_indices.shape[1]
-
-        # Encoder: the visible tokens only, in their original order.
-        visible_tokens = gather_tokens(embeddings.add_position_embeddings(patch_embeddings), visible_indices)
-        encoder_outputs = self.videomae.encode(visible_tokens, output_hidden_states=output_hidden_states)
-
-        # Decoder: [visible tokens + their positions ; mask token + positions of the masked tokens].
-        visible_states = self.encoder_to_decoder(encoder_outputs.last_hidden_state)  # (B, K, Dd)
-        positions = self.decoder_position_embeddings.to(visible_states.dtype).expand(batch_size, -1, -1)
-        decoder_inputs = torch.cat(
-            [
-                visible_states + gather_tokens(positions, visible_indices),
-                self.mask_token.to(visible_states.dtype) + gather_tokens(positions, masked_indices),
-            ],
-            dim=1,
-        )  # (B, N, Dd)
-        logits = self.decoder(decoder_inputs, num_masked)  # (B, N-K, patch_dim)
-
-        targets = self.targets_from_patches(patches, masked_indices)
-        reconstruction_loss, sampling_loss = self.forward_loss(logits, targets, sampler_logits, masked_indices)
-        loss = reconstruction_loss if sampling_loss is None else reconstruction_loss + sampling_loss
-
-        output = AdaMaeForPreTrainingOutput(
-            loss=loss,
+        check_pixel_values(pixel_values, self.config)
+        patches = self.patchify(pixel_values)  # (B, N, t*p*p, C): the encoder's and sampler's input, and the targets
+        encoder_outputs, token_mask, sampler_logits = self.forward_encoder(patches, bool_masked_pos, noise, **kwargs)
+        logits = self.forward_decoder(encoder_outputs.last_hidden_state, token_mask)  # (B, N-K, patch_dim)
+        reconstruction_loss, sampling_loss = self.forward_loss(
+            patches, logits, sampler_logits, token_mask.masked_indices
+        )
+        return AdaMaeForPreTrainingOutput(
+            loss=reconstruction_loss if sampling_loss is None else reconstruction_loss + sampling_loss,
             reconstruction_loss=reconstruction_loss,
             sampling_loss=sampling_loss,
             logits=logits,
-            mask=bool_masked_pos,
+            mask=token_mask.bool_masked_pos,
             token_probs=None if sampler_logits is None else sampler_logits.softmax(dim=-1),
             hidden_states=encoder_outputs.hidden_states,
+            attentions=encoder_outputs.attentions,
         )
-        return output if return_dict else output.to_tuple()
 
 
 class AdaMaeForVideoClassification(AdaMaePreTrainedModel):
@@ -802,7 +927,6 @@ class AdaMaeForVideoClassification(AdaMaePreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
         self.post_init()
 
-    @torch.no_grad()
     def _init_weights(self, module):
         super()._init_weights(module)
         if module is self.classifier and isinstance(module, nn.Linear):
@@ -832,36 +956,32 @@ class AdaMaeForVideoClassification(AdaMaePreTrainedModel):
             return F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
         return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor,
         labels: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> ImageClassifierOutput | tuple:
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> ImageClassifierOutput:
         r"""
         Args:
             pixel_values (`torch.FloatTensor` of shape `(batch_size, num_frames, num_channels, height, width)`):
                 Normalised frames (ImageNet mean and std).
-            labels (`torch.LongTensor` of shape `(batch_size,)` or `torch.FloatTensor` `(batch_size, num_labels)`, *optional*):
+            labels (`torch.LongTensor` `(batch_size,)` or `torch.FloatTensor` `(batch_size, num_labels)`, *optional*):
                 Class ids, soft targets, or regression targets; the loss follows `config.problem_type`.
-            output_hidden_states (`bool`, *optional*):
-                Also return the encoder's hidden states.
-            return_dict (`bool`, *optional*):
-                Return an [`~transformers.modeling_outputs.ImageClassifierOutput`] rather than a tuple.
+            kwargs: `output_hidden_states`, `output_attentions` and `return_dict`, handled by transformers.
         """
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        outputs = self.videomae(pixel_values, output_hidden_states=output_hidden_states, return_dict=True)
+        outputs = self.videomae(pixel_values, return_dict=True, **kwargs)
         sequence_output = outputs.last_hidden_state  # (B, N, D)
         if self.fc_norm is not None:
             pooled_output = self.fc_norm(sequence_output.mean(dim=1))
         else:
             pooled_output = sequence_output[:, 0]
-        logits = self.classifier(pooled_output)
+        logits = self.classifier(pooled_output)  # (B, num_labels)
         loss = self.compute_loss(logits, labels) if labels is not None else None
-        output = ImageClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
-        return output if return_dict else output.to_tuple()
-
+        return ImageClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
 
 
 AdaMaeModel.register_for_auto_class("AutoModel")

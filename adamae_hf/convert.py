@@ -264,7 +264,7 @@ def authors_config(
         hidden_size=hidden_size,
         num_hidden_layers=_count_blocks(state_dict, rf"{re.escape(prefix)}blocks\.(\d+)\.norm1\.weight"),
         intermediate_size=state_dict[f"{prefix}blocks.0.mlp.fc1.weight"].shape[0],
-        qkv_bias=f"{prefix}blocks.0.attn.q_bias" in state_dict,
+        qv_bias=f"{prefix}blocks.0.attn.q_bias" in state_dict,
     )
     if layout == "pretraining":
         saved_ratio = arguments.get("mask_ratio")
@@ -429,10 +429,9 @@ def adamae_config_from_videomae(videomae_config: VideoMAEConfig, **overrides) ->
         "num_attention_heads", "intermediate_size", "hidden_act", "hidden_dropout_prob",
         "attention_probs_dropout_prob", "initializer_range", "layer_norm_eps", "use_mean_pooling",
         "decoder_hidden_size", "decoder_num_hidden_layers", "decoder_num_attention_heads",
-        "decoder_intermediate_size", "norm_pix_loss", "id2label", "label2id",
+        "decoder_intermediate_size", "norm_pix_loss", "id2label", "label2id", "qv_bias",
     )  # fmt: skip
     kwargs = {name: getattr(videomae_config, name) for name in fields if hasattr(videomae_config, name)}
-    kwargs["qkv_bias"] = getattr(videomae_config, "qv_bias", getattr(videomae_config, "qkv_bias", True))
     kwargs.update(overrides)
     return AdaMaeConfig(**kwargs)
 
@@ -503,7 +502,7 @@ def videomae_config_from_adamae(config: AdaMaeConfig, **overrides) -> VideoMAECo
         attention_probs_dropout_prob=config.attention_probs_dropout_prob,
         initializer_range=config.initializer_range,
         layer_norm_eps=config.layer_norm_eps,
-        qkv_bias=config.qkv_bias,
+        qv_bias=config.qv_bias,
         use_mean_pooling=config.use_mean_pooling,
         decoder_hidden_size=config.decoder_hidden_size,
         decoder_num_hidden_layers=config.decoder_num_hidden_layers,

@@ -109,3 +109,25 @@ def test_json_round_trip(tmp_path):
     assert loaded.to_dict() == config.to_dict()
     assert loaded.frame_size == (32, 48) and loaded.num_patches == 4 * 4 * 6
     assert loaded.sampler_intermediate_size == 64
+
+
+def test_qv_bias_is_also_read_and_written_by_its_old_name(tmp_path):
+    config = tiny_config(qkv_bias=False)  # the name configs saved before the rename carry
+    assert config.qv_bias is False and config.qkv_bias is False
+    saved = config.to_dict()
+    assert saved["qv_bias"] is False and "qkv_bias" not in saved
+    config.qkv_bias = True
+    assert config.qv_bias is True
+    (tmp_path / "config.json").write_text(config.to_json_string().replace('"qv_bias": true', '"qkv_bias": false'))
+    assert AdaMaeConfig.from_pretrained(tmp_path).qv_bias is False
+
+
+def test_every_config_maps_every_auto_class_unless_it_brings_its_own_map():
+    auto_map = tiny_config().auto_map
+    assert auto_map["AutoConfig"] == "configuration_adamae.AdaMaeConfig"
+    assert auto_map["AutoModelForVideoClassification"] == "modeling_adamae.AdaMaeForVideoClassification"
+    assert set(auto_map) == {"AutoConfig", "AutoModel", "AutoModelForPreTraining", "AutoModelForVideoClassification"}
+    hub_map = {"AutoConfig": "someone/adamae--configuration_adamae.AdaMaeConfig"}
+    assert tiny_config(auto_map=hub_map).auto_map == hub_map
+    tiny_config().auto_map["AutoModel"] = "changed"
+    assert tiny_config().auto_map["AutoModel"] == "modeling_adamae.AdaMaeModel"  # each config has its own copy

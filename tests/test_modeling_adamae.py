@@ -1,5 +1,4 @@
 import itertools
-import logging
 import math
 import os
 import subprocess
@@ -289,6 +288,73 @@ def test_pretraining_outputs_hidden_states_and_tuples():
     torch.testing.assert_close(as_tuple[3], outputs.logits)
 
 
+def attention_weights_by_hand(layer, layer_input: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """softmax(q k^T / sqrt(head_dim)) of one encoder layer, from its input `(B, L, D)`: `(B, heads, L, L)`."""
+    attention = layer.attention.attention
+    normed = layer.layernorm_before(layer_input)
+    batch_size, length, width = normed.shape
+    heads_shape = (batch_size, length, num_heads, width // num_heads)
+    query = attention.query(normed).view(heads_shape).transpose(1, 2)
+    key = attention.key(normed).view(heads_shape).transpose(1, 2)
+    return (query @ key.transpose(-1, -2) / math.sqrt(width // num_heads)).softmax(dim=-1)
+
+
+def test_output_attentions_are_each_encoder_layers_attention_weights():
+    config = tiny_config(num_labels=3)
+    model = AdaMaeForVideoClassification(config).eval()
+    model.set_attn_implementation("eager")  # sdpa does not form the weights
+    video = pixel_values()
+    outputs = model(video, output_attentions=True, output_hidden_states=True)
+    assert len(outputs.attentions) == config.num_hidden_layers
+    for layer, layer_input, weights in zip(model.videomae.encoder.layer, outputs.hidden_states, outputs.attentions):
+        assert weights.shape == (2, 2, 64, 64)
+        torch.testing.assert_close(weights, attention_weights_by_hand(layer, layer_input, num_heads=2))
+    assert model(video).attentions is None
+    torch.testing.assert_close(model(video, output_attentions=True).logits, outputs.logits)
+
+
+def test_pretraining_output_attentions_cover_the_visible_tokens_of_the_encoder_only():
+    config = tiny_config()
+    model = AdaMaeForPreTraining(config).eval()
+    model.set_attn_implementation("eager")
+    video, noise = pixel_values(), noise_for(2, config)
+    outputs = model(video, noise=noise, output_attentions=True, output_hidden_states=True)
+    # the encoder's 2 layers on 16 visible tokens; the sampler's and decoder's layers are not recorded
+    assert [tuple(weights.shape) for weights in outputs.attentions] == [(2, 2, 16, 16)] * config.num_hidden_layers
+    first_layer = model.videomae.encoder.layer[0]
+    torch.testing.assert_close(
+        outputs.attentions[0], attention_weights_by_hand(first_layer, outputs.hidden_states[0], num_heads=2)
+    )
+    plain = model(video, noise=noise)
+    assert plain.attentions is None and plain.hidden_states is None
+    torch.testing.assert_close(plain.loss, outputs.loss)
+    as_tuple = model(video, noise=noise, output_attentions=True, return_dict=False)
+    assert len(as_tuple) == 7 and len(as_tuple[-1]) == config.num_hidden_layers
+
+
+def test_output_flags_and_return_dict_default_to_the_configs():
+    config = tiny_config(num_labels=3, output_hidden_states=True, return_dict=False)
+    classifier = AdaMaeForVideoClassification(config).eval()
+    logits, hidden_states = classifier(pixel_values())
+    assert logits.shape == (2, 3) and len(hidden_states) == config.num_hidden_layers + 1
+    pretraining = AdaMaeForPreTraining(tiny_config(output_hidden_states=True)).eval()
+    outputs = pretraining(pixel_values(), return_dict=True)
+    assert [tuple(h.shape) for h in outputs.hidden_states] == [(2, 16, 32)] * 3
+
+
+def test_base_model_encodes_given_tokens_like_the_masked_video():
+    model = AdaMaeModel(tiny_config()).eval()
+    video = pixel_values()
+    mask = torch.zeros(2, 64, dtype=torch.bool)
+    mask[:, 1::2] = True
+    visible_tokens = model.embeddings(video)[:, ::2]  # the visible tokens, with their positions
+    torch.testing.assert_close(
+        model(inputs_embeds=visible_tokens).last_hidden_state, model(video, bool_masked_pos=mask).last_hidden_state
+    )
+    with pytest.raises(ValueError, match="exactly one of pixel_values and inputs_embeds"):
+        model(video, inputs_embeds=visible_tokens)
+
+
 def test_bad_pixel_values_shape_names_expected_and_got():
     model = AdaMaeForPreTraining(tiny_config())
     with pytest.raises(ValueError, match=r"\(batch_size, 8, 3, 32, 32\).*got \(2, 3, 8, 32, 32\)"):
@@ -482,28 +548,30 @@ def test_auto_classes(tmp_path):
     assert isinstance(classifier, AdaMaeForVideoClassification) and classifier.classifier.out_features == 4
 
 
-def test_classification_from_pretraining_checkpoint_logs_one_line(tmp_path, caplog, capfd):
+def test_classification_from_pretraining_checkpoint_reports_dropped_and_new_weights(tmp_path):
+    """transformers' loading info (and its load report) lists what a classifier drops from a pretraining folder and
+    what it initialises anew; the encoder's weights are the pretraining's."""
     pretraining = AdaMaeForPreTraining(tiny_config())
     pretraining.save_pretrained(tmp_path)
-    with caplog.at_level(logging.WARNING):
-        classifier = AdaMaeForVideoClassification.from_pretrained(tmp_path, num_labels=3)
-    ours = [r.getMessage() for r in caplog.records if r.name.endswith("modeling_adamae")]
-    assert len(ours) == 1
-    line = ours[0]
-    assert "\n" not in line
-    for part in ("dropped", "sampler", "decoder", "mask_token", "newly initialised", "classifier", "fc_norm"):
-        assert part in line
-    assert "LOAD REPORT" not in capfd.readouterr().err
+    classifier, info = AdaMaeForVideoClassification.from_pretrained(tmp_path, num_labels=3, output_loading_info=True)
+    unexpected = info["unexpected_keys"]
+    groups = {".".join(k.split(".")[:2]) if k.startswith("videomae.") else k.split(".")[0] for k in unexpected}
+    # the pretraining encoder's final LayerNorm too: the mean-pooling classifier has fc_norm instead
+    assert groups == {"sampler", "decoder", "encoder_to_decoder", "mask_token", "videomae.layernorm"}
+    assert set(info["missing_keys"]) == {"classifier.weight", "classifier.bias", "fc_norm.weight", "fc_norm.bias"}
     encoder = pretraining.videomae.encoder.layer[0].attention.attention.query.weight
     torch.testing.assert_close(classifier.videomae.encoder.layer[0].attention.attention.query.weight, encoder)
 
 
-def test_loading_error_keeps_the_report_it_refers_to(tmp_path):
+def test_head_size_mismatch_is_an_error_unless_told_to_reinitialise(tmp_path):
     AdaMaeForVideoClassification(tiny_config(num_labels=3)).save_pretrained(tmp_path)
-    with pytest.raises(RuntimeError, match=r"(?s)ignore_mismatched_sizes.*classifier\.weight"):
+    with pytest.raises(RuntimeError, match=r"ignore_mismatched_sizes"):
         AdaMaeForVideoClassification.from_pretrained(tmp_path, num_labels=5)
-    resized = AdaMaeForVideoClassification.from_pretrained(tmp_path, num_labels=5, ignore_mismatched_sizes=True)
+    resized, info = AdaMaeForVideoClassification.from_pretrained(
+        tmp_path, num_labels=5, ignore_mismatched_sizes=True, output_loading_info=True
+    )
     assert resized.classifier.out_features == 5
+    assert {key for key, *_ in info["mismatched_keys"]} == {"classifier.weight", "classifier.bias"}
 
 
 def test_eager_and_sdpa_give_equal_outputs(tmp_path):
@@ -537,7 +605,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(no_dropout_config):
     calls = []
     model.videomae.encoder.layer[0].intermediate.register_forward_hook(lambda *args: calls.append(1))
     getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()  # renamed in 5.2x
-    assert model.videomae.encoder.gradient_checkpointing
+    assert all(layer.gradient_checkpointing for layer in model.videomae.encoder.layer)
     checkpointed = gradients(model)
     assert len(calls) == 2  # the layer ran again during backward
     assert reference.keys() == checkpointed.keys()
