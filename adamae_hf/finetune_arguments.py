@@ -1,13 +1,14 @@
 """The arguments of `run_finetune.py`: `HfArgumentParser` dataclasses and the parse that fills them.
 
 - `ModelArguments`: the start checkpoint and the classifier's knobs;
-- `DataArguments`: the test views, the class list, the predictions file and the model card's data names;
+- `DataArguments`: where the videos come from (`data.sources.DataSourceArguments`, the same flags as run_pretrain.py's),
+  the class list, the test views, the predictions file and the model card's names of the data;
 - `RecipeArguments`: the recipe's knobs that `TrainingArguments` has no field for (lr scaling, layer decay, mixup);
 - `FinetuningClipConfig`: the data pipeline's `VideoClipConfig` with the fine-tuning recipe's defaults;
 - `FinetuningTrainingArguments`: `TrainingArguments` with the recipe's defaults.
 
-`parse_finetuning_args` reads them from flags and / or a YAML or JSON file, below which come the clip settings saved
-beside the start model (`clip_config.json`), so evaluating a fine-tuned folder samples clips as its training did.
+`parse_finetuning_args` reads them with `adamae_hf.arguments` (flags over a YAML or JSON file), below which come the
+clip settings saved beside the start model (`clip_config.json`), so evaluating a fine-tuned folder samples clips as its training did.
 """
 
 from __future__ import annotations
@@ -25,13 +26,22 @@ from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 from transformers import TrainingArguments
 
+from .arguments import ArgumentParser, flag_names_in
 from .data import CLIP_CONFIG_NAME, VideoClipConfig, load_clip_geometry
-from .errors import ArgumentParser
+from .data.sources import DataSourceArguments
+from .errors import UserError
 from .hub import HUB_ID_PATTERN, VIDEOMAE_EXPORT_FOLDER
-from .training import config_file_from_argv, load_config_file, parse_args_with_config_file
 
 
 logger = logging.getLogger(__name__)
+
+# transformers' example scripts take a `datasets` name as --dataset_name; here every split's flag takes one.
+DATASET_NAME_FLAG = "dataset_name"
+DATASET_NAME_MESSAGE = (
+    "--dataset_name is not a flag of run_finetune.py: give a datasets name or path as --train_index / "
+    "--validation_index / --test_index (with --dataset_config_name, --streaming); the model card's name of the data "
+    "is --dataset_card_name."
+)
 
 
 @dataclass
@@ -73,58 +83,43 @@ class ModelArguments:
 
 
 @dataclass
-class DataArguments:
-    """Which videos to train, validate and test on, and how the test views and outputs are made."""
+class DataArguments(DataSourceArguments):
+    """Where the videos come from (`DataSourceArguments`: the same flags as run_pretrain.py's, e.g. --train_index,
+    --validation_index, --test_index, --streaming), and fine-tuning's own: the classes, the test views, the
+    predictions file and the model card's names of the data.
 
-    train_index: str | None = field(
-        default=None,
-        metadata={
-            "help": "Training videos: a .csv (header 'path,label') or .jsonl index, or a folder of class folders "
-            "(class_name/video.mp4). Its classes (sorted) become the model's id2label unless --class_names is given."
-        },
-    )
-    validation_index: str | None = field(
-        default=None, metadata={"help": "Validation videos (same formats), evaluated with one view per video."}
-    )
-    test_index: str | None = field(
-        default=None,
-        metadata={
-            "help": "Test videos for --do_predict (default: the validation index), evaluated with --test_num_clips x "
-            "--test_num_crops views per video. Labels are optional."
-        },
-    )
-    data_root: str | None = field(
-        default=None,
-        metadata={"help": "Folder that relative paths in index files are relative to (default: the file's)."},
-    )
+    --do_predict tests --test_index, or without one the validation videos, with --test_num_clips x --test_num_crops
+    views per video (labels optional); validation takes one view per video."""
+
     class_names: list[str] | None = field(
         default=None,
         metadata={
-            "help": "Class names in id order (the model's id2label). Default: the training index's classes, or, "
-            "without one, the fine-tuned checkpoint's id2label. (TrainingArguments' --label_names is another thing: "
-            "the batch keys that hold labels.)"
+            "help": "Class names in id order (the model's id2label). Default: the training videos' classes, or, "
+            "without them, the fine-tuned checkpoint's id2label. Needed to train on a stream whose labels are class "
+            "names. (TrainingArguments' --label_names is another thing: the batch keys that hold labels.)"
         },
     )
     test_num_clips: int = field(
         default=5, metadata={"help": "Temporal views per test video (the recipe: 5 on K400, 2 on SSv2)."}
     )
     test_num_crops: int = field(default=3, metadata={"help": "Spatial views per test clip: 1 (centre) or 3."})
-    max_train_videos: int | None = field(default=None, metadata={"help": "Use only the first N training videos."})
-    max_eval_videos: int | None = field(
-        default=None, metadata={"help": "Use only the first N validation and test videos."}
-    )
     predictions_file: str = field(
         default="predictions.jsonl",
         metadata={"help": "--do_predict writes one JSON line per test video here (relative to --output_dir)."},
     )
-    dataset_name: str | None = field(
-        default=None, metadata={"help": "Readable name of the data for the model card, e.g. 'Kinetics-400'."}
-    )
+    dataset_card_name: str | None = field(
+        default=None,
+        metadata={"help": "Readable name of the data for the model card, e.g. 'Kinetics-400' (default: the first "
+                  "of --dataset_ids)."},
+    )  # fmt: skip
     dataset_ids: list[str] | None = field(
-        default=None, metadata={"help": "Hub dataset ids for the model card's `datasets` metadata."}
-    )
+        default=None,
+        metadata={"help": "Hub dataset ids for the model card's `datasets` metadata (default: the Hub datasets "
+                  "among --train_index / --validation_index / --test_index)."},
+    )  # fmt: skip
 
     def __post_init__(self):
+        super().__post_init__()
         for name in ("test_num_clips", "max_train_videos", "max_eval_videos"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -251,48 +246,39 @@ class FinetuningTrainingArguments(TrainingArguments):
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, RecipeArguments, FinetuningClipConfig, FinetuningTrainingArguments)
 FinetuningArguments = tuple[ModelArguments, DataArguments, RecipeArguments, FinetuningClipConfig,
                             FinetuningTrainingArguments]  # fmt: skip
-MODEL_SOURCE_FIELDS = ("model_name_or_path", "cache_dir", "model_revision", "token")
 
 
 def parse_finetuning_args(
     argv: list[str] | None = None, description: str | None = None
 ) -> tuple[FinetuningArguments, dict[str, Any]]:
-    """The five argument dataclasses from flags and / or a YAML or JSON file (`--config FILE`, flag names as keys;
-    flags override it; a lone file argument is read as `--config FILE`), and the clip geometry read from the start
+    """The five argument dataclasses from flags and / or a YAML or JSON file (`adamae_hf.arguments`: `--config FILE`
+    or a lone file argument, flag names as keys; flags override it), and the clip geometry read from the start
     model's `clip_config.json` (empty without one).
 
     That geometry (frames, sampling rate and mode, crop and resize sizes, normalisation) replaces the defaults, below
     the file and the flags, so evaluating a fine-tuned folder samples clips as its training did."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if DATASET_NAME_FLAG in flag_names_in(argv):
+        raise UserError(DATASET_NAME_MESSAGE)
     parser = ArgumentParser(ARGUMENT_CLASSES, prog="run_finetune.py", description=description)
-    parser.add_argument("--config", help="YAML or JSON file of arguments (flag names as keys); flags override it.")
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
-        argv = ["--config", argv[0]]
-    source = model_source_from(argv)
-    presets = saved_clip_geometry(**source)
+    saved: dict[str, Any] = {}  # the start model's clip geometry, once the flags and the file have named the model
+    model = {}
+
+    def clip_presets(given: argparse.Namespace) -> dict[str, Any]:
+        model["name"] = given.model_name_or_path
+        saved.update(saved_clip_geometry(given.model_name_or_path, given.cache_dir, given.model_revision, given.token))
+        return saved
+
     try:
-        arguments = parse_args_with_config_file(parser, argv, presets)[: len(ARGUMENT_CLASSES)]  # without `config`
-        return arguments, presets
+        return parser.parse(argv, presets=clip_presets), saved
     except ValueError as error:
-        if not presets:
+        if not saved:
             raise
         raise ValueError(
             f"{error} (the clip settings that no flag or --config file gave came from "
-            f"{source['model_name_or_path']}'s {CLIP_CONFIG_NAME}: "
-            + ", ".join(f"{name}={value}" for name, value in presets.items()) + ")"
+            f"{model['name']}'s {CLIP_CONFIG_NAME}: "
+            + ", ".join(f"{name}={value}" for name, value in saved.items()) + ")"
         ) from error
-
-
-def model_source_from(argv: list[str]) -> dict[str, str | None]:
-    """`--model_name_or_path` and how to fetch it (`--cache_dir`, `--model_revision`, `--token`), from the flags or,
-    failing that, from the `--config` file: what the clip presets are read from before the arguments are parsed."""
-    pre_parser = argparse.ArgumentParser(add_help=False)
-    for name in MODEL_SOURCE_FIELDS:
-        pre_parser.add_argument(f"--{name}", default=None)
-    values = vars(pre_parser.parse_known_args(argv)[0])
-    config_path = config_file_from_argv(argv)
-    file_values = load_config_file(config_path) if config_path else {}
-    return {name: values[name] if values[name] is not None else file_values.get(name) for name in MODEL_SOURCE_FIELDS}
 
 
 def saved_clip_geometry(

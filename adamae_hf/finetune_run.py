@@ -9,7 +9,7 @@ import os
 import sys
 
 import transformers
-from transformers import TrainingArguments, set_seed
+from transformers import SchedulerType, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from .data import CLIP_CONFIG_NAME, VideoClipConfig, collate_clips
@@ -22,7 +22,13 @@ from .finetune_arguments import (
     ModelArguments,
     RecipeArguments,
 )
-from .finetune_data import VideoDatasets, build_video_datasets, evaluation_clip_config, resolve_label_names
+from .finetune_data import (
+    VideoDatasets,
+    build_video_datasets,
+    evaluation_clip_config,
+    hub_dataset_names,
+    resolve_label_names,
+)
 from .finetune_model import build_model, checkpoint_label_names, read_checkpoint_config
 from .hub import classification_card_settings, prepare_hub_upload, publish_classifier
 from .optim import scaled_learning_rate
@@ -60,6 +66,24 @@ def check_run_is_possible(training_args: TrainingArguments) -> None:
         raise UserError(
             "nothing to do: expected --do_train, --do_eval and/or --do_predict (with --train_index, "
             "--validation_index or --test_index), got none; nothing was written."
+        )
+
+
+def check_streaming_run(
+    data_args: DataArguments, recipe_args: RecipeArguments, training_args: TrainingArguments
+) -> None:
+    """Training on a stream needs its length in steps: a stream has no length, so Trainer cannot count epochs, and
+    the recipe's warmup cannot be given in epochs."""
+    if not (data_args.streaming and training_args.do_train):
+        return
+    if training_args.max_steps <= 0:
+        raise UserError("--streaming: training on a stream needs --max_steps (a stream has no length, so its epochs "
+                        f"cannot be counted), got max_steps={training_args.max_steps}.")  # fmt: skip
+    is_recipe_schedule = SchedulerType(training_args.lr_scheduler_type) == SchedulerType.COSINE
+    if is_recipe_schedule and not training_args.warmup_steps and recipe_args.warmup_epochs:
+        raise UserError(
+            "--streaming: give the warmup in optimizer steps (--warmup_steps N, or --warmup_epochs 0), got "
+            f"--warmup_epochs {recipe_args.warmup_epochs:g}: an epoch of a stream has no known length."
         )
 
 
@@ -170,7 +194,7 @@ def predict(trainer: VideoClassificationTrainer, data: VideoDatasets, prediction
         path = write_predictions(
             os.path.join(trainer.args.output_dir, predictions_file),
             aggregate_views(output.predictions, labels, video_index),
-            data.test.paths,
+            data.test_video_paths(),
             trainer.model.config.id2label,
         )
         logger.info(f"Per-video predictions written to {path}")
@@ -198,6 +222,7 @@ def run_finetuning(
     """Fine-tune and / or evaluate as the arguments say (`saved_geometry`: the clip settings read from the start
     model's clip_config.json, logged where they were used); returns every split's metrics."""
     check_run_is_possible(training_args)  # start-up checks, before anything is trained or written
+    check_streaming_run(data_args, recipe_args, training_args)
     repo_id = prepare_hub_upload(training_args)  # with --push_to_hub: a token and a writable repo, now
     set_seed(training_args.seed)
     resume_from = checkpoint_to_resume(training_args)
@@ -205,8 +230,7 @@ def run_finetuning(
     checkpoint_config = read_checkpoint_config(model_args)
     label_names, label_source = resolve_label_names(data_args, checkpoint_label_names(checkpoint_config))
     logger.info(f"{len(label_names)} classes from {label_source}")
-    data = build_video_datasets(data_args, clip_config, label_names, label_source, training_args.do_train,
-                                training_args.do_eval, training_args.do_predict)  # fmt: skip
+    data = build_video_datasets(data_args, clip_config, label_names, label_source, training_args)
     trainer = build_trainer(model_args, data_args, recipe_args, clip_config, training_args, data, checkpoint_config)
     warn_about_launch_mismatch(trainer.accelerator)  # e.g. 2 processes asked of `accelerate launch`, 1 running
 
@@ -221,7 +245,8 @@ def run_finetuning(
         trainer.save_model()  # an evaluation-only run still leaves a complete, loadable folder
     settings = classification_card_settings(training_args, recipe_args, model_args, clip_config, data_args,
                                             clips_per_step(training_args, clip_config))  # fmt: skip
-    publish_classifier(trainer, model_args, data_args, clip_config, metrics, settings, repo_id)
+    datasets = data_args.dataset_ids or hub_dataset_names(data_args)
+    publish_classifier(trainer, model_args, data_args, clip_config, metrics, settings, datasets, repo_id)
     return metrics
 
 

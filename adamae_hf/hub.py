@@ -442,11 +442,12 @@ def publish_classifier(
     clip_config: VideoClipConfig,
     metrics: dict[str, float],
     settings: dict[str, Any],
+    datasets: list[str] | None = None,
     repo_id: str | None = None,
 ) -> None:
-    """Write a fine-tuning output folder's model card (with the run's `settings` and `metrics`) and the optional
-    stock-VideoMAE export, then upload the folder to `repo_id` (the full id `check_hub_access` gave at start-up), if
-    given.
+    """Write a fine-tuning output folder's model card (with the run's `settings` and `metrics`, `datasets` as its Hub
+    dataset ids and --dataset_card_name as the data's name) and the optional stock-VideoMAE export, then upload the
+    folder to `repo_id` (the full id `check_hub_access` gave at start-up), if given.
 
     The model, its processor and clip settings are saved by `trainer.save_model()` beforehand, so every file is on disk
     before the upload starts: a failed upload (a `UserError` naming the command that retries it) loses nothing. Runs on
@@ -465,8 +466,8 @@ def publish_classifier(
         model.config,
         settings=settings,
         results=results,
-        datasets=data_args.dataset_ids,
-        dataset_name=data_args.dataset_name,
+        datasets=datasets or None,
+        dataset_name=data_args.dataset_card_name,
         base_model=start if not os.path.exists(start) and HUB_ID_PATTERN.fullmatch(start) else None,
         extra_results=extra_results,
         results_note=results_note,

@@ -55,7 +55,7 @@ def finetuned(tmp_path_factory, sample_index_file):
         "--do_train", "--do_eval", "--do_predict", "--max_steps", "4", "--per_device_train_batch_size", "3",
         "--num_sample", "2", "--per_device_eval_batch_size", "2", "--test_num_clips", "2", "--test_num_crops", "3",
         "--base_learning_rate", "1e-3", "--warmup_epochs", "1", "--seed", "0", "--export_videomae",
-        "--dataset_name", "motion toy", *TINY_CLIPS,
+        "--dataset_card_name", "motion toy", *TINY_CLIPS,
     ])  # fmt: skip
     return output_dir, metrics
 
@@ -294,7 +294,7 @@ def mistake(case, pretrained, index, tmp_path):
     model, train = ["--model_name_or_path", pretrained], ["--train_index", index, "--do_train"]
     return {
         "missing index": ([*model, "--train_index", tmp_path / "missing.csv", "--do_train"],
-                          r"--train_index: expected a video index .*got '.*missing\.csv': no such file or folder"),
+                          r"--train_index: no such file or folder: '.*missing\.csv'"),
         "model folder that does not exist": (["--model_name_or_path", tmp_path / "no" / "model", *train],
                                              r"--model_name_or_path: expected a model folder or a Hub id .*no such"),
         "checkpoint file that does not exist": (["--model_name_or_path", tmp_path / "weights.pth", *train],
