@@ -9,7 +9,7 @@
     python run_pretrain.py ... --debug                        # a user mistake with its traceback (one line without)
 
 Arguments come from flags, from a YAML or JSON file (`--config`, flag names as keys; flags override it), or, with no
-arguments at all, from the demo's presets. The work is done by `adamae_hf.pretraining.run_pretraining`.
+arguments at all, from the demo's presets. The work is done by `adamae_hf.pretrain_run.run_pretraining`.
 """
 
 import logging
@@ -18,7 +18,8 @@ import sys
 
 import adamae_hf  # noqa: F401  (registers the AdaMAE classes with transformers' Auto classes)
 from adamae_hf.errors import UserError, run_cli
-from adamae_hf.pretraining import parse_pretraining_args, run_pretraining
+from adamae_hf.pretrain_arguments import parse_pretraining_args
+from adamae_hf.pretrain_run import run_pretraining
 from adamae_hf.training import NonFiniteLossError, quiet_library_output
 
 

@@ -370,7 +370,7 @@ def held_out_clip_config(model_source: str, model_config) -> VideoClipConfig:
 
 def _centre_crop(batch: dict, frame_size: tuple[int, int]) -> dict:
     """Cut a non-square model frame from the centre of the square eval crop (as `adamae_hf.visualize.load_clip`)."""
-    from .visualize import centre_crop
+    from .mask_figure import centre_crop
 
     return {**batch, "pixel_values": centre_crop(batch["pixel_values"], frame_size)}
 
@@ -398,7 +398,7 @@ def evaluate_sampler_on_index(
     `<class>/<video>` folder; the first `max_videos`), one evaluation clip each; `evaluate_kwargs` go to
     `evaluate_sampler`. The result's `metadata` names the model, the index, the clip geometry and each clip's video."""
     from .finetuning import load_video_index
-    from .visualize import load_pretraining_model
+    from .mask_figure import load_pretraining_model
 
     check_model_source(model_source, "--model")
     if max_videos is not None and max_videos < 1:

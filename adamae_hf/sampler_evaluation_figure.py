@@ -1,6 +1,6 @@
 """The figure of a sampler evaluation: one panel per measure, a point and its bootstrap interval per mask type.
 
-Drawn with Pillow, as the mask figures are (`adamae_hf.visualize`). Each panel's vertical scale fits its intervals
+Drawn with Pillow, as the mask figures are (`adamae_hf.figure_rendering`). Each panel's vertical scale fits its intervals
 and a dashed reference line: what a motion-blind or uniform sampler scores (0 for a rank correlation, 1 for the visible
 motion ratio and the entropy, ceil(0.05 N) / N for the top-5% mass).
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .visualize import TEXT_COLOUR, VIRIDIS, _draw_text, save_image
+from .figure_rendering import TEXT_COLOUR, VIRIDIS, draw_text, save_image
 
 
 PANEL_WIDTH, PANEL_HEIGHT = 440, 210
@@ -64,7 +64,7 @@ def _significant_digits(low: float, high: float) -> int:
 
 def _draw_panel(draw: ImageDraw.ImageDraw, top: int, left: int, measure: str, points, reference) -> None:
     """One measure: title, y axis with three ticks, the reference line, and a point with its interval per group."""
-    _draw_text(draw, (top, left, top + TITLE_HEIGHT, left + PANEL_WIDTH), measure, 14)
+    draw_text(draw, (top, left, top + TITLE_HEIGHT, left + PANEL_WIDTH), measure, 14)
     plot_top, plot_bottom = top + TITLE_HEIGHT + 6, top + PANEL_HEIGHT - AXIS_BOTTOM
     plot_left, plot_right = left + AXIS_LEFT, left + PANEL_WIDTH - AXIS_RIGHT
     low, high = _value_range(points, reference)
@@ -76,7 +76,7 @@ def _draw_panel(draw: ImageDraw.ImageDraw, top: int, left: int, measure: str, po
     for tick in np.linspace(low, high, 3):
         y = y_of(tick)
         draw.line([(plot_left, y), (plot_right, y)], fill=GRID_GREY)
-        _draw_text(draw, (int(y) - 8, left, int(y) + 8, plot_left - 6), f"{tick:.{digits}g}", 11, align="right")
+        draw_text(draw, (int(y) - 8, left, int(y) + 8, plot_left - 6), f"{tick:.{digits}g}", 11, align="right")
     draw.rectangle([plot_left, plot_top, plot_right, plot_bottom], outline=TEXT_COLOUR)
     if reference is not None:
         y = y_of(reference)
@@ -91,10 +91,10 @@ def _draw_panel(draw: ImageDraw.ImageDraw, top: int, left: int, measure: str, po
         for y in (y_low, y_high):
             draw.line([(x - 6, y), (x + 6, y)], fill=colour, width=2)
         draw.ellipse([x - 5, y_mean - 5, x + 5, y_mean + 5], fill=colour)
-        _draw_text(draw, (int(y_mean) - 8, int(x) + 9, int(y_mean) + 8, int(x + slot / 2)), f"{summary.mean:.{digits}g}",
+        draw_text(draw, (int(y_mean) - 8, int(x) + 9, int(y_mean) + 8, int(x + slot / 2)), f"{summary.mean:.{digits}g}",
                    11, align="left")  # fmt: skip
         label_box = (plot_bottom + 4, int(x - slot / 2), plot_bottom + AXIS_BOTTOM - 4, int(x + slot / 2))
-        _draw_text(draw, label_box, label, 12)
+        draw_text(draw, label_box, label, 12)
 
 
 def render_evaluation_figure(evaluation) -> np.ndarray:
@@ -112,7 +112,7 @@ def render_evaluation_figure(evaluation) -> np.ndarray:
         f"Sampler evaluation: {evaluation.num_clips} clips, N = {evaluation.num_tokens} tokens; mean and "
         f"{evaluation.confidence:.0%} bootstrap interval over clips; dashed: a motion-blind uniform sampler"
     )
-    _draw_text(draw, (4, 8, HEADER_HEIGHT, width - 8), header if panels else "no defined values", 14)
+    draw_text(draw, (4, 8, HEADER_HEIGHT, width - 8), header if panels else "no defined values", 14)
     for number, (name, points) in enumerate(panels):
         row, column = divmod(number, PANEL_COLUMNS)
         top, left = HEADER_HEIGHT + row * PANEL_HEIGHT, column * PANEL_WIDTH

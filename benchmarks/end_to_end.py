@@ -1,6 +1,6 @@
 """End-to-end pretraining throughput: `run_pretrain.py`'s own loop on decoded videos against synthetic inputs.
 
-Generates 320p H.264 videos (one process per CPU), then runs `adamae_hf.pretraining.run_pretraining` (the loop of
+Generates 320p H.264 videos (one process per CPU), then runs `adamae_hf.pretrain_run.run_pretraining` (the loop of
 `run_pretrain.py`: its DataLoader with workers and pinned memory, uint8 clips normalised on the device, the model, fused
 AdamW) for a fixed number of steps: first on synthetic clips (one fixed uint8 clip per item: no decoding, no
 augmentation), then on the videos for every worker count, `num_sample` and transport asked for. clips/s comes from
@@ -32,7 +32,8 @@ from torch.utils.data import Dataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's top-level modeling files
 
 from adamae_hf.data import generate_sample_videos  # noqa: E402
-from adamae_hf.pretraining import parse_pretraining_args, run_pretraining  # noqa: E402
+from adamae_hf.pretrain_arguments import parse_pretraining_args  # noqa: E402
+from adamae_hf.pretrain_run import run_pretraining  # noqa: E402
 from adamae_hf.training import read_scalar_log, reset_accelerate_state  # noqa: E402
 from benchmarks.pretrain_step import TINY  # noqa: E402
 from benchmarks.pretrain_step import environment as step_environment  # noqa: E402
@@ -132,7 +133,7 @@ def pretraining_argv(args, output_dir: Path, index_file=None, workers=0, num_sam
         "output_dir": output_dir, "train_index_file": index_file, "num_frames": args.num_frames,
         "sampling_rate": args.sampling_rate, "crop_size": args.crop_size, "num_sample": num_sample,
         "per_device_train_batch_size": args.batch_size, "max_steps": args.steps, "warmup_steps": 1,
-        "log_steps": args.log_steps, "save_steps": 10**9, "dataloader_num_workers": workers,
+        "logging_steps": args.log_steps, "save_steps": 10**9, "dataloader_num_workers": workers,
         "normalize_on_device": transport == "uint8", "mixed_precision": args.mixed_precision,
         "torch_compile": args.torch_compile, "torch_compile_mode": args.torch_compile_mode, "report_to": "none",
         "use_cpu": args.smoke, "visualize": False,

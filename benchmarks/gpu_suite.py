@@ -262,14 +262,14 @@ def pretraining_commands(smoke: bool, work: Path, run_dir: Path, workers: int) -
     flags = ["--output_dir", run_dir, "--overwrite_output_dir", "true", "--train_index_file", train / "index.csv",
              "--report_to", "none", "--seed", 0]  # fmt: skip
     if smoke:  # the demo's tiny model, two steps on the CPU
-        flags += ["--demo", "--max_steps", 2, "--log_steps", 1, "--dataloader_num_workers", 0, "--use_cpu", "true",
+        flags += ["--demo", "--max_steps", 2, "--logging_steps", 1, "--dataloader_num_workers", 0, "--use_cpu", "true",
                   "--visualize", "false"]  # fmt: skip
     else:
         flags += ["--num_frames", 16, "--sampling_rate", 2, "--crop_size", 224, "--config_overrides", PRETRAIN_MODEL,
                   "--norm_pix_loss", "false", "--sampling_loss_weight", 1e-2, "--per_device_train_batch_size", 32,
                   "--num_sample", 2, "--max_steps", 300, "--warmup_steps", 20, "--learning_rate", 5e-4,
                   "--warmup_lr", 1e-5, "--min_lr", 5e-5, "--mixed_precision", "bf16", "--dataloader_num_workers",
-                  workers, "--log_steps", 20, "--save_steps", 10**6]  # fmt: skip
+                  workers, "--logging_steps", 20, "--save_steps", 10**6]  # fmt: skip
     held_out_videos = SMOKE_VIDEOS if smoke else HELD_OUT_VIDEOS
     return [videos_command((train, 0, videos), (held_out, 1, held_out_videos)), python("run_pretrain.py", *flags)]
 

@@ -74,7 +74,8 @@ def save_untrained_model(run_dir: Path, seed: int) -> None:
     from transformers import set_seed
 
     from adamae_hf.data import save_clip_config
-    from adamae_hf.pretraining import build_model, parse_pretraining_args
+    from adamae_hf.pretrain_arguments import parse_pretraining_args
+    from adamae_hf.pretrain_model import build_model
 
     model_args, _, clip_config, _ = parse_pretraining_args(["--demo", "--output_dir", str(run_dir)])
     set_seed(seed)

@@ -43,7 +43,7 @@ def tiny_argv(output_dir, index_file=None, max_steps=3, **flags) -> list[str]:
         "warmup_steps": 1,
         "learning_rate": 1e-3,
         "dataloader_num_workers": 0,
-        "log_steps": 1,
+        "logging_steps": 1,
         "save_steps": 1000,
         "report_to": "none",
         "use_cpu": True,
@@ -91,7 +91,8 @@ def ddp_train(argv: list[str]) -> None:
     PARAMS_DIR/rank{r}.safetensors."""
     from safetensors.torch import save_file
 
-    from adamae_hf.pretraining import parse_pretraining_args, run_pretraining
+    from adamae_hf.pretrain_arguments import parse_pretraining_args
+    from adamae_hf.pretrain_run import run_pretraining
 
     params_dir, flags = Path(argv[0]), argv[1:]
     result = run_pretraining(*parse_pretraining_args(flags))

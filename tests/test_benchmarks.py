@@ -67,7 +67,7 @@ def test_end_to_end_benchmark_smoke(capsys):
 
 
 def test_end_to_end_runs_get_the_flags_of_their_row(tmp_path):
-    from adamae_hf.pretraining import parse_pretraining_args
+    from adamae_hf.pretrain_arguments import parse_pretraining_args
 
     args = end_to_end.parse_args(["--smoke"])
     argv = end_to_end.pretraining_argv(args, tmp_path, index_file="index.csv", workers=3, num_sample=2,
@@ -188,7 +188,8 @@ def test_gpu_suite_installs_missing_packages_from_wheels_or_says_how_to_fetch_th
 
 
 def test_gpu_suite_full_run_asks_for_the_issues_measurements(tmp_path):
-    from adamae_hf.pretraining import build_model_config, parse_pretraining_args
+    from adamae_hf.pretrain_arguments import parse_pretraining_args
+    from adamae_hf.pretrain_model import build_model_config
 
     parts = {part.name: part for part in gpu_suite.suite_parts(False, tmp_path / "out", tmp_path / "work")}
     assert sum(part.budget_s for part in parts.values()) <= 7.75 * 60  # 8 minutes on one H100, setup included

@@ -11,18 +11,14 @@ import torch
 from huggingface_hub.utils import filter_repo_objects
 from transformers import Trainer, TrainingArguments
 
-from adamae_hf import pretraining
+from adamae_hf import pretrain_loop
 from adamae_hf.errors import UserError
 from adamae_hf.checkpoint import LATEST_FILE, latest_checkpoint, list_checkpoints, read_training_state
-from adamae_hf.pretraining import (
-    DEMO_ARGUMENTS,
-    build_model_config,
-    build_train_dataset,
-    collects_diagnostic_batch,
-    parse_config_overrides,
-    parse_pretraining_args,
-    run_pretraining,
-)
+from adamae_hf.pretrain_arguments import DEMO_ARGUMENTS, parse_pretraining_args
+from adamae_hf.pretrain_data import build_train_dataset
+from adamae_hf.pretrain_loop import collects_diagnostic_batch
+from adamae_hf.pretrain_model import build_model_config, parse_config_overrides
+from adamae_hf.pretrain_run import run_pretraining
 from adamae_hf.training import (
     EpochSeededDataset,
     EpochShuffleSampler,
@@ -360,7 +356,7 @@ def test_the_loop_skips_on_the_device_and_reads_verdicts_back_only_at_log_and_sa
     # 4 steps per epoch; video 5 is NaN (one skipped step). With logging and saving only at the end and a limit of 3,
     # the verdicts are read back after steps 3 (three pending) and 8 (the end): never per step.
     calls = {"step_unless": 0, "flushes": []}
-    real_step_unless, real_flush = pretraining.step_unless, NonFiniteLossGuard.flush
+    real_step_unless, real_flush = pretrain_loop.step_unless, NonFiniteLossGuard.flush
 
     def counting_step_unless(optimizer, skip):
         calls["step_unless"] += 1
@@ -371,9 +367,9 @@ def test_the_loop_skips_on_the_device_and_reads_verdicts_back_only_at_log_and_sa
             calls["flushes"].append([step for step, _ in guard.pending])
         real_flush(guard)
 
-    monkeypatch.setattr(pretraining, "step_unless", counting_step_unless)
+    monkeypatch.setattr(pretrain_loop, "step_unless", counting_step_unless)
     monkeypatch.setattr(NonFiniteLossGuard, "flush", counting_flush)
-    argv = tiny_argv(tmp_path / "run", max_steps=8, log_steps=100, save_steps=100, max_nonfinite_steps=3)
+    argv = tiny_argv(tmp_path / "run", max_steps=8, logging_steps=100, save_steps=100, max_nonfinite_steps=3)
     result = pretrain(argv, RandomClipDataset(8, nan_items={5}))
     assert (result.step, result.nonfinite_steps) == (8, 2)  # video 5 once per epoch
     assert calls["step_unless"] == 8
@@ -386,7 +382,7 @@ def test_without_a_fused_optimizer_the_loop_decides_on_the_host_with_the_same_re
     runs = {}
     for on_device in (True, False):
         reset_accelerate_state()
-        monkeypatch.setattr(pretraining, "skips_updates_on_device", lambda optimizer, flag=on_device: flag)
+        monkeypatch.setattr(pretrain_loop, "skips_updates_on_device", lambda optimizer, flag=on_device: flag)
         runs[on_device] = pretrain(tiny_argv(tmp_path / str(on_device), max_steps=4, max_grad_norm=1.0),
                                    RandomClipDataset(8, nan_items={5}))  # fmt: skip
     assert runs[True].nonfinite_steps == runs[False].nonfinite_steps == 1
@@ -650,7 +646,7 @@ def test_a_broken_random_state_file_is_refused_and_a_deleted_one_resumes_with_a_
 
 def test_a_log_file_gets_one_plain_line_per_log_step(tmp_path, caplog):
     # Under pytest stderr is not a terminal, as in a cluster job's log file.
-    with caplog.at_level("INFO", logger="adamae_hf.pretraining"):
+    with caplog.at_level("INFO", logger="adamae_hf.pretrain_loop"):
         pretrain(tiny_argv(tmp_path / "run", max_steps=2), RandomClipDataset(8))
     lines = [record.getMessage() for record in caplog.records if record.getMessage().startswith("step ")]
     assert len(lines) == 2
@@ -720,7 +716,7 @@ def test_a_run_started_by_accelerate_launch_without_multi_gpu_warns_that_it_is_a
 
 def test_sampler_diagnostics_average_the_last_micro_batches_of_each_log_interval_in_eval_mode(tmp_path, monkeypatch):
     calls = []
-    averaged = pretraining.averaged_sampler_diagnostics
+    averaged = pretrain_loop.averaged_sampler_diagnostics
 
     def recording(model, batches, accelerator, seed):
         batches = list(batches)
@@ -729,8 +725,8 @@ def test_sampler_diagnostics_average_the_last_micro_batches_of_each_log_interval
         assert model.training  # it ran in eval mode and gave the training loop back its train mode
         return values
 
-    monkeypatch.setattr(pretraining, "averaged_sampler_diagnostics", recording)
-    argv = tiny_argv(tmp_path / "run", max_steps=9, log_steps=4, diagnostic_batches=3, gradient_accumulation_steps=2)
+    monkeypatch.setattr(pretrain_loop, "averaged_sampler_diagnostics", recording)
+    argv = tiny_argv(tmp_path / "run", max_steps=9, logging_steps=4, diagnostic_batches=3, gradient_accumulation_steps=2)
     result = pretrain(argv, RandomClipDataset(36))
     # logs at steps 1 (the first), 4, 8 and 9 (the last); 3 micro-batches = the last 2 steps' 4, capped at 3
     assert [(seed, count) for seed, count, _ in calls] == [(1, 2), (4, 3), (8, 3), (9, 2)]

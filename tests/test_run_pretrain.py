@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 
 import run_pretrain
 from adamae_hf.errors import run_cli
-from adamae_hf.pretraining import parse_pretraining_args, pretraining_argument_parser, run_pretraining
+from adamae_hf.pretrain_arguments import parse_pretraining_args, pretraining_argument_parser
+from adamae_hf.pretrain_run import run_pretraining
 from adamae_hf.training import read_scalar_log, reset_accelerate_state
 from modeling_adamae import AdaMaeForPreTraining
 from pretrain_helpers import REPO_ROOT, TINY_OVERRIDES, state_dict_of, tiny_argv
@@ -25,7 +26,7 @@ def subprocess_env():
 def test_help_lists_the_flags_that_matter():
     help_text = pretraining_argument_parser().format_help()
     for flag in ("--config", "--demo", "--mask_type", "--mask_ratio", "--sampling_rate", "--resume_from_checkpoint",
-                 "--torch_compile", "--mixed_precision", "--log_steps", "--save_steps",
+                 "--torch_compile", "--mixed_precision", "--logging_steps", "--save_steps",
                  "--max_nonfinite_steps", "--debug"):  # fmt: skip
         assert flag in help_text, flag
     assert "python run_pretrain.py" in help_text and "the paper's recipe" in help_text

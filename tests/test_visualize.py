@@ -15,7 +15,7 @@ from adamae_hf.data import (
     probe_video,
     unnormalize,
 )
-from adamae_hf.visualize import (
+from adamae_hf.figure_rendering import (
     ERROR_PANEL,
     INFERNO,
     INPUT_PANEL,
@@ -27,17 +27,19 @@ from adamae_hf.visualize import (
     RECONSTRUCTION_PANEL,
     VIRIDIS,
     apply_colormap,
+    render_comparison,
+    render_panels,
+    render_strip,
+)
+from adamae_hf.mask_figure import (
     compare,
     fill_masked_patches,
     load_clip,
     load_pretraining_model,
-    main,
     reconstruct,
-    render_comparison,
-    render_panels,
-    render_strip,
     visualize,
 )
+from adamae_hf.visualize import main
 from modeling_adamae import AdaMaeForPreTraining, AdaMaeForVideoClassification
 from tiny_configs import tiny_config
 
