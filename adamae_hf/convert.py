@@ -402,26 +402,6 @@ def save_inference_files(output_dir: str | Path, config: AdaMaeConfig, clip_sett
 # 2. transformers VideoMAE -> AdaMAE
 
 
-def _normalise_videomae_key(key: str) -> str:
-    """Older transformers releases stored VideoMAE's query/value biases as `q_bias` / `v_bias`."""
-    return key.replace("attention.attention.q_bias", "attention.attention.query.bias").replace(
-        "attention.attention.v_bias", "attention.attention.value.bias"
-    )
-
-
-def _drop_zero_key_biases(state_dict: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
-    """Some transformers releases give VideoMAE's keys a bias. It is zero unless trained, and it cancels in the softmax
-    anyway; AdaMAE (like the reference) has none, so a zero one is dropped and a non-zero one is an error."""
-    kept = {}
-    for key, tensor in state_dict.items():
-        if key.endswith("attention.attention.key.bias"):
-            if torch.count_nonzero(tensor):
-                raise ConversionError(f"{source}: {key} is non-zero; AdaMAE's attention keys have no bias.")
-            continue
-        kept[key] = tensor
-    return kept
-
-
 def adamae_config_from_videomae(videomae_config: VideoMAEConfig, **overrides) -> AdaMaeConfig:
     """An `AdaMaeConfig` with the architecture of a `VideoMAEConfig`."""
     fields = (
@@ -454,10 +434,9 @@ def convert_videomae_to_adamae(
         videomae_config = VideoMAEConfig.from_pretrained(source)
         is_pretraining = "VideoMAEForPreTraining" in (videomae_config.architectures or [])
         videomae = (VideoMAEForPreTraining if is_pretraining else VideoMAEModel).from_pretrained(source)
-    state_dict = {_normalise_videomae_key(k): v for k, v in videomae.state_dict().items()}
+    state_dict = dict(videomae.state_dict())  # our parameter names are VideoMAE's
     if isinstance(videomae, VideoMAEModel):
         state_dict = {f"videomae.{k}": v for k, v in state_dict.items()}
-    state_dict = _drop_zero_key_biases(state_dict, "the VideoMAE checkpoint")
     # VideoMAE keeps its position tables outside the state dict; AdaMAE recomputes them identically.
     config = adamae_config_from_videomae(videomae.config, mask_type=mask_type, mask_ratio=mask_ratio, **config_overrides)
     model = AdaMaeForPreTraining(config)
@@ -548,10 +527,6 @@ def export_to_videomae(
     _print(f"[1/2] Building {videomae_class.__name__}", verbose)
     videomae = videomae_class(videomae_config)
     state_dict = dict(model.state_dict())  # our parameter names are VideoMAE's
-    # Where this transformers release gives VideoMAE's keys a bias, it stays zero: the reference has none.
-    for key, tensor in videomae.state_dict().items():
-        if key.endswith("attention.attention.key.bias"):
-            state_dict[key] = torch.zeros_like(tensor)
     _strict_load(videomae, state_dict, f"the {type(model).__name__}", [])
     videomae.eval()
     if output_dir is not None:
