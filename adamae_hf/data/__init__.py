@@ -1,5 +1,6 @@
 """Video data pipeline: PyAV decoding, VideoMAE frame sampling, uint8 tensor transforms, ``datasets`` indexes,
-repeated sampling, the inference processors and Hub pipeline, and generated sample videos.
+video sources (index files, class folders, tar shards, ``datasets`` names, streaming), repeated sampling, the
+inference processors and Hub pipeline, and generated sample videos.
 
 The reader, the samplers and the evaluation views are implemented once, in the top-level Hub file
 ``video_adamae.py`` that classifier folders carry for their pipeline (``pipeline_adamae.py``); this package
@@ -17,6 +18,14 @@ Typical use::
     for batch in loader:  # batch["pixel_values"]: (32, 16, 3, 224, 224)
         ...
         print(dataset.skipped.count)  # undecodable videos skipped so far, all workers
+
+Any source (an index file, a folder, tar shards, a ``datasets`` name; ``streaming=True`` for a stream) through the
+scripts' flags::
+
+    from adamae_hf.data import DataSourceArguments, clip_dataset, open_video_split
+
+    split = open_video_split(DataSourceArguments(train_index="/data/k400/shards", streaming=True), "train")
+    dataset = clip_dataset(split, config, train=True, seed=0, videos_per_batch=16)  # a StreamingVideoClipDataset
 """
 
 from .config import (
@@ -47,6 +56,8 @@ from .processor import (
     video_processor_kwargs,
 )
 from .sampling import clip_indices, dense_clip_indices, segment_clip_indices
+from .sources import DataSourceArguments, VideoSplit, clip_dataset, open_video_split
+from .streaming import StreamingVideoClipDataset
 from .synthetic import (
     DEFAULT_MOTION_CLASSES,
     MOTION_CLASSES,
@@ -70,9 +81,11 @@ __all__ = [
     "SAMPLING_MODES",
     "TRAIN_CROPS",
     "VIDEO_EXTENSIONS",
+    "DataSourceArguments",
     "EvalTransform",
     "SampleVideo",
     "SkippedVideos",
+    "StreamingVideoClipDataset",
     "TrainTransform",
     "UnknownLabelError",
     "VideoClipConfig",
@@ -81,8 +94,10 @@ __all__ = [
     "VideoInfo",
     "VideoRandAugment",
     "VideoReader",
+    "VideoSplit",
     "build_video_processor",
     "clip_dataloader",
+    "clip_dataset",
     "clip_indices",
     "collate_clips",
     "dense_clip_indices",
@@ -96,6 +111,7 @@ __all__ = [
     "load_eval_clip",
     "load_motion_mask",
     "normalize",
+    "open_video_split",
     "probe_video",
     "read_video_frames",
     "render_motion_clip",

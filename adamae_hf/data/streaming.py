@@ -229,11 +229,9 @@ class StreamingVideoClipDataset(torch.utils.data.IterableDataset):
             raise ValueError(f"videos_per_batch must be >= 1, got {videos_per_batch}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
-        if world_size > 1:
-            stream = split_dataset_by_node(stream, rank=rank, world_size=world_size)
-        if train:
-            stream = stream.shuffle(seed=seed, buffer_size=shuffle_buffer_size)
         self.stream = stream
+        self.rank, self.world_size = rank, world_size
+        self.shuffle_buffer_size = shuffle_buffer_size
         self.config = config
         self.train = train
         self.seed = seed
@@ -311,12 +309,13 @@ class StreamingVideoClipDataset(torch.utils.data.IterableDataset):
         for worker in range(MAX_WORKERS):
             self._resume[2 + worker] = (ended_worker_batches or {}).get(worker, -1)
 
-    def _batches_already_served(self, worker: int, num_workers: int, epoch: int) -> int:
-        """How many of this epoch's batches came from ``worker`` before the resume point (0 without a resume)."""
+    def _resume_position(self, num_workers: int, epoch: int) -> tuple[list[int], int]:
+        """Batches each worker role served before the resume point, and the role the DataLoader would have asked
+        next (no resume: none, role 0)."""
         if self._resume[0] != epoch:
-            return 0
+            return [0] * num_workers, 0
         ended = {w: self._resume[2 + w] for w in range(num_workers) if self._resume[2 + w] >= 0}
-        return batches_served_by_worker(self._resume[1], num_workers, ended)[worker]
+        return batches_served_by_worker(self._resume[1], num_workers, ended)
 
     # --- iteration ----------------------------------------------------------------------------------------------
 
@@ -327,28 +326,51 @@ class StreamingVideoClipDataset(torch.utils.data.IterableDataset):
             raise ValueError(f"at most {MAX_WORKERS} DataLoader workers, got {num_workers}")
         epoch = self._epoch.value
         self._num_workers.value = num_workers
-        self.stream.set_epoch(epoch)  # this worker's copy (datasets shards it by worker when iterated)
-        served = self._batches_already_served(worker, num_workers, epoch)
-        rows = iter(self.stream)
-        # Resume: drop the rows of the windows already served, without decoding them.
-        collections.deque(itertools.islice(rows, served * self.videos_per_batch), maxlen=0)
-        for window in self._windows(rows, epoch):
-            yield from window
+        served_by_role, next_role = self._resume_position(num_workers, epoch)
+        # A fresh DataLoader iterator asks worker 0 first: after a resume, worker 0 plays the role that was next.
+        role = (worker + next_role) % num_workers
+        served = served_by_role[role]
+        windows = self._raw_windows(role, num_workers, epoch)
+        # Resume: drop the windows already served, without decoding them.
+        collections.deque(itertools.islice(windows, served), maxlen=0)
+        for items in self._filled_windows(windows, epoch):
+            yield from items
             served += 1
-        self._ended[2 * worker], self._ended[2 * worker + 1] = epoch, served
+        self._ended[2 * role], self._ended[2 * role + 1] = epoch, served
 
-    def _windows(self, rows: Iterator[dict], epoch: int) -> Iterator[list[dict[str, torch.Tensor]]]:
+    def _raw_windows(self, role: int, num_workers: int, epoch: int) -> Iterator[list[dict]]:
+        """The rows of this worker role's share, ``videos_per_batch`` at a time (a last partial window only at
+        evaluation): shards ``role``, ``role + num_workers``, ... of the stream, then every ``world_size``-th of
+        those shards (or rows) for this process, shuffled by (seed, epoch) in training.
+
+        The split by worker is ours (``IterableDataset.shard``), not the one ``datasets`` makes in a worker, so that
+        the roles can follow the DataLoader's order after a resume."""
+        stream = self.stream
+        if num_workers > 1:
+            if role >= stream.num_shards:
+                return iter(())  # more workers than shards: this one has nothing (as in datasets)
+            stream = stream.shard(num_shards=num_workers, index=role, contiguous=False)
+        if self.world_size > 1:
+            stream = split_dataset_by_node(stream, rank=self.rank, world_size=self.world_size)
+        if self.train:
+            stream = stream.shuffle(seed=self.seed, buffer_size=self.shuffle_buffer_size)
+        stream.set_epoch(epoch)
+        # IterableDataset.iter does not split by DataLoader worker (iterating it in a worker would).
+        batches = stream.iter(batch_size=self.videos_per_batch, drop_last_batch=self.train)
+        return ([dict(zip(batch, row)) for row in zip(*batch.values())] for batch in batches)
+
+    def _filled_windows(self, windows: Iterator[list[dict]], epoch: int) -> Iterator[list[dict[str, torch.Tensor]]]:
         """One list of items per window; a bad video's slot is filled by a good video of the window, or, when the
         whole window is bad, of the next window that has one (read ahead, and decoded once)."""
         ahead: collections.deque[list[_Decoded]] = collections.deque()
         while True:
-            window = ahead.popleft() if ahead else self._read_window(rows, epoch)
+            window = ahead.popleft() if ahead else self._decode_window(windows, epoch)
             if window is None:
                 return
             fillers, position = _decodable(window), 0
             while not fillers:
                 if position == len(ahead):
-                    following = self._read_window(rows, epoch)
+                    following = self._decode_window(windows, epoch)
                     if following is None:
                         return  # only bad videos are left in this worker's share
                     ahead.append(following)
@@ -358,13 +380,10 @@ class StreamingVideoClipDataset(torch.utils.data.IterableDataset):
                 for slot, entry in enumerate(window)
             ]
 
-    def _read_window(self, rows: Iterator[dict], epoch: int) -> list[_Decoded] | None:
-        """The next window's videos, decoded (None when the share has ended; in training, also when fewer than
-        ``videos_per_batch`` rows are left)."""
-        window = list(itertools.islice(rows, self.videos_per_batch))
-        if not window or (self.train and len(window) < self.videos_per_batch):
-            return None
-        return [self._decode(row, epoch) for row in window]
+    def _decode_window(self, windows: Iterator[list[dict]], epoch: int) -> list[_Decoded] | None:
+        """The next window's videos, decoded (None when the share has ended)."""
+        window = next(windows, None)
+        return None if window is None else [self._decode(row, epoch) for row in window]
 
     def _decode(self, row: dict, epoch: int) -> _Decoded:
         path = row[PATH_COLUMN]
@@ -411,26 +430,26 @@ def _opened(row: dict):
         yield path
 
 
-def batches_served_by_worker(batches_consumed: int, num_workers: int, ended: dict[int, int]) -> list[int]:
-    """Batches each DataLoader worker served among the first ``batches_consumed``: the DataLoader takes them
-    round-robin in worker order, passing over a worker once its share has ended (``ended[w]``: the batches worker
-    ``w`` served in all)."""
+def batches_served_by_worker(
+    batches_consumed: int, num_workers: int, ended: dict[int, int]
+) -> tuple[list[int], int]:
+    """Batches each DataLoader worker served among the first ``batches_consumed``, and the worker it asks next.
+
+    The DataLoader asks its workers round-robin, in order, and passes over a worker for good once its share has
+    ended (``ended[w]``: the batches worker ``w`` served in all)."""
     if not ended:  # every worker still serving: plain round-robin
         share, extra = divmod(batches_consumed, num_workers)
-        return [share + (worker < extra) for worker in range(num_workers)]
-    served = [0] * num_workers
-    active = list(range(num_workers))
-    remaining = batches_consumed
-    while remaining > 0 and active:
-        for worker in list(active):
-            if remaining == 0:
-                break
-            if worker in ended and served[worker] >= ended[worker]:
-                active.remove(worker)
-                continue
+        return [share + (worker < extra) for worker in range(num_workers)], extra
+    served, active = [0] * num_workers, [True] * num_workers
+    worker, remaining = 0, batches_consumed
+    while remaining > 0 and any(active):
+        if active[worker] and served[worker] >= ended.get(worker, served[worker] + 1):
+            active[worker] = False
+        elif active[worker]:
             served[worker] += 1
             remaining -= 1
-    return served
+        worker = (worker + 1) % num_workers
+    return served, worker
 
 
 __all__ = [

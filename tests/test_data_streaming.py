@@ -1,0 +1,204 @@
+"""Streamed clips (StreamingVideoClipDataset) over tar shards in the WebDataset layout, written here: exact resume,
+seeded shuffling per epoch, bad videos skipped and counted, sharding by process."""
+
+import io
+import json
+import os
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from adamae_hf.data import (
+    DataSourceArguments,
+    StreamingVideoClipDataset,
+    VideoClipConfig,
+    collate_clips,
+    open_video_split,
+    render_motion_clip,
+    write_video,
+)
+from adamae_hf.data.streaming import batches_served_by_worker, stable_video_key
+
+
+CLASSES = ("move_left", "move_right")
+CONFIG = VideoClipConfig(num_frames=4, sampling_rate=1, crop_size=32, short_side_size=32, num_sample=2)
+NOT_A_VIDEO = b"this is not an mp4 file"
+
+
+def encoded_videos(folder, count: int = 3) -> list[bytes]:
+    """``count`` tiny distinct H.264 mp4 files (8 frames, 32x32), as bytes."""
+    videos = []
+    for number in range(count):
+        frames, _ = render_motion_clip(CLASSES[number % 2], 8, 32, 32, np.random.default_rng(number))
+        path = write_video(os.path.join(folder, f"video_{number}.mp4"), frames)
+        with open(path, "rb") as handle:
+            videos.append(handle.read())
+    return videos
+
+
+def write_video_shards(folder, videos: list[bytes], shard_sizes: list[int], bad_keys=()) -> list[str]:
+    """Tar shards in the WebDataset layout (`<key>.mp4`, `<key>.cls`, `<key>.json`, then `classes.txt`); the video
+    with key `s<shard>v<i>` is `videos[(shard + i) % len(videos)]`, or junk bytes when its key is in `bad_keys`.
+    Returns the keys in shard order."""
+    os.makedirs(folder, exist_ok=True)
+    keys = []
+    for shard, size in enumerate(shard_sizes):
+        with tarfile.open(os.path.join(folder, f"shard-{shard:06d}.tar"), "w") as tar:
+            for number in range(size):
+                key = f"s{shard}v{number}"
+                label = (shard + number) % len(CLASSES)
+                members = {
+                    "mp4": NOT_A_VIDEO if key in bad_keys else videos[(shard + number) % len(videos)],
+                    "cls": str(label).encode(),
+                    "json": json.dumps({"label": CLASSES[label], "path": f"videos/{key}.mp4"}).encode(),
+                }
+                for extension, data in members.items():
+                    info = tarfile.TarInfo(f"{key}.{extension}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+                keys.append(key)
+    with open(os.path.join(folder, "classes.txt"), "w") as handle:
+        handle.write("\n".join(CLASSES) + "\n")
+    return keys
+
+
+def key_of(shard_key: str) -> int:
+    """The `video_index` that a shard member's items carry (the key hashes its shard's name and member name)."""
+    shard = int(shard_key[1 : shard_key.index("v")])
+    return stable_video_key(f"shard-{shard:06d}.tar/{shard_key}.mp4")
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    return encoded_videos(tmp_path_factory.mktemp("encoded"))
+
+
+@pytest.fixture(scope="module")
+def uneven_shards(tmp_path_factory, videos):
+    """Three shards of four videos: with two workers, worker 0 holds two shards and worker 1 one."""
+    folder = tmp_path_factory.mktemp("uneven_shards")
+    return str(folder), write_video_shards(folder, videos, [4, 4, 4])
+
+
+def streamed(source: str, *, train: bool = True, videos_per_batch: int = 1, **kwargs) -> StreamingVideoClipDataset:
+    split = open_video_split(DataSourceArguments(train_index=source, streaming=True, shuffle_buffer_size=3), "train")
+    return StreamingVideoClipDataset(
+        split.stream, CONFIG, train=train, seed=7, normalize=False, videos_per_batch=videos_per_batch,
+        shuffle_buffer_size=split.shuffle_buffer_size, **kwargs,
+    )  # fmt: skip
+
+
+def run_epoch(dataset, epoch: int, num_workers: int, state_every_batch: bool = False):
+    """The epoch's batches, and the dataset's state_dict after each batch (taken mid-run, as a checkpoint would)."""
+    dataset.set_epoch(epoch)
+    loader = DataLoader(
+        dataset, batch_size=dataset.videos_per_batch, collate_fn=collate_clips, num_workers=num_workers
+    )
+    batches, states = [], {}
+    for batch in loader:
+        batches.append(batch)
+        if state_every_batch:
+            states[len(batches)] = dataset.state_dict(len(batches))
+    return batches, states
+
+
+def assert_same_batches(actual, expected):
+    assert len(actual) == len(expected)
+    for got, wanted in zip(actual, expected):
+        assert got.keys() == wanted.keys()
+        for name in wanted:
+            assert torch.equal(got[name], wanted[name]), name
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_a_resumed_epoch_gives_the_batches_an_uninterrupted_one_gives(uneven_shards, num_workers):
+    folder, keys = uneven_shards
+    uninterrupted, states = run_epoch(streamed(folder), epoch=1, num_workers=num_workers, state_every_batch=True)
+    assert len(uninterrupted) == len(keys)  # one video per batch, none dropped
+    # 3: mid-epoch, every worker still serving; 10: worker 1's single shard ended after 4 batches, so worker 0
+    # served 6 of the first 10 (the state records when worker 1 ended).
+    for consumed in (3, 10):
+        resumed = streamed(folder)
+        resumed.load_state_dict(states[consumed])
+        assert_same_batches(run_epoch(resumed, epoch=1, num_workers=num_workers)[0], uninterrupted[consumed:])
+    # The contract's form, mid-epoch: resume(epoch, batches consumed, batch size).
+    resumed = streamed(folder)
+    resumed.resume(1, 3, 1)
+    assert_same_batches(run_epoch(resumed, epoch=1, num_workers=num_workers)[0], uninterrupted[3:])
+
+
+def test_views_do_not_depend_on_workers_and_each_epoch_has_its_own_order(uneven_shards):
+    folder, keys = uneven_shards
+    by_workers = {}
+    for num_workers in (0, 2):
+        batches, _ = run_epoch(streamed(folder), epoch=0, num_workers=num_workers)
+        by_workers[num_workers] = {int(batch["video_index"][0]): batch["pixel_values"] for batch in batches}
+    assert sorted(by_workers[0]) == sorted(key_of(key) for key in keys)  # every video once
+    assert all(torch.equal(by_workers[0][key], by_workers[2][key]) for key in by_workers[0])
+
+    dataset = streamed(folder)
+    orders = [[int(b["video_index"][0]) for b in run_epoch(dataset, epoch, num_workers=0)[0]] for epoch in (0, 1, 0)]
+    assert orders[0] != orders[1] and sorted(orders[0]) == sorted(orders[1])
+    assert orders[2] == orders[0]  # the order is a function of (seed, epoch)
+
+
+def test_bad_videos_are_skipped_counted_once_each_and_batches_keep_their_size(tmp_path, videos):
+    # One shard, evaluation order: windows of two [s0v0, bad] [bad, bad] [s0v4, s0v5] [s0v6, bad].
+    bad = {"s0v1", "s0v2", "s0v3", "s0v7"}
+    write_video_shards(tmp_path, videos, [8], bad_keys=bad)
+    dataset = streamed(str(tmp_path), train=False, videos_per_batch=2)
+    batches, _ = run_epoch(dataset, epoch=0, num_workers=0)
+    shown = [[int(key) for key in batch["video_index"][:: CONFIG.num_eval_views]] for batch in batches]
+    filled = [["s0v0", "s0v0"], ["s0v4", "s0v5"], ["s0v4", "s0v5"], ["s0v6", "s0v6"]]
+    assert shown == [[key_of(key) for key in window] for window in filled]
+    assert dataset.skipped.count == 4 and dataset.skipped.num_videos == 4
+    run_epoch(dataset, epoch=1, num_workers=0)
+    assert dataset.skipped.count == 8 and dataset.skipped.num_videos == 4  # once per epoch each
+
+
+def test_bad_videos_are_counted_exactly_across_workers(tmp_path, videos):
+    bad = {"s0v1", "s1v0", "s1v2"}
+    keys = write_video_shards(tmp_path, videos, [3, 3], bad_keys=bad)
+    dataset = streamed(str(tmp_path), videos_per_batch=3)
+    batches, _ = run_epoch(dataset, epoch=0, num_workers=2)
+    seen = {int(key) for batch in batches for key in batch["video_index"]}
+    assert seen == {key_of(key) for key in keys if key not in bad}
+    assert all(batch["pixel_values"].shape[0] == 3 * CONFIG.num_sample for batch in batches)
+    assert dataset.skipped.count == 3
+
+
+@pytest.mark.parametrize("shard_sizes", [[2, 2, 2, 2], [3, 3, 2]])  # whole shards per process, or every other video
+def test_processes_read_disjoint_shares_that_cover_the_stream(tmp_path, videos, shard_sizes):
+    keys = write_video_shards(tmp_path, videos, shard_sizes)
+    shares = []
+    for rank in range(2):
+        dataset = streamed(str(tmp_path), train=False, rank=rank, world_size=2)
+        shares.append({int(batch["video_index"][0]) for batch in run_epoch(dataset, 0, num_workers=0)[0]})
+    assert not shares[0] & shares[1]
+    assert shares[0] | shares[1] == {key_of(key) for key in keys}
+
+
+def test_labels_come_from_the_shards_cls_and_classes_file(uneven_shards):
+    folder, keys = uneven_shards
+    split = open_video_split(DataSourceArguments(train_index=folder, streaming=True), "train")
+    assert split.label_names == list(CLASSES)
+    label_of = {key_of(key): (int(key[1]) + int(key[3:])) % len(CLASSES) for key in keys}
+    batches, _ = run_epoch(streamed(folder, train=False), epoch=0, num_workers=0)
+    assert [int(batch["labels"][0]) for batch in batches] == [label_of[int(batch["video_index"][0])] for batch in batches]
+
+
+def test_round_robin_accounting_of_worker_batches():
+    assert batches_served_by_worker(7, 3, {}) == ([3, 2, 2], 1)
+    # Worker 1 served 2 batches in all: the DataLoader then alternates between workers 0 and 2 (next in the cycle
+    # after the 9th batch: worker 1, which it will pass over again).
+    assert batches_served_by_worker(9, 3, {1: 2}) == ([4, 2, 3], 1)
+    assert batches_served_by_worker(8, 3, {1: 2}) == ([3, 2, 3], 0)
+    assert batches_served_by_worker(4, 1, {}) == ([4], 0)
+
+
+def test_resume_checks_the_batch_size(uneven_shards):
+    with pytest.raises(ValueError, match="batches of 1"):
+        streamed(uneven_shards[0]).resume(0, 2, batch_size=4)
