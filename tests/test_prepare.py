@@ -288,3 +288,21 @@ def test_a_missing_index_is_one_line(tmp_path, capsys):
     error = capsys.readouterr().err.strip()
     assert error == f"error: --index: expected a .csv / .jsonl index or a folder of class folders, got " \
         f"'{tmp_path / 'nothing.csv'}': no such file."
+
+
+def frame_times(video: bytes, tmp_path: Path) -> list[float]:
+    path = tmp_path / "times.mp4"
+    path.write_bytes(video)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return [round(float((frame.pts - (stream.start_time or 0)) * stream.time_base), 3)
+                for frame in container.decode(stream)]  # fmt: skip
+
+
+def test_reencode_keeps_variable_frame_timing(tmp_path, moving_frames):
+    times = [0.0, 0.04, 0.08, 0.2, 0.24, 0.4, 0.44, 0.48, 0.6, 0.64, 0.68, 0.9]  # gaps: a variable frame rate
+    write_video(tmp_path / "vfr.mp4", moving_frames, fps=25, timestamps=times)
+    index = write_index(tmp_path / "index.csv", [("vfr.mp4", "a")])
+    assert run_prepare(index, tmp_path / "out", "--keyframe_interval", "0.2", "--preset", "ultrafast") == 0
+    (group,) = read_groups(shards_of(tmp_path / "out")[0]).values()
+    assert frame_times(group["mp4"], tmp_path) == times
