@@ -2,6 +2,7 @@
 validation, multi-view testing and predictions, the published folder (model, processor, card), the stock VideoMAE
 export, `pipeline("video-classification")` from a fresh process without the project, and an evaluation-only run."""
 
+import io
 import json
 import logging
 import os
@@ -10,9 +11,11 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import textwrap
 from pathlib import Path
 
+import datasets
 import pytest
 import torch
 import transformers
@@ -266,6 +269,73 @@ def test_unknown_validation_label_stops_the_run_naming_label_and_line(finetuned,
         ])  # fmt: skip
 
 
+# --- other sources: a datasets folder with string labels, tar shards streamed ------------------------------------------
+
+
+def write_tar_shards(folder: Path, videos, per_shard: int = 4) -> Path:
+    """The videos as WebDataset tar shards (`<key>.mp4` + `<key>.json` holding the class name, no ids)."""
+    folder.mkdir(parents=True)
+    for shard, start in enumerate(range(0, len(videos), per_shard)):
+        with tarfile.open(folder / f"shard-{shard:06d}.tar", "w") as tar:
+            for number, video in enumerate(videos[start : start + per_shard], start=start):
+                record = json.dumps({"label": video.label, "path": os.path.basename(video.path)}).encode()
+                for name, data in ((f"video{number:04d}.mp4", Path(video.path).read_bytes()),
+                                   (f"video{number:04d}.json", record)):  # fmt: skip
+                    member = tarfile.TarInfo(name)
+                    member.size = len(data)
+                    tar.addfile(member, io.BytesIO(data))
+    return folder
+
+
+def test_a_datasets_folder_with_a_video_column_and_string_labels_evaluates_as_its_csv_index(
+    finetuned, sample_videos, tmp_path
+):
+    output_dir, metrics = finetuned
+    videos = datasets.Dataset.from_dict(
+        {"clip": [v.path for v in sample_videos], "action": [v.label for v in sample_videos]}
+    ).cast_column("clip", datasets.Video(decode=False))
+    videos.save_to_disk(tmp_path / "videos")
+    evaluation = run_finetune.main([
+        "--model_name_or_path", str(output_dir), "--validation_index", str(tmp_path / "videos"),
+        "--video_column", "clip", "--label_column", "action", "--output_dir", str(tmp_path / "out"), "--do_eval",
+        "--do_predict", "--test_num_clips", "2", "--test_num_crops", "3", "--report_to", "none", "--use_cpu",
+    ])  # fmt: skip
+    for prefix in ("eval", "test"):
+        assert evaluation[f"{prefix}_num_videos"] == 6
+        for name in METRICS:
+            assert evaluation[f"{prefix}_{name}"] == pytest.approx(metrics[f"{prefix}_{name}"])
+
+
+def test_a_stream_of_tar_shards_evaluates_as_the_index_and_trains_for_max_steps(finetuned, sample_videos, tmp_path):
+    output_dir, metrics = finetuned
+    shards = write_tar_shards(tmp_path / "shards", sample_videos)
+    # evaluation of the fine-tuned model, streamed: the same results as from the index; its classes (the stream's
+    # labels are names) come from the checkpoint
+    evaluation = run_finetune.main([
+        "--model_name_or_path", str(output_dir), "--validation_index", str(shards), "--streaming",
+        "--output_dir", str(tmp_path / "evaluated"), "--do_eval", "--do_predict", "--per_device_eval_batch_size", "4",
+        "--test_num_clips", "2", "--test_num_crops", "3", "--report_to", "none", "--use_cpu",
+    ])  # fmt: skip
+    for prefix in ("eval", "test"):
+        assert evaluation[f"{prefix}_num_videos"] == 6 and evaluation[f"{prefix}_skipped_videos"] == 0
+        for name in METRICS:
+            assert evaluation[f"{prefix}_{name}"] == pytest.approx(metrics[f"{prefix}_{name}"])
+    records = [json.loads(line) for line in (tmp_path / "evaluated" / "predictions.jsonl").open()]
+    expected = {f"shard-{n // 4:06d}.tar/video{n:04d}.mp4": v.label for n, v in enumerate(sample_videos)}
+    assert {record["path"]: record["label"] for record in records} == expected
+    # training on the stream, from the pretrained folder: --class_names names the stream's labels
+    pretrained = tmp_path / "pretrained"
+    AdaMaeForPreTraining(tiny_config()).save_pretrained(pretrained)
+    trained = run_finetune.main([
+        "--model_name_or_path", str(pretrained), "--train_index", str(shards), "--streaming", "--class_names",
+        *CLASSES, "--output_dir", str(tmp_path / "trained"), "--do_train", "--max_steps", "2", "--warmup_steps", "1",
+        "--per_device_train_batch_size", "2", "--shuffle_buffer_size", "3", *TINY_CLIPS,
+    ])  # fmt: skip
+    assert trained["train_loss"] > 0 and trained["train_skipped_videos"] == 0
+    model = AdaMaeForVideoClassification.from_pretrained(tmp_path / "trained")
+    assert [model.config.id2label[i] for i in range(3)] == CLASSES
+
+
 # --- user mistakes, start-up checks and logs -------------------------------------------------------------------------
 
 
@@ -312,6 +382,13 @@ def mistake(case, pretrained, index, tmp_path):
                                             r"takes 8 frames of 32x32, but the clips would have 8 frames of 64x64"),
         "nothing to do": ([*model, "--train_index", index],
                           r"nothing to do: expected --do_train, --do_eval and/or --do_predict .*nothing was written"),
+        "training on a stream without --max_steps": ([*model, *train, "--streaming"],
+                                                     r"--streaming: training on a stream needs --max_steps"),
+        "a warmup in epochs on a stream": ([*model, *train, "--streaming", "--max_steps", "2"],
+                                           r"--streaming: give the warmup in optimizer steps \(--warmup_steps N"),
+        "--dataset_name": ([*model, *train, "--dataset_name", "Kinetics-400"],
+                           r"--dataset_name is not a flag of run_finetune.py: give a datasets name or path as "
+                           r"--train_index .*--dataset_card_name"),
     }[case]  # fmt: skip
 
 
@@ -319,7 +396,8 @@ def mistake(case, pretrained, index, tmp_path):
     "case",
     ["missing index", "model folder that does not exist", "checkpoint file that does not exist",
      "bad value in a YAML config", "bad value in a JSON config", "bad flag value", "misspelt flag",
-     "index where no video decodes", "absurd crop_size", "crop_size the model cannot take", "nothing to do"],
+     "index where no video decodes", "absurd crop_size", "crop_size the model cannot take", "nothing to do",
+     "training on a stream without --max_steps", "a warmup in epochs on a stream", "--dataset_name"],
 )  # fmt: skip
 def test_a_user_mistake_ends_with_one_line_a_nonzero_exit_and_nothing_written(
     case, pretrained, sample_index_file, tmp_path, capsys
