@@ -128,7 +128,6 @@ class VideoDatasets:
     """The clip datasets of one run (None where a split is not used), the classes, and the test split's videos."""
 
     label_names: list[str]
-    label_source: str
     train: ClipDataset | None = None
     validation: ClipDataset | None = None
     test: ClipDataset | None = None
@@ -181,7 +180,7 @@ def build_video_datasets(
 ) -> VideoDatasets:
     """Training clips (augmented, `num_sample` per video), single-view validation clips, and multi-view test clips,
     for the splits that --do_train, --do_eval and --do_predict ask for."""
-    result = VideoDatasets(label_names=label_names, label_source=label_source)
+    result = VideoDatasets(label_names=label_names)
     seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
     common = {"label_names": label_names, "label_source": label_source, "seed": seed}
     if training_args.do_train:

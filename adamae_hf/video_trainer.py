@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,16 +78,17 @@ def build_compute_metrics(metric=None) -> Callable[[EvalPrediction], dict[str, f
 def write_predictions(
     path: str | os.PathLike,
     scores: VideoScores,
-    video_paths: Sequence[str],
+    video_paths: Sequence[str] | Mapping[int, str],
     id2label: dict[int, str],
     top_k: int = PREDICTIONS_TOP_K,
 ) -> str:
-    """One JSON line per video: `path`, `labels` and `scores` of the top-k classes (best first), and `label` (the
-    true class) where the index has one."""
+    """One JSON line per video: `path` (`video_paths[video_id]`: a list by row, or a stream's paths by key),
+    `labels` and `scores` of the top-k classes (best first), and `label` (the true class) where the index has one."""
     top_k = min(top_k, scores.probabilities.shape[1])
     ranking = np.argsort(-scores.probabilities, axis=1, kind="stable")[:, :top_k]
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as handle:
+    partial = f"{path}.partial"  # renamed when complete: a crash never leaves a truncated predictions file
+    with open(partial, "w") as handle:
         for row, video_id in enumerate(scores.video_ids):
             record = {
                 "path": video_paths[int(video_id)],
@@ -97,8 +98,8 @@ def write_predictions(
             if scores.labels[row] >= 0:
                 record["label"] = id2label[int(scores.labels[row])]
             handle.write(json.dumps(record) + "\n")
+    os.replace(partial, path)
     return str(path)
-
 
 
 class VideoClassificationTrainer(Trainer):
