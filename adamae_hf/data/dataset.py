@@ -264,7 +264,8 @@ class VideoClipDataset(Dataset):
         self._bytes = index.select_columns([BYTES_COLUMN]) if BYTES_COLUMN in index.column_names else None
         self.normalize = normalize
         self.seed = seed
-        self.epoch = 0
+        # In shared memory, so that set_epoch in the main process reaches persistent DataLoader workers too.
+        self._epoch = multiprocessing.get_context("spawn").Value("q", 0, lock=False)
         self.transform = clip_transform(config, train, normalize)
         self.skipped = skipped if skipped is not None else SkippedVideos(len(self.paths))
         if check_decodable:
@@ -277,9 +278,14 @@ class VideoClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
+    @property
+    def epoch(self) -> int:
+        return self._epoch.value
+
     def set_epoch(self, epoch: int) -> None:
-        """The epoch that, with ``seed``, picks the items' randomness."""
-        self.epoch = epoch
+        """The epoch whose randomness the next items get (with ``seed``); call it before iterating the epoch. Workers
+        see it too, persistent ones included."""
+        self._epoch.value = epoch
 
     def source(self, video_index: int):
         """What to decode for a row: its bytes when the index holds them, else its path."""
@@ -290,10 +296,11 @@ class VideoClipDataset(Dataset):
         return self.paths[video_index]
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        item_seed = self._item_seed(index)
-        for video_index in self._candidates(index, item_generator(item_seed, self.epoch, index, _REPLACEMENT_STREAM)):
+        epoch = self.epoch
+        item_seed = self._item_seed(epoch, index)
+        for video_index in self._candidates(index, item_generator(item_seed, epoch, index, _REPLACEMENT_STREAM)):
             try:
-                pixel_values = self._load_views(video_index, item_seed)
+                pixel_values = self._load_views(video_index, item_seed, epoch)
             except VideoDecodeError as error:
                 if video_index == index:  # a replacement that fails is counted by its own item
                     self.skipped.record(video_index, error.path, error.reason)
@@ -308,11 +315,11 @@ class VideoClipDataset(Dataset):
             return item
         raise RuntimeError(f"no video in the index of {len(self)} decodes any more (all were skipped)")
 
-    def _item_seed(self, index: int) -> int:
+    def _item_seed(self, epoch: int, index: int) -> int:
         if self.seed is None:
             # torch's generator: DataLoader seeds it per worker, and EpochSeededDataset per (seed, epoch, item).
             return int(torch.randint(0, 2**62, (1,)).item())
-        return int(item_generator(self.seed, self.epoch, index, _ITEM_STREAM).integers(2**62))
+        return int(item_generator(self.seed, epoch, index, _ITEM_STREAM).integers(2**62))
 
     def _candidates(self, index: int, rng: np.random.Generator):
         """The requested video, then replacements: random ones in training, then every video in order."""
@@ -333,10 +340,10 @@ class VideoClipDataset(Dataset):
         """Frame indices of this item's clips for a video of ``num_video_frames`` frames (see :func:`sample_clips`)."""
         return sample_clips(self.config, num_video_frames, self.train, rng)
 
-    def _load_views(self, video_index: int, item_seed: int) -> torch.Tensor:
+    def _load_views(self, video_index: int, item_seed: int, epoch: int) -> torch.Tensor:
         # The same steps as video_views, through read_clip_frames (which the benchmark overrides).
-        rng = item_generator(item_seed, self.epoch, video_index, _SAMPLING_STREAM)
-        return make_views(self.read_clip_frames(video_index, rng), video_key=video_index, epoch=self.epoch,
+        rng = item_generator(item_seed, epoch, video_index, _SAMPLING_STREAM)
+        return make_views(self.read_clip_frames(video_index, rng), video_key=video_index, epoch=epoch,
                           seed=item_seed, config=self.config, train=self.train, normalize=self.normalize,
                           transform=self.transform)  # fmt: skip
 
