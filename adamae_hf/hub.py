@@ -177,22 +177,11 @@ def build_model_card(
     """
     if task not in ("pretraining", "video-classification"):
         raise ValueError(f"task must be 'pretraining' or 'video-classification', got {task!r}.")
-    settings, results = dict(settings or {}), dict(results or {})
-    height, width = config.frame_size
-    dataset_name = dataset_name or (datasets[0] if datasets else "custom")
+    results = dict(results or {})
+    dataset_type = datasets[0] if datasets else "custom"
     eval_results = None
     if task == "video-classification" and results:
-        eval_results = [
-            EvalResult(
-                task_type="video-classification",
-                dataset_type=datasets[0] if datasets else "custom",
-                dataset_name=dataset_name,
-                metric_type="accuracy" if name in ("top1_accuracy", "accuracy") else name,
-                metric_name=name,
-                metric_value=float(value),
-            )
-            for name, value in results.items()
-        ]
+        eval_results = card_eval_results(results, dataset_type, dataset_name or dataset_type)
     data = ModelCardData(
         library_name="transformers",
         pipeline_tag="video-classification" if task == "video-classification" else None,
@@ -203,30 +192,6 @@ def build_model_card(
         model_name=model_name(model_id),
         eval_results=eval_results,
     )
-    sampling_note = ""
-    if frame_sampling_rate is not None and frame_sampling_rate > 1:
-        sampling_note = (
-            " transformers' own video-classification pipeline instead classifies evenly spaced frames from the start: "
-            f"pass it `frame_sampling_rate={frame_sampling_rate}` to take them at the training stride (the video then "
-            f"needs at least {config.num_frames * frame_sampling_rate} frames)."
-        )
-    usage = (PRETRAINING_USAGE if task == "pretraining" else CLASSIFICATION_USAGE).format(
-        model_id=model_id, num_frames=config.num_frames, height=height, width=width, sampling_note=sampling_note
-    )
-    architecture = {
-        "frames x size": f"{config.num_frames} x {height} x {width}",
-        "patch / tubelet": f"{config.patch_size} / {config.tubelet_size}",
-        "encoder": f"{config.num_hidden_layers} layers, width {config.hidden_size}, {config.num_attention_heads} heads",
-    }
-    if task == "pretraining":
-        architecture.update(
-            {
-                "decoder": f"{config.decoder_num_hidden_layers} layers, width {config.decoder_hidden_size}",
-                "masking": f"{config.mask_type}, ratio {config.mask_ratio}",
-            }
-        )
-    else:
-        architecture["classes"] = config.num_labels
     sections = [
         f"# {model_name(model_id)}",
         f"An AdaMAE {'pretrained model' if task == 'pretraining' else 'video classifier'} trained with adamae-hf, "
@@ -238,14 +203,62 @@ def build_model_card(
             "Left to right: input, reconstruction, per-patch error, sampler distribution p, sampled mask.\n\n"
             f"![AdaMAE masks]({visualization})"
         )
-    sections += ["## Usage", usage, "## Architecture", _table(architecture, ("", ""))]
+    sections += ["## Usage", card_usage(task, model_id, config, frame_sampling_rate)]
+    sections += ["## Architecture", _table(card_architecture(task, config), ("", ""))]
     if settings:
-        sections += ["## Training settings", _table(settings, ("setting", "value"))]
+        sections += ["## Training settings", _table(dict(settings), ("setting", "value"))]
     if results or extra_results:
         sections += ["## Results"] + ([results_note] if results_note else [])
         sections.append(_table({**results, **dict(extra_results or {})}, ("metric", "value")))
     sections += ["## Citation", f"```bibtex\n{CITATION}\n```"]
     return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n" + "\n\n".join(sections) + "\n")
+
+
+def card_eval_results(results: dict[str, float], dataset_type: str, dataset_name: str) -> list[EvalResult]:
+    """A classifier's results as `eval_results` metadata: `top1_accuracy` (or `accuracy`) is metric type
+    "accuracy", the others keep their own name."""
+    return [
+        EvalResult(
+            task_type="video-classification",
+            dataset_type=dataset_type,
+            dataset_name=dataset_name,
+            metric_type="accuracy" if name in ("top1_accuracy", "accuracy") else name,
+            metric_name=name,
+            metric_value=float(value),
+        )
+        for name, value in results.items()
+    ]
+
+
+def card_usage(task: str, model_id: str, config, frame_sampling_rate: int | None = None) -> str:
+    """The card's usage code, loading `model_id`, with the frame-stride note of a classifier trained on dense clips."""
+    height, width = config.frame_size
+    sampling_note = ""
+    if frame_sampling_rate is not None and frame_sampling_rate > 1:
+        sampling_note = (
+            " transformers' own video-classification pipeline instead classifies evenly spaced frames from the start: "
+            f"pass it `frame_sampling_rate={frame_sampling_rate}` to take them at the training stride (the video then "
+            f"needs at least {config.num_frames * frame_sampling_rate} frames)."
+        )
+    return (PRETRAINING_USAGE if task == "pretraining" else CLASSIFICATION_USAGE).format(
+        model_id=model_id, num_frames=config.num_frames, height=height, width=width, sampling_note=sampling_note
+    )
+
+
+def card_architecture(task: str, config) -> dict[str, Any]:
+    """The card's architecture table: input, patches, encoder, and the decoder and masking or the classes."""
+    height, width = config.frame_size
+    architecture = {
+        "frames x size": f"{config.num_frames} x {height} x {width}",
+        "patch / tubelet": f"{config.patch_size} / {config.tubelet_size}",
+        "encoder": f"{config.num_hidden_layers} layers, width {config.hidden_size}, {config.num_attention_heads} heads",
+    }
+    if task == "pretraining":
+        architecture["decoder"] = f"{config.decoder_num_hidden_layers} layers, width {config.decoder_hidden_size}"
+        architecture["masking"] = f"{config.mask_type}, ratio {config.mask_ratio}"
+    else:
+        architecture["classes"] = config.num_labels
+    return architecture
 
 
 def save_model_card(card: ModelCard, folder: str | os.PathLike) -> Path:
