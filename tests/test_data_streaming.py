@@ -39,10 +39,10 @@ def encoded_videos(folder, count: int = 3) -> list[bytes]:
     return videos
 
 
-def write_video_shards(folder, videos: list[bytes], shard_sizes: list[int], bad_keys=()) -> list[str]:
-    """Tar shards in the WebDataset layout (`<key>.mp4`, `<key>.cls`, `<key>.json`, then `classes.txt`); the video
-    with key `s<shard>v<i>` is `videos[(shard + i) % len(videos)]`, or junk bytes when its key is in `bad_keys`.
-    Returns the keys in shard order."""
+def write_video_shards(folder, videos: list[bytes], shard_sizes: list[int], bad_keys=(), with_cls=True) -> list[str]:
+    """Tar shards in the WebDataset layout (`<key>.mp4`, `<key>.cls` unless not `with_cls`, `<key>.json`, then
+    `classes.txt`); the video with key `s<shard>v<i>` is `videos[(shard + i) % len(videos)]`, or junk bytes when its
+    key is in `bad_keys`, and its class `(shard + i) % 2`. Returns the keys in shard order."""
     os.makedirs(folder, exist_ok=True)
     keys = []
     for shard, size in enumerate(shard_sizes):
@@ -55,6 +55,8 @@ def write_video_shards(folder, videos: list[bytes], shard_sizes: list[int], bad_
                     "cls": str(label).encode(),
                     "json": json.dumps({"label": CLASSES[label], "path": f"videos/{key}.mp4"}).encode(),
                 }
+                if not with_cls:
+                    del members["cls"]
                 for extension, data in members.items():
                     info = tarfile.TarInfo(f"{key}.{extension}")
                     info.size = len(data)
@@ -187,7 +189,7 @@ def test_labels_come_from_the_shards_cls_and_classes_file(uneven_shards):
     assert split.label_names == list(CLASSES)
     label_of = {key_of(key): (int(key[1]) + int(key[3:])) % len(CLASSES) for key in keys}
     batches, _ = run_epoch(streamed(folder, train=False), epoch=0, num_workers=0)
-    assert [int(batch["labels"][0]) for batch in batches] == [label_of[int(batch["video_index"][0])] for batch in batches]
+    assert [int(b["labels"][0]) for b in batches] == [label_of[int(b["video_index"][0])] for b in batches]
 
 
 def test_round_robin_accounting_of_worker_batches():

@@ -3,25 +3,27 @@
 :class:`StreamingVideoClipDataset` is the streaming twin of :class:`~adamae_hf.data.dataset.VideoClipDataset`: same
 items, same views (:func:`~adamae_hf.data.dataset.video_views`), same collate function. How it reads a stream:
 
-* **Sharding.** Each process reads its part (``split_dataset_by_node``: whole shards when their number divides by
-  the world size, else every ``world_size``-th video), and ``datasets`` hands each DataLoader worker whole shards
-  of that part (shard ``i`` to worker ``i % num_workers``; a stream needs at least as many shards as workers).
-* **Shuffling** (training): shard order and a buffer of ``shuffle_buffer_size`` videos per worker, seeded by
+* **Sharding.** DataLoader worker ``w`` reads the stream's shards ``w``, ``w + num_workers``, ... (a stream needs
+  at least as many shards as workers; extra workers idle, as in ``datasets``), and of those each process reads its
+  part (``split_dataset_by_node``: whole shards when their number divides by the world size, else every
+  ``world_size``-th video). Processes and workers thus read disjoint parts that together cover the stream.
+* **Shuffling** (training): the order of each worker's shards and a buffer of ``shuffle_buffer_size`` videos per worker, seeded by
   (seed, epoch) through ``IterableDataset.shuffle(seed=...)`` and ``set_epoch``. A video's augmentation depends on
   (seed, epoch, video key, view) only, the key being a hash of its path (:func:`stable_video_key`).
 * **Batches as windows.** Each worker cuts its stream into windows of ``videos_per_batch`` videos (the
   DataLoader's ``batch_size``), and every window becomes exactly one batch. In training a last partial window is
   dropped (as ``drop_last``); at evaluation it is kept.
-* **Bad videos** are skipped and counted exactly, once each (``skipped``, a
+* **Bad videos** are skipped and counted exactly, once per epoch each (``skipped``, a
   :class:`~adamae_hf.data.dataset.SkippedVideos` shared with the workers, warning once per file): the slot of a
   video that does not decode is filled by a good video of the same window (or, if the whole window is bad, of the
   next window holding one), so batches keep their size and windows stay aligned with batches.
 * **Exact resume** mid-epoch, with the same number of processes and workers: since worker ``w``'s ``j``-th batch
   is its ``j``-th window, the number of batches each worker served follows from the number of batches consumed
   (the DataLoader takes them round-robin from its workers, skipping a worker once its share has ended), and each
-  worker skips that many windows of raw rows without decoding them. :meth:`state_dict` records, besides the
-  position, when each worker's share ended (only needed near an epoch's end); :meth:`load_state_dict` or
-  :meth:`resume` restore it.
+  worker skips that many windows of raw rows without decoding them. A fresh DataLoader asks worker 0 first, so
+  after a resume worker ``w`` plays the part of worker ``(w + next) % num_workers``, ``next`` being the worker the
+  interrupted DataLoader would have asked next. :meth:`state_dict` records, besides the position, when each
+  worker's share ended (only needed near an epoch's end); :meth:`load_state_dict` or :meth:`resume` restore it.
 
 The epoch and the resume position live in shared memory, so persistent workers see :meth:`set_epoch` (call it
 before each epoch's ``iter(dataloader)``).
@@ -101,7 +103,7 @@ class VideoStreamRows:
         label_names: Sequence[str] | None,
         class_names: Sequence[str] | None = None,
         data_root: str | None = None,
-    ) -> "VideoStreamRows":
+    ) -> VideoStreamRows:
         """Decide how labels are read; ``class_names``: the names of integer labels (tar shards' ``classes.txt``)."""
         feature = features.get(label_column) if label_column else None
         source_names = list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
