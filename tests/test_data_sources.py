@@ -8,7 +8,7 @@ import shutil
 import datasets
 import pytest
 import torch
-from test_data_streaming import CLASSES, encoded_videos, key_of, write_video_shards
+from test_data_streaming import CLASSES, encoded_videos, key_of, run_epoch, write_video_shards
 
 from adamae_hf.data import (
     DataSourceArguments,
@@ -185,6 +185,16 @@ def test_tar_shards_as_an_index_with_bytes(tmp_path):
         f"shard-{int(key[1]):06d}.tar/{key}.mp4" for key in keys
     }
     assert key_of(keys[0]) != key_of(keys[1])
+
+
+def test_tar_shards_at_a_url_streamed_and_cut_to_their_first_videos(tmp_path):
+    keys = write_video_shards(tmp_path / "shards", encoded_videos(tmp_path, count=2), [3, 3])
+    url = (tmp_path / "shards").as_uri()  # file:///...: any fsspec URL (s3://, gs://, hf://) is read the same way
+    split = open_video_split(sources(train_index=url, streaming=True, max_train_videos=4), "train")
+    assert split.description.startswith(f"train: 2 tar shards {url} (first 4 videos, streamed")
+    dataset = clip_dataset(split, CONFIG, train=False, seed=0)
+    batches, _ = run_epoch(dataset, epoch=0, num_workers=2)  # 4 videos in all, not 4 per worker
+    assert sorted(int(batch["video_index"][0]) for batch in batches) == sorted(key_of(key) for key in keys[:4])
 
 
 def test_tar_shards_labelled_by_their_json_only(tmp_path):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import uuid
 from dataclasses import dataclass, field
 
 import datasets
@@ -157,7 +158,7 @@ def open_video_split(
         raise UnknownLabelError(f"{flag}: {error}") from None
     if isinstance(videos, datasets.IterableDataset):
         if max_videos is not None:
-            videos = videos.take(max_videos)
+            videos = first_videos_of_stream(videos, max_videos)
         count = f"first {max_videos} videos, streamed" if max_videos is not None else "streamed"
         description = f"{split}: {what} ({count}, {videos.num_shards} shards{_classes_text(names)})"
         return VideoSplit(stream=videos, label_names=names, description=description,
@@ -195,6 +196,23 @@ def clip_dataset(
         videos_per_batch=videos_per_batch, shuffle_buffer_size=split.shuffle_buffer_size, rank=rank,
         world_size=world_size,
     )  # fmt: skip
+
+
+def first_videos_of_stream(stream: datasets.IterableDataset, count: int) -> datasets.IterableDataset:
+    """The first ``count`` rows of a stream, as a stream of their own cut into shards for workers and processes.
+
+    They are read into ``datasets``' cache (afresh each time: a cached copy could be stale, since the stream's
+    files may have changed under the same names): ``IterableDataset.take`` would take ``count`` rows from each
+    worker's shards instead of ``count`` in all."""
+    rows = datasets.Dataset.from_generator(
+        _first_rows, gen_kwargs={"stream": stream, "count": count}, features=stream.features,
+        fingerprint=uuid.uuid4().hex,
+    )  # fmt: skip
+    return rows.to_iterable_dataset(num_shards=min(STREAM_SHARDS, len(rows)))
+
+
+def _first_rows(stream: datasets.IterableDataset, count: int):
+    yield from stream.take(count)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -386,6 +404,7 @@ __all__ = [
     "DataSourceArguments",
     "VideoSplit",
     "clip_dataset",
+    "first_videos_of_stream",
     "open_video_split",
     "read_classes_file",
     "tar_shard_files",
