@@ -13,7 +13,7 @@ WIDTH, DEPTH, DECODER_WIDTH, DECODER_DEPTH, SAMPLER_HEADS, NUM_TOKENS = 192, 2, 
 HEADS, DECODER_HEADS = 3, 3
 
 
-def authors_block_tensors(prefix, width, qkv_bias, generator):
+def authors_block_tensors(prefix, width, qv_bias, generator):
     def rand(*shape, scale=0.05):
         return torch.randn(*shape, generator=generator) * scale
 
@@ -30,7 +30,7 @@ def authors_block_tensors(prefix, width, qkv_bias, generator):
         f"{prefix}.mlp.fc2.weight": rand(width, 4 * width, scale=0.1),
         f"{prefix}.mlp.fc2.bias": rand(width),
     }
-    if qkv_bias:
+    if qv_bias:
         tensors[f"{prefix}.attn.q_bias"] = rand(width)
         tensors[f"{prefix}.attn.v_bias"] = rand(width)
     return tensors
