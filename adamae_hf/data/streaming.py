@@ -208,7 +208,8 @@ class StreamingVideoClipDataset(torch.utils.data.IterableDataset):
         videos_per_batch: The DataLoader's ``batch_size``: every batch is one window of this many videos.
         shuffle_buffer_size: Videos in each worker's shuffle buffer (training).
         rank, world_size: This process's share of the stream.
-        skipped: Share a :class:`SkippedVideos` (default: a new one).
+        skipped: Share a :class:`SkippedVideos` (default: a new one). Its count is exact; a video is warned about
+            once unless its key shares a slot of the tally's table with another bad video.
 
     Items are those of ``VideoClipDataset``; ``video_index`` holds :func:`stable_video_key` of the video's path.
     """
@@ -242,6 +243,8 @@ class StreamingVideoClipDataset(torch.utils.data.IterableDataset):
         self.has_labels = stream.features is not None and LABEL_COLUMN in stream.features
         self.transform = clip_transform(config, train, normalize)
         self.skipped = skipped if skipped is not None else SkippedVideos(_SKIP_SLOTS)
+        # A video's slot in the "warned already" table: its key modulo the table's size (a shared tally's too).
+        self._skip_slots = len(self.skipped._reported)
         shared = multiprocessing.get_context("spawn")  # see SkippedVideos: reaches fork and spawn workers
         self._epoch = shared.Value("q", 0, lock=False)
         self._num_workers = shared.Value("q", 0, lock=False)
@@ -391,7 +394,7 @@ class StreamingVideoClipDataset(torch.utils.data.IterableDataset):
         path = row[PATH_COLUMN]
         key = stable_video_key(path)
         if self.has_labels and row.get(LABEL_COLUMN) is None:
-            self.skipped.record(key % _SKIP_SLOTS, path, "no label")
+            self.skipped.record(key % self._skip_slots, path, "no label")
             return _Decoded(row, key, None)
         try:
             with _opened(row) as source:
@@ -400,10 +403,10 @@ class StreamingVideoClipDataset(torch.utils.data.IterableDataset):
                     normalize=self.normalize, transform=self.transform,
                 )  # fmt: skip
         except VideoDecodeError as error:
-            self.skipped.record(key % _SKIP_SLOTS, error.path, error.reason)
+            self.skipped.record(key % self._skip_slots, error.path, error.reason)
             return _Decoded(row, key, None)
         except OSError as error:  # a remote file that cannot be opened
-            self.skipped.record(key % _SKIP_SLOTS, path, str(error))
+            self.skipped.record(key % self._skip_slots, path, str(error))
             return _Decoded(row, key, None)
         return _Decoded(row, key, views)
 
