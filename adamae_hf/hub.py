@@ -251,7 +251,8 @@ def card_architecture(task: str, config) -> dict[str, Any]:
     architecture = {
         "frames x size": f"{config.num_frames} x {height} x {width}",
         "patch / tubelet": f"{config.patch_size} / {config.tubelet_size}",
-        "encoder": f"{config.num_hidden_layers} layers, width {config.hidden_size}, {config.num_attention_heads} heads",
+        "encoder": f"{config.num_hidden_layers} layers, width {config.hidden_size}, "
+        f"{config.num_attention_heads} heads",
     }
     if task == "pretraining":
         architecture["decoder"] = f"{config.decoder_num_hidden_layers} layers, width {config.decoder_hidden_size}"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from transformers import EvalPrediction, SchedulerType, Trainer
+from transformers import EvalPrediction, SchedulerType, Trainer, TrainerCallback
 
 from .data import VideoClipConfig, save_video_processor
 from .data.mixup import MixupCutmix
@@ -102,6 +102,21 @@ def write_predictions(
     return str(path)
 
 
+class DatasetEpochCallback(TrainerCallback):
+    """Tells the training dataset each epoch as it begins (`set_epoch`): with the seed, the epoch picks every clip's
+    augmentation (and a stream's shuffle). accelerate forwards the epoch to the dataset only where no sampler takes
+    it, which in a multi-process run one does: the clips would be the same every epoch."""
+
+    def __init__(self, trainer: Trainer):
+        self.trainer = trainer
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        dataset = self.trainer.train_dataset
+        if hasattr(dataset, "set_epoch"):
+            # state.epoch: whole epochs done, plus the fraction of a resumed one
+            dataset.set_epoch(math.floor((state.epoch or 0) + 1e-6))
+
+
 class VideoClassificationTrainer(Trainer):
     """`Trainer` for `AdaMaeForVideoClassification` on `VideoClipDataset` batches (`adamae_hf.data.collate_clips`).
 
@@ -141,6 +156,7 @@ class VideoClassificationTrainer(Trainer):
         self.layer_decay = layer_decay
         self.mixup = mixup
         self.label_smoother = None
+        self.add_callback(DatasetEpochCallback(self))
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         super()._save(output_dir, state_dict=state_dict)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from transformers import EvalPrediction
 
+from adamae_hf.data import collate_clips
 from adamae_hf.finetune_arguments import FinetuningTrainingArguments
 from adamae_hf.optim import layer_id_for_vit, warmup_cosine_factor
 from adamae_hf.video_trainer import (
@@ -135,3 +136,34 @@ def test_unlabelled_test_videos_give_predictions_without_metrics():
         EvalPrediction(predictions=logits, label_ids=(np.full(4, -100), np.array([0, 0, 1, 1])))
     )
     assert metrics == {"num_videos": 2}
+
+
+class EpochRecordingVideos(torch.utils.data.Dataset):
+    """Four videos of blank clips that record the epoch each item was read in."""
+
+    def __init__(self):
+        self.epoch, self.read_in = 0, []
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, index):
+        self.read_in.append(self.epoch)
+        return {"pixel_values": torch.zeros(1, 8, 3, 32, 32), "labels": torch.zeros(1, dtype=torch.long),
+                "video_index": torch.full((1,), index)}  # fmt: skip
+
+
+def test_the_training_videos_learn_each_epoch_even_where_accelerate_does_not_say_it(tmp_path, monkeypatch):
+    # accelerate's multi-process loader gives the epoch to its sampler, not to the dataset: mimic it on one process
+    monkeypatch.setattr("accelerate.data_loader.DataLoaderShard.set_epoch", lambda loader, epoch: None)
+    videos = EpochRecordingVideos()
+    args = FinetuningTrainingArguments(output_dir=str(tmp_path), learning_rate=1e-3, num_train_epochs=3,
+                                       per_device_train_batch_size=2, use_cpu=True, report_to="none",
+                                       save_strategy="no", disable_tqdm=True)  # fmt: skip
+    trainer = VideoClassificationTrainer(model=AdaMaeForVideoClassification(tiny_config(num_labels=3)), args=args,
+                                         train_dataset=videos, data_collator=collate_clips, layer_decay=1.0)  # fmt: skip
+    trainer.train()
+    assert videos.read_in == [0] * 4 + [1] * 4 + [2] * 4
