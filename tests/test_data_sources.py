@@ -224,6 +224,10 @@ def test_a_saved_dataset_dict_picks_the_split(tmp_path, sample_videos):
 def test_mistakes_are_one_line_naming_the_flag(tmp_path, sample_index_file):
     with pytest.raises(ValueError, match=r"--test_index: no such file or folder: '/no/such/videos.csv'"):
         open_video_split(sources(test_index="/no/such/videos.csv"), "test")
+    with pytest.raises(ValueError, match=r"--train_index: '.*/\*\.mp4' names no \.tar shards"):
+        open_video_split(sources(train_index=str(tmp_path / "*.mp4")), "train")
+    with pytest.raises(ValueError, match=r"--train_index: 'file://.*' names no \.tar shards"):
+        open_video_split(sources(train_index=tmp_path.as_uri()), "train")
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(ValueError, match="--train_index: expected a .csv or .jsonl index"):
         open_video_split(sources(train_index=str(tmp_path / "notes.txt")), "train")

@@ -221,24 +221,28 @@ def _first_rows(stream: datasets.IterableDataset, count: int):
 
 def _open_source(args: DataSourceArguments, source: str, split: str, label_names):
     """(index or stream, class names, a description of the source)."""
-    split_name = getattr(args, f"{split}_split")
-    shards = tar_shard_files(source)
+    flag, split_name = f"--{split}_index", getattr(args, f"{split}_split")
+    source = os.path.expanduser(source)
+    try:
+        shards = tar_shard_files(source)
+    except ImportError as error:  # e.g. s3:// without s3fs: fsspec says what to install
+        raise ValueError(f"{flag}: cannot read {source!r}: {error}") from None
     if shards:
         return _open_tar_shards(args, source, shards, label_names)
+    if "://" in source or glob.has_magic(source):
+        raise ValueError(f"{flag}: {source!r} names no .tar shards (a URL or a glob is read as WebDataset shards)")
     if os.path.isfile(source):
         if not source.endswith(INDEX_FILE_EXTENSIONS):
-            raise ValueError(f"--{split}_index: expected a .csv or .jsonl index, tar shards, a folder or a datasets "
-                             f"name, got the file {source!r}")  # fmt: skip
+            raise ValueError(f"{flag}: expected a .csv or .jsonl index, tar shards, a folder or a datasets name, got "
+                             f"the file {source!r}")  # fmt: skip
         index = index_from_file(source, data_root=args.data_root, label_names=label_names)
         return _maybe_stream(args, index), _index_label_names(index), f"index file {source}"
     if os.path.isdir(source):
         return _open_folder(args, source, split, split_name, label_names)
     if _looks_like_a_path(source):
-        raise ValueError(f"--{split}_index: no such file or folder: {source!r} (expected a .csv/.jsonl index, a "
-                         "folder, tar shards or a datasets name)")  # fmt: skip
-    dataset = datasets.load_dataset(
-        source, args.dataset_config_name, split=split_name, streaming=args.streaming
-    )
+        raise ValueError(f"{flag}: no such file or folder: {source!r} (expected a .csv/.jsonl index, a folder, tar "
+                         "shards or a datasets name)")  # fmt: skip
+    dataset = datasets.load_dataset(source, args.dataset_config_name, split=split_name, streaming=args.streaming)
     config = f" ({args.dataset_config_name})" if args.dataset_config_name else ""
     return _from_datasets(args, dataset, label_names) + (f"dataset {source}{config} split {split_name!r}",)
 
@@ -277,7 +281,7 @@ def _looks_like_a_path(source: str) -> bool:
     """A local path (absolute, relative with ./, or with an extension / several slashes) rather than a Hub name."""
     return (
         os.path.isabs(source)
-        or source.startswith(("./", "../", "~"))
+        or source.startswith(("./", "../"))
         or source.count("/") > 1
         or source.lower().endswith(INDEX_FILE_EXTENSIONS + (".tar",))
     )
@@ -305,14 +309,14 @@ def tar_shard_files(source: str) -> list[str]:
     """The ``.tar`` files a source names, sorted (empty when it names none): a ``.tar`` path or URL, a glob of them,
     or a local folder or fsspec URL holding them."""
     if "://" in source:
+        if source.endswith(".tar") and not glob.has_magic(source):
+            return [source]
         fs, path = fsspec.core.url_to_fs(source)
         protocol = source.split("://", 1)[0]
-        if path.endswith(".tar") and not glob.has_magic(path):
-            return [source]
         pattern = path if glob.has_magic(path) else path.rstrip("/") + "/*.tar"
         try:
             found = fs.glob(pattern)
-        except (OSError, ValueError):
+        except (OSError, ValueError):  # an unreachable or malformed URL: no shards there
             return []
         return sorted(f"{protocol}://{name}" for name in found if name.endswith(".tar"))
     if glob.has_magic(source):
