@@ -133,6 +133,15 @@ def test_a_resumed_epoch_gives_the_batches_an_uninterrupted_one_gives(uneven_sha
     assert_same_batches(run_epoch(resumed, epoch=1, num_workers=num_workers)[0], uninterrupted[3:])
 
 
+def test_fewer_shards_than_workers_split_the_rows(tmp_path, videos):
+    keys = write_video_shards(tmp_path, videos, [5])
+    uninterrupted, states = run_epoch(streamed(str(tmp_path)), epoch=0, num_workers=2, state_every_batch=True)
+    assert sorted(int(batch["video_index"][0]) for batch in uninterrupted) == sorted(key_of(key) for key in keys)
+    resumed = streamed(str(tmp_path))
+    resumed.load_state_dict(states[3])
+    assert_same_batches(run_epoch(resumed, epoch=0, num_workers=2)[0], uninterrupted[3:])
+
+
 def test_views_do_not_depend_on_workers_and_each_epoch_has_its_own_order(uneven_shards):
     folder, keys = uneven_shards
     by_workers = {}

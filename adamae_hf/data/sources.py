@@ -41,7 +41,7 @@ from .index import (
     index_from_file,
     index_from_folder,
 )
-from .streaming import StreamingVideoClipDataset, VideoStreamRows
+from .streaming import WEBDATASET_LABEL, StreamingVideoClipDataset, VideoStreamRows
 
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,6 @@ SAVED_DATASET_FILES = ("dataset_info.json", "state.json", "dataset_dict.json")
 # Video and label columns looked for, in order, when --video_column / --label_column are not given.
 VIDEO_COLUMNS = ("video", "mp4", PATH_COLUMN)
 LABEL_COLUMNS = (LABEL_COLUMN, "cls")
-WEBDATASET_LABEL = "json.label"  # the class name in a shard's <key>.json
 # Shards a map-style index is cut into when streamed: enough for many processes x workers.
 STREAM_SHARDS = 256
 

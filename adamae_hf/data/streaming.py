@@ -3,13 +3,14 @@
 :class:`StreamingVideoClipDataset` is the streaming twin of :class:`~adamae_hf.data.dataset.VideoClipDataset`: same
 items, same views (:func:`~adamae_hf.data.dataset.video_views`), same collate function. How it reads a stream:
 
-* **Sharding.** DataLoader worker ``w`` reads the stream's shards ``w``, ``w + num_workers``, ... (a stream needs
-  at least as many shards as workers; extra workers idle, as in ``datasets``), and of those each process reads its
-  part (``split_dataset_by_node``: whole shards when their number divides by the world size, else every
+* **Sharding.** DataLoader worker ``w`` reads the stream's shards ``w``, ``w + num_workers``, ... (with fewer
+  shards than workers, rows ``w``, ``w + num_workers``, ...), and of those each process reads its part
+  (``split_dataset_by_node``: whole shards when their number divides by the world size, else every
   ``world_size``-th video). Processes and workers thus read disjoint parts that together cover the stream.
-* **Shuffling** (training): the order of each worker's shards and a buffer of ``shuffle_buffer_size`` videos per worker, seeded by
-  (seed, epoch) through ``IterableDataset.shuffle(seed=...)`` and ``set_epoch``. A video's augmentation depends on
-  (seed, epoch, video key, view) only, the key being a hash of its path (:func:`stable_video_key`).
+* **Shuffling** (training): the order of each worker's shards and a buffer of ``shuffle_buffer_size`` videos per
+  worker, seeded by (seed, epoch) through ``IterableDataset.shuffle(seed=...)`` and ``set_epoch``. A video's
+  augmentation depends on (seed, epoch, video key, view) only, the key being a hash of its path
+  (:func:`stable_video_key`).
 * **Batches as windows.** Each worker cuts its stream into windows of ``videos_per_batch`` videos (the
   DataLoader's ``batch_size``), and every window becomes exactly one batch. In training a last partial window is
   dropped (as ``drop_last``); at evaluation it is kept.
@@ -59,6 +60,8 @@ MAX_WORKERS = 256
 # Slots of the shared "already warned about" table: a bad video's key picks one (hash collisions only mean a
 # missing warning, never a wrong count).
 _SKIP_SLOTS = 1 << 20
+# A label column name meaning the "label" of a tar shard's <key>.json (WebDataset layout).
+WEBDATASET_LABEL = "json.label"
 
 
 def stable_video_key(name: str) -> int:
@@ -77,7 +80,7 @@ class VideoStreamRows:
 
     Attributes:
         video_column: A ``Video`` column, a ``{"path", "bytes"}`` struct or file paths.
-        label_column: The labels (None: unlabelled); ``"json.label"`` is the ``label`` of a tar shard's
+        label_column: The labels (None: unlabelled); ``WEBDATASET_LABEL`` is the ``label`` of a tar shard's
             ``<key>.json``.
         source_names: The names of the source's integer labels (a ClassLabel's, or a ``classes.txt``), if any.
         label_names: The names of the ids produced.
@@ -153,14 +156,14 @@ class VideoStreamRows:
             url = example.get("__url__")
             name = f"{os.path.basename(url)}/{path}" if url else path
             return name or "<bytes>", data
-        if path is None:
-            raise ValueError(f"a row of the stream has neither a path nor bytes in {self.video_column!r}")
+        if path is None:  # nothing to decode: the dataset skips it as a bad video
+            return f"<a row without a video in {self.video_column!r}>", None
         if "://" not in path and not os.path.isabs(path):
             path = os.path.abspath(os.path.join(self.data_root or os.getcwd(), path))
         return path, None
 
     def _label(self, example: dict, path: str) -> int | None:
-        if self.label_column == "json.label":
+        if self.label_column == WEBDATASET_LABEL:
             value = (example.get("json") or {}).get("label")
         else:
             value = example[self.label_column]
@@ -173,7 +176,7 @@ class VideoStreamRows:
         if self.label_names is None:
             return int(value)
         if isinstance(value, int):
-            if value < len(self.label_names):
+            if 0 <= value < len(self.label_names):
                 return value
         elif str(value) in self._label_ids:
             return self._label_ids[str(value)]
@@ -181,7 +184,6 @@ class VideoStreamRows:
         raise UnknownLabelError(
             f"{path}: unknown label {value!r}: a label must be one of the {len(self.label_names)} label_names ({shown})"
         )
-
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -345,16 +347,17 @@ class StreamingVideoClipDataset(torch.utils.data.IterableDataset):
 
     def _raw_windows(self, role: int, num_workers: int, epoch: int) -> Iterator[list[dict]]:
         """The rows of this worker role's share, ``videos_per_batch`` at a time (a last partial window only at
-        evaluation): shards ``role``, ``role + num_workers``, ... of the stream, then every ``world_size``-th of
-        those shards (or rows) for this process, shuffled by (seed, epoch) in training.
+        evaluation): shards ``role``, ``role + num_workers``, ... of the stream (with fewer shards than workers:
+        every ``num_workers``-th row), then every ``world_size``-th of those shards (or rows) for this process,
+        shuffled by (seed, epoch) in training.
 
-        The split by worker is ours (``IterableDataset.shard``), not the one ``datasets`` makes in a worker, so that
-        the roles can follow the DataLoader's order after a resume."""
+        The split by worker is ours, not the one ``datasets`` makes in a worker, so that the roles can follow the
+        DataLoader's order after a resume."""
         stream = self.stream
-        if num_workers > 1:
-            if role >= stream.num_shards:
-                return iter(())  # more workers than shards: this one has nothing (as in datasets)
+        if num_workers > 1 and stream.num_shards >= num_workers:
             stream = stream.shard(num_shards=num_workers, index=role, contiguous=False)
+        elif num_workers > 1:  # each worker reads every row and decodes its own: reading is cheap beside decoding
+            stream = split_dataset_by_node(stream, rank=role, world_size=num_workers)
         if self.world_size > 1:
             stream = split_dataset_by_node(stream, rank=self.rank, world_size=self.world_size)
         if self.train:
