@@ -5,7 +5,7 @@ import os
 import pytest
 
 from adamae_hf.finetune_arguments import DataArguments
-from adamae_hf.finetune_data import load_video_index, resolve_label_names
+from adamae_hf.finetune_data import hub_dataset_names, load_video_index, resolve_label_names
 
 
 CLASSES = ["move_left", "move_right", "move_up"]
@@ -55,3 +55,16 @@ def test_label_set_comes_from_names_then_training_index_then_checkpoint(sample_i
     assert resolve_label_names(DataArguments(validation_index=sample_index_file), reordered)[0] == reordered
     with pytest.raises(ValueError, match="No classes to fine-tune on"):
         resolve_label_names(DataArguments(), None)
+
+
+def test_the_cards_datasets_are_the_hub_datasets_among_the_sources(sample_index_file, tmp_path, monkeypatch):
+    arguments = DataArguments(train_index="someone/motion-videos", validation_index=sample_index_file,
+                              test_index="someone/motion-videos")  # fmt: skip
+    assert hub_dataset_names(arguments) == ["someone/motion-videos"]
+    # index files, shards, URLs, globs and local folders are not Hub datasets, even when they read like "a/b"
+    (tmp_path / "data" / "k400").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    local = DataArguments(train_index="k400/train.csv", validation_index="s3://bucket/shards",
+                          test_index="shards/shard-*.tar")  # fmt: skip
+    assert hub_dataset_names(local) == []
+    assert hub_dataset_names(DataArguments(train_index="data/k400")) == []  # a local folder
