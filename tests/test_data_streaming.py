@@ -157,6 +157,18 @@ def test_views_do_not_depend_on_workers_and_each_epoch_has_its_own_order(uneven_
     assert orders[2] == orders[0]  # the order is a function of (seed, epoch)
 
 
+def test_persistent_workers_follow_set_epoch(uneven_shards):
+    folder, _ = uneven_shards
+    dataset = streamed(folder)
+    loader = DataLoader(dataset, batch_size=1, collate_fn=collate_clips, num_workers=2, persistent_workers=True)
+    orders = []
+    for epoch in (0, 1):
+        dataset.set_epoch(epoch)  # the workers, started once, read the epoch from shared memory
+        orders.append([int(batch["video_index"][0]) for batch in loader])
+    fresh = [[int(b["video_index"][0]) for b in run_epoch(streamed(folder), e, num_workers=2)[0]] for e in (0, 1)]
+    assert orders == fresh and orders[0] != orders[1]
+
+
 def test_bad_videos_are_skipped_counted_once_each_and_batches_keep_their_size(tmp_path, videos):
     # One shard, evaluation order: windows of two [s0v0, bad] [bad, bad] [s0v4, s0v5] [s0v6, bad].
     bad = {"s0v1", "s0v2", "s0v3", "s0v7"}
