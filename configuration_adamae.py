@@ -313,11 +313,23 @@ class AdaMaeConfig(PretrainedConfig):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
 
         for name in (
-            "patch_size", "num_channels", "num_frames", "tubelet_size", "hidden_size", "num_hidden_layers",
-            "num_attention_heads", "intermediate_size", "decoder_hidden_size", "decoder_num_hidden_layers",
-            "decoder_num_attention_heads", "decoder_intermediate_size", "sampler_num_hidden_layers",
-            "sampler_hidden_size", "sampler_num_attention_heads", "sampler_intermediate_size",
-        ):  # fmt: skip
+            "patch_size",
+            "num_channels",
+            "num_frames",
+            "tubelet_size",
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "decoder_hidden_size",
+            "decoder_num_hidden_layers",
+            "decoder_num_attention_heads",
+            "decoder_intermediate_size",
+            "sampler_num_hidden_layers",
+            "sampler_hidden_size",
+            "sampler_num_attention_heads",
+            "sampler_intermediate_size",
+        ):
             require_positive_int(name)
 
         image_size = self.image_size
@@ -328,9 +340,7 @@ class AdaMaeConfig(PretrainedConfig):
             if size > MAX_IMAGE_SIZE:
                 raise ValueError(f"image_size {side} must be at most {MAX_IMAGE_SIZE} pixels, got {size}.")
             if size % self.patch_size != 0:
-                raise ValueError(
-                    f"image_size {side} ({size}) must be divisible by patch_size ({self.patch_size})."
-                )
+                raise ValueError(f"image_size {side} ({size}) must be divisible by patch_size ({self.patch_size}).")
         if self.num_frames % self.tubelet_size != 0:
             raise ValueError(
                 f"num_frames ({self.num_frames}) must be divisible by tubelet_size ({self.tubelet_size})."
@@ -350,8 +360,11 @@ class AdaMaeConfig(PretrainedConfig):
             if width % heads != 0:
                 raise ValueError(f"{width_name} ({width}) must be divisible by {heads_name} ({heads}).")
         for name in (
-            "hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate", "sampler_dropout_prob",
-        ):  # fmt: skip
+            "hidden_dropout_prob",
+            "attention_probs_dropout_prob",
+            "drop_path_rate",
+            "sampler_dropout_prob",
+        ):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {value!r}.")

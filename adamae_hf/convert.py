@@ -43,8 +43,14 @@ from .errors import DEBUG_FLAG, UserError, check_model_source, run_cli
 STANDARD_HEADS = {192: 3, 384: 6, 512: 8, 640: 8, 768: 12, 1024: 16, 1280: 16, 1408: 16}
 # The size word of the reference's model names ('pretrain_videomae_base_patch16_224', 'vit_large_patch16_224'): the
 # encoder's (width, heads).
-MODEL_SIZES = {"tiny": (192, 3), "small": (384, 6), "base": (768, 12), "large": (1024, 16), "huge": (1280, 16),
-               "giant": (1408, 16)}  # fmt: skip
+MODEL_SIZES = {
+    "tiny": (192, 3),
+    "small": (384, 6),
+    "base": (768, 12),
+    "large": (1024, 16),
+    "huge": (1280, 16),
+    "giant": (1408, 16),
+}
 # The reference's sampler block always has 8 heads.
 AUTHORS_SAMPLER_HEADS = 8
 # Besides tensors, numbers, strings and containers, an authors' checkpoint may hold the training script's arguments (an
@@ -273,9 +279,11 @@ def authors_config(
         sampler_hidden_size = state_dict["encoder.get_token_probs.0.norm1.weight"].shape[0]
         if "decoder_num_attention_heads" not in overrides:
             overrides["decoder_num_attention_heads"] = resolve_attention_heads(
-                decoder_hidden_size, "decoder", "--decoder_num_attention_heads",
+                decoder_hidden_size,
+                "decoder",
+                "--decoder_num_attention_heads",
                 _positive_int(arguments.get("decoder_num_heads")),
-            )  # fmt: skip
+            )
         kwargs.update(
             decoder_hidden_size=decoder_hidden_size,
             decoder_num_hidden_layers=_count_blocks(state_dict, r"decoder\.blocks\.(\d+)\.norm1\.weight"),
@@ -307,9 +315,10 @@ def authors_config(
 
 def map_authors_state_dict(state_dict: dict[str, torch.Tensor], layout: str, verbose: bool = False):
     """Rename the authors' keys to ours. Returns (mapped state dict, source keys no rule matched)."""
-    rules = [(re.compile(pattern), target) for pattern, target in (
-        AUTHORS_PRETRAINING_RULES if layout == "pretraining" else AUTHORS_FINETUNED_RULES
-    )]  # fmt: skip
+    rules = [
+        (re.compile(pattern), target)
+        for pattern, target in (AUTHORS_PRETRAINING_RULES if layout == "pretraining" else AUTHORS_FINETUNED_RULES)
+    ]
     qkv_rules = [(re.compile(pattern), target) for pattern, target in QKV_SOURCES[layout]]
     mapped, unused = {}, []
     for key, tensor in tqdm(state_dict.items(), desc="Mapping tensors", disable=not verbose, file=sys.stderr):
@@ -333,8 +342,12 @@ def authors_clip_settings(arguments: dict) -> dict:
     """Clip settings of an authors' training run that a model folder's `clip_config.json` carries beyond the model's
     frames and size: the frame stride, and for fine-tuned runs the evaluation's short side and views, and the
     segment sampling of their Something-Something fine-tuning (`--data_set SSV2`)."""
-    names = {"sampling_rate": "sampling_rate", "short_side_size": "short_side_size", "num_clips": "test_num_segment",
-             "num_crops": "test_num_crop"}  # fmt: skip
+    names = {
+        "sampling_rate": "sampling_rate",
+        "short_side_size": "short_side_size",
+        "num_clips": "test_num_segment",
+        "num_crops": "test_num_crop",
+    }
     settings = {ours: arguments[theirs] for ours, theirs in names.items() if _positive_int(arguments.get(theirs))}
     if arguments.get("data_set") == "SSV2":
         settings["sampling_mode"] = "segment"
@@ -378,8 +391,9 @@ def convert_authors_checkpoint(
     return model
 
 
-def save_inference_files(output_dir: str | Path, config: AdaMaeConfig, clip_settings: dict | None = None,
-                         verbose: bool = False):  # fmt: skip
+def save_inference_files(
+    output_dir: str | Path, config: AdaMaeConfig, clip_settings: dict | None = None, verbose: bool = False
+):
     """Write `clip_config.json` and the video processor beside a converted model (after its `save_pretrained`), so
     that the folder runs in `pipeline("video-classification")` and `run_finetune.py` with the model's clip: frames,
     frame size and normalisation from `config`, other clip settings (frame stride, evaluation views) from
@@ -405,12 +419,30 @@ def save_inference_files(output_dir: str | Path, config: AdaMaeConfig, clip_sett
 def adamae_config_from_videomae(videomae_config: VideoMAEConfig, **overrides) -> AdaMaeConfig:
     """An `AdaMaeConfig` with the architecture of a `VideoMAEConfig`."""
     fields = (
-        "image_size", "patch_size", "num_channels", "num_frames", "tubelet_size", "hidden_size", "num_hidden_layers",
-        "num_attention_heads", "intermediate_size", "hidden_act", "hidden_dropout_prob",
-        "attention_probs_dropout_prob", "initializer_range", "layer_norm_eps", "use_mean_pooling",
-        "decoder_hidden_size", "decoder_num_hidden_layers", "decoder_num_attention_heads",
-        "decoder_intermediate_size", "norm_pix_loss", "id2label", "label2id", "qv_bias",
-    )  # fmt: skip
+        "image_size",
+        "patch_size",
+        "num_channels",
+        "num_frames",
+        "tubelet_size",
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "intermediate_size",
+        "hidden_act",
+        "hidden_dropout_prob",
+        "attention_probs_dropout_prob",
+        "initializer_range",
+        "layer_norm_eps",
+        "use_mean_pooling",
+        "decoder_hidden_size",
+        "decoder_num_hidden_layers",
+        "decoder_num_attention_heads",
+        "decoder_intermediate_size",
+        "norm_pix_loss",
+        "id2label",
+        "label2id",
+        "qv_bias",
+    )
     kwargs = {name: getattr(videomae_config, name) for name in fields if hasattr(videomae_config, name)}
     kwargs.update(overrides)
     return AdaMaeConfig(**kwargs)
@@ -438,7 +470,9 @@ def convert_videomae_to_adamae(
     if isinstance(videomae, VideoMAEModel):
         state_dict = {f"videomae.{k}": v for k, v in state_dict.items()}
     # VideoMAE keeps its position tables outside the state dict; AdaMAE recomputes them identically.
-    config = adamae_config_from_videomae(videomae.config, mask_type=mask_type, mask_ratio=mask_ratio, **config_overrides)
+    config = adamae_config_from_videomae(
+        videomae.config, mask_type=mask_type, mask_ratio=mask_ratio, **config_overrides
+    )
     model = AdaMaeForPreTraining(config)
     expected = model.state_dict()
     unused = sorted(set(state_dict) - set(expected))
@@ -465,7 +499,7 @@ def _group(keys: list[str]) -> str:
 
 
 def videomae_config_from_adamae(config: AdaMaeConfig, **overrides) -> VideoMAEConfig:
-    """A `VideoMAEConfig` with the architecture of an `AdaMaeConfig` (sampler settings have no VideoMAE counterpart)."""
+    """A `VideoMAEConfig` with the architecture of an `AdaMaeConfig` (the sampler has no VideoMAE counterpart)."""
     kwargs = dict(
         image_size=config.image_size,
         patch_size=config.patch_size,
@@ -574,7 +608,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def read_id2label(path: str | Path) -> dict[int, str]:
     """`{"0": "abseiling", ...}` from a JSON file, as `{0: "abseiling", ...}`."""
-    expected = f"--id2label {path}: expected a JSON object mapping class ids to names, like {{\"0\": \"abseiling\"}}"
+    expected = f'--id2label {path}: expected a JSON object mapping class ids to names, like {{"0": "abseiling"}}'
     try:
         mapping = json.loads(Path(path).read_text())
     except json.JSONDecodeError as error:
@@ -597,9 +631,15 @@ def convert(argv: list[str]):
             raise UserError(f"CHECKPOINT: expected an authors' .pth file, got {args.checkpoint!r}: no such file.")
         id2label = read_id2label(args.id2label) if args.id2label else None
         convert_authors_checkpoint(
-            args.checkpoint, args.output_dir, args.num_frames, args.image_size, args.mask_ratio, id2label,
-            verbose=True, **overrides,
-        )  # fmt: skip
+            args.checkpoint,
+            args.output_dir,
+            args.num_frames,
+            args.image_size,
+            args.mask_ratio,
+            id2label,
+            verbose=True,
+            **overrides,
+        )
     elif args.command == "videomae":
         check_model_source(args.source, flag="SOURCE")
         convert_videomae_to_adamae(args.source, args.output_dir, args.mask_type, args.mask_ratio, verbose=True)

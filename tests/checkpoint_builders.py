@@ -91,7 +91,18 @@ def save_authors_checkpoint(path, state_dict, **training_arguments):
 def tiny_videomae_config(**overrides):
     # layer_norm_eps 1e-5 so that VideoMAE's hard-coded decoder norm eps (1e-5) matches ours
     return VideoMAEConfig(
-        image_size=32, patch_size=8, num_frames=8, tubelet_size=2, hidden_size=32, num_hidden_layers=2,
-        num_attention_heads=2, intermediate_size=64, decoder_hidden_size=16, decoder_num_hidden_layers=1,
-        decoder_num_attention_heads=2, decoder_intermediate_size=32, layer_norm_eps=1e-5, **overrides,
-    )  # fmt: skip
+        image_size=32,
+        patch_size=8,
+        num_frames=8,
+        tubelet_size=2,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        decoder_hidden_size=16,
+        decoder_num_hidden_layers=1,
+        decoder_num_attention_heads=2,
+        decoder_intermediate_size=32,
+        layer_norm_eps=1e-5,
+        **overrides,
+    )

@@ -39,6 +39,9 @@ from modeling_adamae import AdaMaeForPreTraining, AdaMaeForVideoClassification
 from tiny_configs import tiny_config
 
 
+TINY_CLIP_FLAGS = ["--num_frames", "8", "--image_size", "32"]  # the clip of checkpoint_builders' tiny checkpoints
+
+
 # --- the authors' forward pass, written independently of modeling_adamae -------------------------------------------
 
 
@@ -56,8 +59,11 @@ def reference_block(x, state, prefix, heads, eps):
     out = (attention @ v).transpose(1, 2).reshape(batch, tokens, width)
     x = x + F.linear(out, state[f"{prefix}.attn.proj.weight"], state[f"{prefix}.attn.proj.bias"])
     h = F.layer_norm(x, (width,), state[f"{prefix}.norm2.weight"], state[f"{prefix}.norm2.bias"], eps)
-    h = F.linear(F.gelu(F.linear(h, state[f"{prefix}.mlp.fc1.weight"], state[f"{prefix}.mlp.fc1.bias"])),
-                 state[f"{prefix}.mlp.fc2.weight"], state[f"{prefix}.mlp.fc2.bias"])  # fmt: skip
+    h = F.linear(
+        F.gelu(F.linear(h, state[f"{prefix}.mlp.fc1.weight"], state[f"{prefix}.mlp.fc1.bias"])),
+        state[f"{prefix}.mlp.fc2.weight"],
+        state[f"{prefix}.mlp.fc2.bias"],
+    )
     return x + h
 
 
@@ -82,14 +88,18 @@ def reference_pretraining_forward(video, state, mask, heads=HEADS, decoder_heads
     x_vis = F.linear(x_vis, state["encoder_to_decoder.weight"])
     pos = get_sinusoid_encoding_table(NUM_TOKENS, decoder_width).expand(batch, -1, -1)
     x_full = torch.cat(
-        [x_vis + pos[~mask].reshape(batch, -1, decoder_width),
-         state["mask_token"] + pos[mask].reshape(batch, -1, decoder_width)], dim=1,
-    )  # fmt: skip
+        [
+            x_vis + pos[~mask].reshape(batch, -1, decoder_width),
+            state["mask_token"] + pos[mask].reshape(batch, -1, decoder_width),
+        ],
+        dim=1,
+    )
     for i in range(DECODER_DEPTH):
         x_full = reference_block(x_full, state, f"decoder.blocks.{i}", decoder_heads, 1e-6)
     num_masked = int(mask[0].sum())
-    out = F.layer_norm(x_full[:, -num_masked:], (decoder_width,), state["decoder.norm.weight"],
-                       state["decoder.norm.bias"], 1e-6)  # fmt: skip
+    out = F.layer_norm(
+        x_full[:, -num_masked:], (decoder_width,), state["decoder.norm.weight"], state["decoder.norm.bias"], 1e-6
+    )
     return F.linear(out, state["decoder.head.weight"], state["decoder.head.bias"]), probs
 
 
@@ -190,8 +200,8 @@ def test_non_standard_width_without_training_arguments_requires_the_head_count(t
     with pytest.raises(ConversionError, match=r"decoder is 64 wide.*--decoder_num_attention_heads"):
         convert_authors_checkpoint(tmp_path / "custom.pth", num_frames=8, image_size=32, num_attention_heads=4)
 
-    arguments = ["authors", str(tmp_path / "custom.pth"), str(tmp_path / "out"), "--num_frames", "8", "--image_size",
-                 "32", "--mask_ratio", "0.75"]  # fmt: skip
+    files = [str(tmp_path / "custom.pth"), str(tmp_path / "out")]
+    arguments = ["authors", *files, *TINY_CLIP_FLAGS, "--mask_ratio", "0.75"]
     assert main(arguments) == 1
     assert_one_line_error(capsys, "error: The checkpoint's encoder is 128 wide")
 
@@ -208,9 +218,18 @@ def test_non_standard_width_without_training_arguments_requires_the_head_count(t
 def test_head_counts_and_clip_come_from_the_saved_training_arguments(tmp_path):
     state = authors_pretraining_state_dict(width=128, decoder_width=64)
     save_authors_checkpoint(
-        tmp_path / "checkpoint.pth", state, model="pretrain_custom_patch8_32", num_heads=4, decoder_num_heads=2,
-        num_frames=8, input_size=32, mask_ratio=0.75, sampling_rate=2, window_size=(4, 4, 4), device="cuda",
-    )  # fmt: skip
+        tmp_path / "checkpoint.pth",
+        state,
+        model="pretrain_custom_patch8_32",
+        num_heads=4,
+        decoder_num_heads=2,
+        num_frames=8,
+        input_size=32,
+        mask_ratio=0.75,
+        sampling_rate=2,
+        window_size=(4, 4, 4),
+        device="cuda",
+    )
     model = convert_authors_checkpoint(tmp_path / "checkpoint.pth", tmp_path / "out")
     config = model.config
     assert (config.num_attention_heads, config.decoder_num_attention_heads) == (4, 2)
@@ -276,14 +295,17 @@ def assert_one_line_error(capsys, expected: str):
 
 def test_command_line_mistakes_end_with_one_line(tmp_path, capsys):
     (tmp_path / "notes.pth").write_text("not a checkpoint")
-    (tmp_path / "labels.json").write_text("[1, 2]")
+    labels = tmp_path / "labels.json"
+    labels.write_text("[1, 2]")
     torch.save({"model": authors_finetuned_state_dict()}, tmp_path / "finetuned.pth")
     out = str(tmp_path / "out")
     cases = [
         (["authors", str(tmp_path / "missing.pth"), out], "missing.pth': no such file."),
         (["authors", str(tmp_path / "notes.pth"), out], "notes.pth is not a PyTorch checkpoint"),
-        (["authors", str(tmp_path / "finetuned.pth"), out, "--num_frames", "8", "--image_size", "32", "--id2label",
-          str(tmp_path / "labels.json")], "expected a JSON object mapping class ids to names"),  # fmt: skip
+        (
+            ["authors", str(tmp_path / "finetuned.pth"), out, *TINY_CLIP_FLAGS, "--id2label", str(labels)],
+            "expected a JSON object mapping class ids to names",
+        ),
         (["videomae", str(tmp_path / "no" / "such" / "folder"), out], "no such folder"),
         (["to-videomae", str(tmp_path / "no" / "such" / "folder"), out], "no such folder"),
         (["to-videomae", str(tmp_path), out], "config.json"),
@@ -294,8 +316,9 @@ def test_command_line_mistakes_end_with_one_line(tmp_path, capsys):
 
     # the installed command: exit status 1 and one line
     command = [sys.executable, "-c", "import sys; from adamae_hf.convert import main; sys.exit(main())"]
-    result = subprocess.run(command + ["authors", str(tmp_path / "missing.pth"), out], capture_output=True, text=True,
-                            timeout=120)  # fmt: skip
+    result = subprocess.run(
+        command + ["authors", str(tmp_path / "missing.pth"), out], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 1 and result.stderr.strip().splitlines() == [
         f"error: CHECKPOINT: expected an authors' .pth file, got '{tmp_path / 'missing.pth'}': no such file."
     ], result.stderr
@@ -315,16 +338,18 @@ def test_command_line_mistakes_end_with_one_line(tmp_path, capsys):
 
 def test_command_line_converts_with_progress(tmp_path, capsys):
     torch.save({"model": authors_pretraining_state_dict()}, tmp_path / "checkpoint.pth")
-    exit_code = main(["authors", str(tmp_path / "checkpoint.pth"), str(tmp_path / "out"), "--num_frames", "8",
-                      "--image_size", "32", "--mask_ratio", "0.75"])  # fmt: skip
+    exit_code = main(
+        ["authors", str(tmp_path / "checkpoint.pth"), str(tmp_path / "out"), *TINY_CLIP_FLAGS, "--mask_ratio", "0.75"]
+    )
     assert exit_code == 0
     assert "[4/4] Saved" in capsys.readouterr().err
     assert AdaMaeForPreTraining.from_pretrained(tmp_path / "out").config.mask_ratio == 0.75
 
-    (tmp_path / "labels.json").write_text(json.dumps({str(i): f"c{i}" for i in range(5)}))
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({str(i): f"c{i}" for i in range(5)}))
     torch.save({"model": authors_finetuned_state_dict()}, tmp_path / "finetuned.pth")
-    main(["authors", str(tmp_path / "finetuned.pth"), str(tmp_path / "cls"), "--num_frames", "8", "--image_size", "32",
-          "--id2label", str(tmp_path / "labels.json")])  # fmt: skip
+    files = [str(tmp_path / "finetuned.pth"), str(tmp_path / "cls")]
+    main(["authors", *files, *TINY_CLIP_FLAGS, "--id2label", str(labels)])
     assert AdaMaeForVideoClassification.from_pretrained(tmp_path / "cls").config.id2label[4] == "c4"
 
 
@@ -397,9 +422,16 @@ def assert_inference_files(folder, num_frames=8, crop_size=32, sampling_rate=4):
 
 def test_every_converter_writes_the_video_processor_for_its_clip(tmp_path):
     save_authors_checkpoint(
-        tmp_path / "finetuned.pth", authors_finetuned_state_dict(), model="vit_tiny_patch8_32", num_frames=8,
-        input_size=32, sampling_rate=2, test_num_segment=2, test_num_crop=3, data_set="SSV2",
-    )  # fmt: skip
+        tmp_path / "finetuned.pth",
+        authors_finetuned_state_dict(),
+        model="vit_tiny_patch8_32",
+        num_frames=8,
+        input_size=32,
+        sampling_rate=2,
+        test_num_segment=2,
+        test_num_crop=3,
+        data_set="SSV2",
+    )
     convert_authors_checkpoint(tmp_path / "finetuned.pth", tmp_path / "authors")
     assert_inference_files(tmp_path / "authors", sampling_rate=2)
     clip = json.loads((tmp_path / "authors" / "clip_config.json").read_text())

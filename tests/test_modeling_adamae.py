@@ -424,7 +424,9 @@ def test_classification_losses_follow_problem_type():
 
 def test_drop_path_is_stochastic_in_training_only():
     model = AdaMaeForVideoClassification(tiny_config(num_labels=2, drop_path_rate=0.5))
-    rates = [layer.drop_path.drop_prob for layer in model.videomae.encoder.layer if hasattr(layer.drop_path, "drop_prob")]
+    rates = [
+        layer.drop_path.drop_prob for layer in model.videomae.encoder.layer if hasattr(layer.drop_path, "drop_prob")
+    ]
     assert rates == [0.5]  # linear from 0 (first layer: no drop path) to 0.5 (last)
     video = pixel_values(4)
     model.train()
@@ -468,9 +470,14 @@ def test_query_key_value_start_as_thirds_of_the_references_fused_qkv_layer():
     Linear keeps plain xavier."""
     torch.manual_seed(0)
     config = tiny_config(
-        hidden_size=128, num_attention_heads=2, intermediate_size=256, decoder_hidden_size=96,
-        decoder_num_attention_heads=2, decoder_intermediate_size=192, sampler_num_attention_heads=2,
-    )  # fmt: skip
+        hidden_size=128,
+        num_attention_heads=2,
+        intermediate_size=256,
+        decoder_hidden_size=96,
+        decoder_num_attention_heads=2,
+        decoder_intermediate_size=192,
+        sampler_num_attention_heads=2,
+    )
     model = AdaMaeForPreTraining(config)
     parts = {"encoder": model.videomae.encoder.layer, "sampler": model.sampler.layer}
     parts["decoder"] = model.decoder.decoder_layers
@@ -642,8 +649,8 @@ def test_pretraining_step_compiles_without_graph_breaks():
 
 
 def test_compiled_training_step_matches_eager_outputs_and_gradients(no_dropout_config):
-    """The compiled path (AOTAutograd traces forward and backward, as inductor does on a GPU) computes the same loss and
-    gradients as the plain one."""
+    """The compiled path (AOTAutograd traces forward and backward, as inductor does on a GPU) computes the same loss
+    and gradients as the plain one."""
     config = no_dropout_config
     video, noise = pixel_values(config=config), noise_for(2, config)
     model = AdaMaeForPreTraining(config).train()
@@ -716,8 +723,10 @@ def test_trust_remote_code_loads_in_a_fresh_process_without_the_project(tmp_path
 # The transformers version floor
 
 
-@pytest.mark.parametrize("version, ok", [("4.57.1", False), ("5.17.0", False), ("5.18.0", True),
-                                         ("5.18.0.dev0", True), ("5.24.0", True), ("6.0", True)])  # fmt: skip
+@pytest.mark.parametrize(
+    "version, ok",
+    [("4.57.1", False), ("5.17.0", False), ("5.18.0", True), ("5.18.0.dev0", True), ("5.24.0", True), ("6.0", True)],
+)
 def test_transformers_version_check(version, ok):
     from configuration_adamae import MIN_TRANSFORMERS_VERSION, check_transformers_version
 
