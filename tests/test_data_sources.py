@@ -55,9 +55,8 @@ def test_the_flags_parse_the_same_in_every_script():
          "--label_column", "action", "--max_train_videos", "8", "--shuffle_buffer_size", "64"]
     )  # fmt: skip
     assert (args.train_index, args.dataset_config_name, args.streaming) == ("user/k400", "full", True)
-    assert (args.video_column, args.label_column, args.max_train_videos, args.shuffle_buffer_size) == (
-        "clip", "action", 8, 64
-    )
+    columns_and_sizes = (args.video_column, args.label_column, args.max_train_videos, args.shuffle_buffer_size)
+    assert columns_and_sizes == ("clip", "action", 8, 64)
     assert open_video_split(args, "validation") is None  # no --validation_index
     with pytest.raises(ValueError, match="shuffle_buffer_size"):
         DataSourceArguments(shuffle_buffer_size=0)

@@ -97,9 +97,7 @@ def streamed(source: str, *, train: bool = True, videos_per_batch: int = 1, **kw
 def run_epoch(dataset, epoch: int, num_workers: int, state_every_batch: bool = False):
     """The epoch's batches, and the dataset's state_dict after each batch (taken mid-run, as a checkpoint would)."""
     dataset.set_epoch(epoch)
-    loader = DataLoader(
-        dataset, batch_size=dataset.videos_per_batch, collate_fn=collate_clips, num_workers=num_workers
-    )
+    loader = DataLoader(dataset, batch_size=dataset.videos_per_batch, collate_fn=collate_clips, num_workers=num_workers)
     batches, states = [], {}
     for batch in loader:
         batches.append(batch)

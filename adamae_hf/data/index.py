@@ -252,9 +252,7 @@ def _holds_videos(feature) -> bool:
     return isinstance(feature, datasets.Video) or (isinstance(feature, dict) and set(feature) == {"path", "bytes"})
 
 
-def _paths_and_bytes(
-    dataset: datasets.Dataset, column: str, base: str
-) -> tuple[list[str], datasets.Dataset | None]:
+def _paths_and_bytes(dataset: datasets.Dataset, column: str, base: str) -> tuple[list[str], datasets.Dataset | None]:
     """Display names / file paths of a video column, and its bytes as a one-column dataset (None when every video
     is a file). Casting to ``Video(decode=False)`` reads the stored ``{"path", "bytes"}`` without decoding."""
     videos = dataset.select_columns([column])

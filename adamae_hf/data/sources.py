@@ -133,9 +133,7 @@ class VideoSplit:
         return videos.features is not None and LABEL_COLUMN in videos.features
 
 
-def open_video_split(
-    args: DataSourceArguments, split: str, label_names: list[str] | None = None
-) -> VideoSplit | None:
+def open_video_split(args: DataSourceArguments, split: str, label_names: list[str] | None = None) -> VideoSplit | None:
     """The videos of ``split`` ("train", "validation" or "test"), or None when its flag is not given.
 
     Args:
@@ -339,9 +337,7 @@ def read_classes_file(shards: list[str]) -> list[str] | None:
 
 
 def _open_tar_shards(args: DataSourceArguments, source: str, shards: list[str], label_names):
-    dataset = datasets.load_dataset(
-        "webdataset", data_files={"train": shards}, split="train", streaming=args.streaming
-    )
+    dataset = datasets.load_dataset("webdataset", data_files={"train": shards}, split="train", streaming=args.streaming)
     class_names = read_classes_file(shards)
     videos, names = _from_datasets(args, dataset, label_names, class_names=class_names)
     return videos, names, f"{len(shards)} tar shards {source}"

@@ -119,7 +119,8 @@ class VideoStreamRows:
         if label_column is not None and names is None and not integer_labels:
             logger.warning(
                 "The stream's labels (%r) are names, and its classes are unknown until the whole stream is read: "
-                "labels are left out. Give the class names (label_names) to keep them.", label_column
+                "labels are left out. Give the class names (label_names) to keep them.",
+                label_column,
             )
             label_column = None
         is_video = isinstance(features.get(video_column), datasets.Video)
@@ -438,9 +439,7 @@ def _opened(row: dict):
         yield path
 
 
-def batches_served_by_worker(
-    batches_consumed: int, num_workers: int, ended: dict[int, int]
-) -> tuple[list[int], int]:
+def batches_served_by_worker(batches_consumed: int, num_workers: int, ended: dict[int, int]) -> tuple[list[int], int]:
     """Batches each DataLoader worker served among the first ``batches_consumed``, and the worker it asks next.
 
     The DataLoader asks its workers round-robin, in order, and passes over a worker for good once its share has
