@@ -137,6 +137,8 @@ def _container_input(source):
             raise VideoDecodeError(describe_source(source), "empty file (0 bytes)")
         return io.BytesIO(source)
     if callable(getattr(source, "read", None)) and callable(getattr(source, "seek", None)):
+        if source.seek(0, io.SEEK_END) == 0:
+            raise VideoDecodeError(describe_source(source), "empty file (0 bytes)")
         return source
     raise TypeError(
         f"a video source must be a path, bytes or a binary file object (with read and seek), got {type(source).__name__}"

@@ -282,3 +282,53 @@ def test_collate_concatenates_views():
 def test_rejects_an_index_without_paths():
     with pytest.raises(ValueError, match="'path' column"):
         VideoClipDataset(datasets.Dataset.from_dict({"file": ["a.mp4"]}), VideoClipConfig(), train=True)
+
+
+def test_rows_with_bytes_decode_from_them(sample_videos, caplog):
+    paths = [video.path for video in sample_videos]
+    config = VideoClipConfig(**SMALL, num_sample=2)
+    from_paths = VideoClipDataset(datasets.Dataset.from_dict({"path": paths}), config, train=True, seed=4)
+    # Rows 0 and 2 carry their bytes under a name that is no file; row 1's bytes are None: read from its path.
+    names = ["memory/clip0.mp4", paths[1], "memory/clip2.mp4"]
+    data = [open(paths[0], "rb").read(), None, open(paths[2], "rb").read()]
+    index = datasets.Dataset.from_dict({"path": names, "bytes": data})
+    from_bytes = VideoClipDataset(index, config, train=True, seed=4)
+    for row in range(3):
+        assert torch.equal(from_bytes[row]["pixel_values"], from_paths[row]["pixel_values"])
+    bad = VideoClipDataset(datasets.Dataset.from_dict({"path": ["memory/bad.mp4", paths[0]],
+                                                      "bytes": [b"not a video" * 10, None]}), config, train=False)  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="adamae_hf.data.dataset"):
+        assert bad[0]["video_index"].tolist() == [1]
+    assert bad.skipped.count == 1 and "Skipping video memory/bad.mp4: cannot open" in caplog.text
+
+
+@pytest.fixture(scope="module")
+def twelve_bad_rows(tmp_path_factory, sample_videos):
+    """Four good videos around twelve undecodable files in a row (so evaluation's forward scan crosses them)."""
+    folder = tmp_path_factory.mktemp("twelve_bad")
+    bad = []
+    for number in range(12):
+        path = folder / f"bad{number}.mp4"
+        if number % 3 == 0:
+            path.write_bytes(b"")
+        elif number % 3 == 1:
+            path.write_text(f"not a video {number}\n" * 20)
+        # (number % 3 == 2: missing)
+        bad.append(str(path))
+    good = [video.path for video in sample_videos[:4]]
+    return index_from_dataset(datasets.Dataset.from_dict({"path": good[:2] + bad + good[2:]}))
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_each_bad_video_is_counted_once_per_epoch(twelve_bad_rows, train, num_workers, caplog):
+    dataset = VideoClipDataset(twelve_bad_rows, VideoClipConfig(**SMALL), train=train, seed=0)
+    loader = clip_dataloader(dataset, clips_per_batch=4, num_workers=num_workers, drop_last=False)
+    with caplog.at_level(logging.WARNING, logger="adamae_hf.data.dataset"):
+        for epoch, expected in ((0, 12), (1, 24)):
+            dataset.set_epoch(epoch)
+            assert sum(batch["pixel_values"].shape[0] for batch in loader) == 16
+            assert dataset.skipped.count == expected
+    assert dataset.skipped.num_videos == 12
+    if num_workers == 0:  # (workers log in their own processes)
+        assert len([record for record in caplog.records if "Skipping video" in record.getMessage()]) == 12

@@ -1,11 +1,16 @@
 """Decoding with PyAV: frame accuracy with seeking, awkward streams, and every kind of bad file."""
 
 import faulthandler
+import io
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -267,3 +272,75 @@ def test_mutated_mp4_is_decoded_or_skipped_with_a_reason(tmp_path, fuzz_seeds, s
     finally:
         faulthandler.cancel_dump_traceback_later()
     assert time.perf_counter() - start < 10
+
+
+# ------------------------------------------------------------------------------------------- sources other than paths
+
+
+def test_bytes_and_file_objects_decode_like_the_path(long_video):
+    indices = [0, 7, 33, 59, 12]
+    expected = read_video_frames(long_video.path, indices)
+    data = open(long_video.path, "rb").read()
+    with open(long_video.path, "rb") as file:
+        sources = [data, bytearray(data), memoryview(data), io.BytesIO(data), file]
+        for source in sources:
+            np.testing.assert_array_equal(read_video_frames(source, indices), expected)
+            assert probe_video(source) == probe_video(long_video.path)
+    with VideoReader(io.BytesIO(data)) as reader:  # one reader, seeking back and forth in memory
+        np.testing.assert_array_equal(reader.read_frames([59, 0]), expected[[3, 0]])
+        np.testing.assert_array_equal(reader.read_frames(indices), expected)
+
+
+@pytest.mark.parametrize("kind", ["zero_bytes", "random_bytes", "text", "truncated", "audio_only"])
+def test_bad_bytes_name_their_size_and_bad_file_objects_their_name(tmp_path, long_video, kind):
+    path = make_bad_file(kind, tmp_path, long_video.path)
+    data = open(path, "rb").read()
+    with pytest.raises(VideoDecodeError) as raised:
+        read_video_frames(data, [0])
+    assert raised.value.path == f"<{len(data)} bytes in memory>"
+    with open(path, "rb") as file, pytest.raises(VideoDecodeError) as raised_from_file:
+        read_video_frames(file, [0])
+    assert raised_from_file.value.path == path and raised_from_file.value.reason == raised.value.reason
+
+
+def test_a_source_of_another_kind_is_refused(long_video):
+    with pytest.raises(TypeError, match="path, bytes or a binary file object .* got int"):
+        VideoReader(3)
+
+
+# ------------------------------------------------------------------------------------------------ high frame rates
+
+
+@pytest.mark.parametrize("fps", [1200, 5000])
+def test_high_frame_rates_use_the_streams_own_rate(tmp_path, fps):
+    frames = smooth_frames(40, 48, 64)
+    path = write_video(tmp_path / f"{fps}fps.mp4", frames, fps=fps, options={"g": "8"})
+    reference, slots = decode_everything(path)
+    np.testing.assert_array_equal(slots, np.arange(40))
+    with VideoReader(path, num_threads=1) as reader:
+        assert reader.fps == fps and reader.num_frames == 40
+        for indices in ([0, 1, 2, 3], [39, 17, 17, 5], list(range(3, 40, 6))):
+            np.testing.assert_array_equal(reader.read_frames(indices), reference[indices])
+        assert reader.num_frames == 40  # nothing "corrected"
+
+
+# -------------------------------------------------------------------------------------------- scaling in the decoder
+
+
+def test_the_decoder_scales_only_frames_far_larger_than_the_target(tmp_path):
+    frames = smooth_frames(3, 200, 360)
+    path = write_video(tmp_path / "large.mp4", frames, options={"crf": "10"})
+    with VideoReader(path, target_short_side=100) as reader:  # 200 <= 2 x 100: left as coded
+        np.testing.assert_array_equal(reader.read_frames([1]), read_video_frames(path, [1]))
+    with VideoReader(path, target_short_side=40) as reader:
+        scaled = reader.read_frames([0, 2])
+    assert scaled.shape == (2, 40, 72, 3)  # short side 40, long side 360 * 40 / 200
+    # Area averaging: close to an antialiased resize of the full frames.
+    full = torch.from_numpy(read_video_frames(path, [0, 2])).permute(0, 3, 1, 2).float()
+    resized = torch.nn.functional.interpolate(full, size=(40, 72), mode="bilinear", antialias=True)
+    assert (resized.permute(0, 2, 3, 1) - torch.from_numpy(scaled).float()).abs().mean() < 2.0
+
+
+def test_the_reader_file_imports_no_model_file():
+    code = "import sys, video_adamae; assert 'modeling_adamae' not in sys.modules, 'modeling_adamae imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

@@ -303,7 +303,8 @@ class VideoClipDataset(Dataset):
                 pixel_values = self._load_views(video_index, item_seed, epoch)
             except VideoDecodeError as error:
                 if video_index == index:  # a replacement that fails is counted by its own item
-                    self.skipped.record(video_index, error.path, error.reason)
+                    # the path column names in-memory videos too (the error would say "<N bytes in memory>")
+                    self.skipped.record(video_index, self.paths[video_index], error.reason)
                 continue
             num_views = pixel_values.shape[0]
             item = {
@@ -326,7 +327,8 @@ class VideoClipDataset(Dataset):
         yield index
         if self.train:
             for replacement in rng.integers(len(self), size=min(_RANDOM_REPLACEMENT_TRIES, len(self) - 1)):
-                yield int(replacement)
+                if replacement != index:  # the video just failed
+                    yield int(replacement)
         for offset in range(1, len(self)):
             yield (index + offset) % len(self)
 
@@ -355,7 +357,7 @@ class VideoClipDataset(Dataset):
                     reader.read_frames([0])
                 return
             except VideoDecodeError as error:
-                failures.append(f"{error.path}: {error.reason}")
+                failures.append(f"{self.paths[video_index]}: {error.reason}")
         shown = "; ".join(failures[:5]) + (f"; ... ({len(failures) - 5} more)" if len(failures) > 5 else "")
         raise ValueError(f"none of the {len(self.paths)} videos in the index can be decoded: {shown}")
 
