@@ -636,7 +636,8 @@ class AdaMaeModel(AdaMaePreTrainedModel):
             given ones. `hidden_states` (the input tokens and every layer's output) and `attentions` on request.
         """
         if (pixel_values is None) == (inputs_embeds is None):
-            raise ValueError("Give exactly one of pixel_values and inputs_embeds.")
+            got = "both" if pixel_values is not None else "neither"
+            raise ValueError(f"Give exactly one of pixel_values and inputs_embeds; got {got}.")
         if inputs_embeds is None:
             inputs_embeds = self.embeddings(pixel_values)  # (B, N, D)
             if bool_masked_pos is not None:
