@@ -21,6 +21,7 @@ from adamae_hf.data import (
     label_maps,
     open_video_split,
 )
+from adamae_hf.data.streaming import stable_video_key
 from adamae_hf.errors import ArgumentParser
 
 
@@ -77,6 +78,16 @@ def test_index_file_and_class_folder_sources(sample_videos, sample_index_file, c
     assert all(path.startswith(str(class_folders / "validation")) for path in validation.index["path"])
     names = [validation.label_names[label] for label in validation.index["label"]]
     assert names == [video.label for video in sample_videos[4:]]
+
+
+def test_a_local_index_streamed(sample_videos, sample_index_file):
+    split = open_video_split(sources(train_index=sample_index_file, streaming=True), "train")
+    assert split.index is None and split.label_names == EXPECTED_CLASSES
+    assert [row["path"] for row in split.stream] == [video.path for video in sample_videos]
+    batches, _ = run_epoch(clip_dataset(split, CONFIG, train=False, seed=0), epoch=0, num_workers=2)
+    label_of = {stable_video_key(video.path): EXPECTED_CLASSES.index(video.label) for video in sample_videos}
+    assert sorted(int(batch["video_index"][0]) for batch in batches) == sorted(label_of)
+    assert all(int(batch["labels"][0]) == label_of[int(batch["video_index"][0])] for batch in batches)
 
 
 def test_a_video_column_decoded_or_not_gives_the_files_paths(sample_videos):
