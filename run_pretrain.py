@@ -3,7 +3,7 @@
 """Pretrain AdaMAE (adaptive token sampling for video masked autoencoders) with Accelerate.
 
     python run_pretrain.py                                    # the demo: tiny model, generated videos, CPU, ~1 minute
-    accelerate launch run_pretrain.py --config configs/pretrain_k400_vit_base.yaml --train_index_file train.csv
+    accelerate launch run_pretrain.py --config configs/pretrain_k400_vit_base.yaml --train_index train.csv
     accelerate launch run_pretrain.py --config ... --resume_from_checkpoint latest
     python run_pretrain.py --help
     python run_pretrain.py ... --debug                        # a user mistake with its traceback (one line without)

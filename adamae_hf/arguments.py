@@ -30,9 +30,9 @@ from enum import Enum
 from typing import Any, Union
 
 import yaml
-from transformers import HfArgumentParser
 from transformers.hf_argparser import string_to_bool
 
+from .errors import ArgumentParser as OneLineErrorParser
 from .errors import UserError
 
 
@@ -175,10 +175,10 @@ def flag_names_in(argv: Sequence[str]) -> list[str]:
 # The parser
 
 
-class ArgumentParser(HfArgumentParser):
+class ArgumentParser(OneLineErrorParser):
     """`HfArgumentParser` with the config-file layer (`parse`), a `--config FILE` flag, no abbreviated flags (a
-    prefix of a flag would otherwise be taken for it), and one-line errors: a bad or unknown flag is a `UserError`,
-    not argparse's usage text hundreds of lines long."""
+    prefix of a flag would otherwise be taken for it), and one-line errors (`adamae_hf.errors.ArgumentParser`): a bad
+    or unknown flag is a `UserError`, not argparse's usage text hundreds of lines long."""
 
     def __init__(self, dataclass_types, **kwargs):
         kwargs.setdefault("allow_abbrev", False)
@@ -186,9 +186,6 @@ class ArgumentParser(HfArgumentParser):
         self.flags = dataclass_flags(self.dataclass_types)
         self.add_argument(CONFIG_FLAG, metavar="FILE", help="YAML or JSON file of arguments (flag names as keys); "
                           "flags override it.")  # fmt: skip
-
-    def error(self, message: str):
-        raise UserError(f"{message} ({self.prog} --help lists the arguments)")
 
     def parse(self, argv: Sequence[str] | None = None, presets: Presets = None) -> tuple[Any, ...]:
         """The dataclasses from `argv` (default: `sys.argv[1:]`), the `--config` file and `presets` (see the module

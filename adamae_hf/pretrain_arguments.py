@@ -21,6 +21,7 @@ from configuration_adamae import MASK_TYPES
 
 from .arguments import ArgumentParser
 from .data import VideoClipConfig
+from .data.sources import DataSourceArguments
 
 
 RUN_ARGUMENTS_FILE = "run_arguments.json"
@@ -75,24 +76,20 @@ class ModelArguments:
 
 
 @dataclass
-class DataArguments:
-    """Where the training videos are. Clip sampling and augmentation are `VideoClipConfig`'s flags (--num_frames,
-    --sampling_rate, --crop_size, --train_crop, ...)."""
+class DataArguments(DataSourceArguments):
+    """Where the training videos are: the source flags `run_finetune.py` shares (`DataSourceArguments`), of which
+    pretraining reads the training split. Clip sampling and augmentation are `VideoClipConfig`'s flags
+    (--num_frames, --sampling_rate, --crop_size, --train_crop, ...)."""
 
-    _argument_group_name = "training videos"
+    _argument_group_name = "training videos (labels, if any, are unused)"
 
-    train_index_file: str | None = field(
+    train_index: str | None = field(
         default=None,
-        metadata={"help": "CSV (header 'path[,label]') or JSON-lines index of the training videos."},
-    )
-    train_folder: str | None = field(
-        default=None, metadata={"help": "Folder of training videos laid out as <class>/<video> (labels unused)."}
-    )
-    data_root: str | None = field(
-        default=None, metadata={"help": "Folder that the index's relative paths start from (default: the index's)."}
-    )
-    max_train_videos: int | None = field(
-        default=None, metadata={"help": "Use only the first N videos of the index (quick experiments)."}
+        metadata={
+            "help": "Training videos: a .csv/.jsonl index, a folder of <class>/<video> folders, tar shards (a "
+            "folder, glob or URL of .tar files), a save_to_disk folder, or a datasets name/path.",
+            "aliases": ["--train_index_file", "--train_folder"],  # the names before run_finetune.py's were shared
+        },
     )
     dataset_ids: list[str] | None = field(
         default=None, metadata={"help": "Hub dataset ids to list in the model card's metadata, e.g. kinetics400."}
@@ -110,10 +107,11 @@ class DataArguments:
     )
 
     def __post_init__(self):
-        if self.train_index_file and self.train_folder:
-            raise ValueError("Give either --train_index_file or --train_folder, not both.")
-        if self.max_train_videos is not None and self.max_train_videos < 1:
-            raise ValueError(f"max_train_videos must be >= 1, got {self.max_train_videos}.")
+        super().__post_init__()
+        for split in ("validation", "test"):
+            if getattr(self, f"{split}_index"):
+                raise ValueError(f"--{split}_index: pretraining reads only --train_index (it has no {split} split); "
+                                 "evaluate a pretrained model with run_finetune.py or adamae-evaluate-sampler.")
 
 
 @dataclass
@@ -301,8 +299,8 @@ PARSER_DESCRIPTION = """Pretrain AdaMAE with Accelerate; the defaults are the pa
 
 examples:
   python run_pretrain.py                       the demo: a tiny AdaMAE on generated videos, CPU, about a minute
-  accelerate launch run_pretrain.py --config configs/pretrain_k400_vit_base.yaml --train_index_file train.csv
-  accelerate launch run_pretrain.py --config configs/pretrain_ssv2_vit_base.yaml --train_index_file train.csv
+  accelerate launch run_pretrain.py --config configs/pretrain_k400_vit_base.yaml --train_index train.csv
+  accelerate launch run_pretrain.py --config configs/pretrain_ssv2_vit_base.yaml --train_index train.csv
   ... --resume_from_checkpoint latest          continue a run exactly where its newest checkpoint left it
   ... --mask_type tube --mask_ratio 0.9        the paper's baselines: tube, random, frame
 

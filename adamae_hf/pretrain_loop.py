@@ -40,12 +40,15 @@ logger = logging.getLogger(__name__)
 
 
 class TrainBatches(Protocol):
-    """Where the loop's micro-batches come from (`adamae_hf.pretrain_data`): an epoch's batches, the first
-    `micro_batches_done` of them (already trained on before a resume) left out."""
+    """Where the loop's micro-batches come from (`adamae_hf.pretrain_data`: `ShuffledEpochs`, `StreamEpochs`)."""
 
-    def epoch_batches(self, epoch: int, micro_batches_done: int) -> Iterable[dict[str, torch.Tensor]]: ...
+    epoch: int  # the epoch being read
 
-    def checkpoint_state(self) -> dict[str, Any]: ...
+    def epoch_batches(self, step: int) -> Iterable[dict[str, torch.Tensor]]:
+        """The rest of the current epoch's micro-batches, after `step` optimizer steps."""
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """What a checkpoint needs, besides the step, to continue from the same batch."""
 
 
 class IntervalLosses:
@@ -141,10 +144,8 @@ class PretrainingLoop:
 
     def train_epoch(self) -> None:
         """The rest of the current epoch (all of it, or what a resume left), or up to the last step."""
-        self.epoch, step_in_epoch = divmod(self.step, self.schedule.steps_per_epoch)
-        micro_batches_done = step_in_epoch * self.args.gradient_accumulation_steps
         self.start_optimizer_step()
-        for batch in self.batches.epoch_batches(self.epoch, micro_batches_done):
+        for batch in self.batches.epoch_batches(self.step):
             self.train_micro_batch(batch)
             if self.accelerator.sync_gradients:
                 self.finish_step()
@@ -249,8 +250,9 @@ class PretrainingLoop:
         elapsed, self.interval_start = now - self.interval_start, now
         clips = self.interval_batches * self.args.per_device_train_batch_size * self.accelerator.num_processes
         self.interval_batches = 0
+        steps_per_epoch = self.schedule.steps_per_epoch
         record = {
-            "epoch": self.step / self.schedule.steps_per_epoch,
+            "epoch": self.step / steps_per_epoch if steps_per_epoch else self.batches.epoch,  # a stream: its count
             "loss": values["loss"],
             "reconstruction_loss": values["reconstruction_loss"],
             "lr": learning_rate,
@@ -289,7 +291,7 @@ class PretrainingLoop:
     def save(self) -> None:
         self.save_due = False
         state = {
-            "epoch": self.epoch,
+            "epoch": self.batches.epoch,
             "steps_per_epoch": self.schedule.steps_per_epoch,
             "total_steps": self.schedule.total_steps,
             "global_batch_size": self.schedule.global_batch_size,

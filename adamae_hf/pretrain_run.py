@@ -103,25 +103,24 @@ def run_pretraining(
         # transformers renamed it (the old name warns from 5.2x on); both exist for the versions we support
         getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
     schedule = training_schedule(videos, accelerator.num_processes, training_args)
-    train_loader = videos.loader(schedule, training_args)
     optimizer, scheduler = build_optimizer(model, schedule, training_args, accelerator.device.type)
-    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
-    if training_args.torch_compile:
-        # in place: parameter names, hence checkpoints, stay those of the eager model
-        model.compile(**({"mode": training_args.torch_compile_mode} if training_args.torch_compile_mode else {}))
-
+    model, optimizer, train_loader, scheduler = prepare(accelerator, model, optimizer, videos, schedule, scheduler,
+                                                        training_args)  # fmt: skip
+    batches = videos.batches(accelerator, train_loader, schedule, training_args)
     guard = NonFiniteLossGuard(training_args.max_nonfinite_steps)
-    start_step = resume_from(accelerator, checkpoint, schedule, training_args, guard) if checkpoint else 0
+    start_step = 0
+    if checkpoint:
+        start_step = resume_from(accelerator, checkpoint, schedule, training_args, guard, batches)
     settings = run_settings(accelerator.unwrap_model(model).config, clip_config, training_args, schedule,
                             accelerator.num_processes, accelerator.mixed_precision)  # fmt: skip
     scalar_log = start_logging(accelerator, (model_args, data_args, clip_config, training_args), settings,
                                start_step if checkpoint else None)  # fmt: skip
-    logger.info(f"{videos.description}: {schedule.steps_per_epoch} steps per epoch, {schedule.total_steps} steps "
-                f"(from step {start_step}), global batch {schedule.global_batch_size} clips, "
-                f"peak lr {schedule.learning_rate:.3g}")  # fmt: skip
+    per_epoch = f"{schedule.steps_per_epoch} steps per epoch, " if schedule.steps_per_epoch else ""
+    logger.info(f"{videos.description}, {per_epoch}{schedule.total_steps} steps (from step {start_step}), global "
+                f"batch {schedule.global_batch_size} clips, peak lr {schedule.learning_rate:.3g}")  # fmt: skip
     loop = PretrainingLoop(
-        accelerator, model, optimizer, scheduler, videos.batches(accelerator, train_loader), schedule,
-        training_args, clip_config, guard, scalar_log, figure_video=videos.figure_video, skipped_videos=videos.skipped,
+        accelerator, model, optimizer, scheduler, batches, schedule, training_args, clip_config, guard, scalar_log,
+        figure_video=videos.figure_video, skipped_videos=videos.skipped,
     )  # fmt: skip
     try:
         results = loop.run(start_step)
@@ -218,6 +217,21 @@ def training_schedule(videos: TrainingVideos, num_processes: int, args: Pretrain
     )
 
 
+def prepare(accelerator, model, optimizer, videos: TrainingVideos, schedule: TrainingSchedule, scheduler,
+            args: PretrainingArguments) -> tuple:
+    """`accelerator.prepare` (the loader too, unless it reads a stream: that one already reads this process's
+    share, which accelerate's dispatch would replace with the main process's), and `--torch_compile`."""
+    loader = videos.loader(schedule, args)
+    if videos.streaming:
+        model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    else:
+        model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    if args.torch_compile:
+        # in place: parameter names, hence checkpoints, stay those of the eager model
+        model.compile(**({"mode": args.torch_compile_mode} if args.torch_compile_mode else {}))
+    return model, optimizer, loader, scheduler
+
+
 def build_optimizer(model, schedule: TrainingSchedule, args: PretrainingArguments, device_type: str):
     """AdamW (the recipe's weight-decay exemptions) and its warmup + per-step cosine schedule."""
     optimizer = build_adamw(
@@ -240,11 +254,13 @@ def build_optimizer(model, schedule: TrainingSchedule, args: PretrainingArgument
     return optimizer, scheduler
 
 
-def resume_from(accelerator, checkpoint: Path, schedule: TrainingSchedule, training_args, guard) -> int:
-    """Load a checkpoint (model, optimizer, scheduler, grad scaler, RNG states) and return its step.
+def resume_from(accelerator, checkpoint: Path, schedule: TrainingSchedule, training_args, guard, batches) -> int:
+    """Load a checkpoint (model, optimizer, scheduler, grad scaler, RNG states, a stream's position) and return its
+    step.
 
-    The data position follows from the step, provided the global batch and the dataset are those the checkpoint was
-    written with; a different geometry is an error, since it would silently change which videos come next.
+    The data position follows from the step (a stream's: from the checkpoint), provided the global batch and the
+    dataset are those the checkpoint was written with; a different geometry is an error, since it would silently
+    change which videos come next.
     """
     state = read_training_state(checkpoint)
     for name in ("global_batch_size", "steps_per_epoch"):
@@ -260,6 +276,7 @@ def resume_from(accelerator, checkpoint: Path, schedule: TrainingSchedule, train
         )
     # load_state would skip a broken file silently; a broken one on any process stops them all
     on_every_process(accelerator, lambda: check_random_states(checkpoint, accelerator.process_index))
+    batches.load_checkpoint_state(state, checkpoint)
     accelerator.load_state(str(checkpoint))
     guard.load_state_dict(state)
     guard.last_checkpoint = str(checkpoint)
@@ -285,7 +302,7 @@ def run_settings(
         "global_batch_size": schedule.global_batch_size,
         "processes": num_processes,
         "gradient_accumulation_steps": training_args.gradient_accumulation_steps,
-        "epochs": round(schedule.num_epochs, 3),
+        "epochs": round(schedule.num_epochs, 3) if schedule.num_epochs is not None else "a stream",
         "steps": schedule.total_steps,
         "warmup_steps": schedule.warmup_steps,
         "learning_rate": schedule.learning_rate,

@@ -1,7 +1,5 @@
 """Pieces of an Accelerate training loop (`run_pretrain.py`'s), independent of what is trained.
 
-- `parse_args_with_config_file`: `HfArgumentParser` dataclasses from flags, a YAML/JSON file (`--config`) and preset
-  defaults, in that order of precedence.
 - `build_accelerator`: an `Accelerator` set up for these scripts (per-step schedules, trackers, CPU multi-process).
 - `EpochShuffleSampler` and `EpochSeededDataset`: the data order and every item's augmentation are functions of
   (seed, epoch, index) only, so a run gives the same batches whatever the number of processes or workers, and a resumed
@@ -14,7 +12,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -27,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from accelerate import Accelerator
 from accelerate.utils import (
     DataLoaderConfiguration,
@@ -37,7 +33,6 @@ from accelerate.utils import (
     is_tensorboard_available,
 )
 from torch.utils.data import Dataset, Sampler
-from transformers import HfArgumentParser
 from transformers.hf_argparser import string_to_bool
 from transformers.utils import logging as transformers_logging
 
@@ -56,98 +51,6 @@ def derived_seed(*keys: int) -> int:
     """A 63-bit seed that depends on every key (numpy's `SeedSequence` hash), e.g. of (seed, epoch, index)."""
     words = np.random.SeedSequence([int(key) for key in keys]).generate_state(2, dtype=np.uint32)
     return (int(words[0]) << 31) ^ int(words[1])
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Arguments
-
-
-def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a flat mapping of argument names to values from a `.yaml`/`.yml` or `.json` file."""
-    path = str(path)
-    if not os.path.isfile(path):
-        raise UserError(f"--config: expected a YAML or JSON file of arguments, got {path!r}: no such file.")
-    with open(path) as handle:
-        if path.endswith((".yaml", ".yml")):
-            values = yaml.safe_load(handle)
-        elif path.endswith(".json"):
-            values = json.load(handle)
-        else:
-            raise ValueError(f"--config must be a .yaml, .yml or .json file, got {path!r}.")
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
-        raise ValueError(f"{path} must hold a mapping of argument names to values, got a {type(values).__name__}.")
-    return values
-
-
-def config_file_from_argv(argv: list[str]) -> str | None:
-    """The value of `--config` in `argv`, if any."""
-    pre_parser = argparse.ArgumentParser(add_help=False)
-    pre_parser.add_argument("--config", default=None)
-    return pre_parser.parse_known_args(argv)[0].config
-
-
-def parse_args_with_config_file(
-    parser: HfArgumentParser, argv: list[str], presets: dict[str, Any] | None = None
-) -> tuple[Any, ...]:
-    """Parse `argv` into the parser's dataclasses.
-
-    Values come from, lowest precedence first: the dataclass defaults, `presets` (e.g. the demo's), the file named by
-    `--config` (YAML or JSON, keys = argument names), and the flags in `argv`.
-    """
-    known_names = {field.name for dataclass in parser.dataclass_types for field in dataclasses.fields(dataclass)}
-    config_path = config_file_from_argv(argv)
-    file_values = load_config_file(config_path) if config_path else {}
-    unknown = sorted(set(file_values) - known_names)
-    if unknown:
-        raise ValueError(
-            f"{config_path}: unknown argument(s) {', '.join(unknown)}; every key must be one of the script's flags "
-            "without the leading dashes (see --help)."
-        )
-    actions = {action.dest: action for action in parser._actions}
-    file_values = {name: checked_config_value(actions[name], value, config_path)
-                   for name, value in file_values.items()}  # fmt: skip
-    defaults = {**(presets or {}), **file_values}
-    parser.set_defaults(**defaults)
-    for action in parser._actions:  # a required argument that the file (or a preset) gives is no longer missing
-        if action.dest in defaults:
-            action.required = False
-    return parser.parse_args_into_dataclasses(args=argv)
-
-
-def checked_config_value(action: argparse.Action, value: Any, config_path: str) -> Any:
-    """A `--config` file's value converted as the flag's own parser would convert it (argparse checks only string
-    defaults, and would answer a bad one with its whole usage text); a `UserError` naming the key when it does not
-    fit. A dict, or a list for a single-valued flag, passes through as it is: TrainingArguments takes those as JSON
-    strings on the command line and as objects from a file (`report_to: [tensorboard]`, `lr_scheduler_kwargs: {...}`,
-    `fsdp_config`), and converting them to `str` would mangle them."""
-    if isinstance(value, dict) or (isinstance(value, list) and action.nargs not in ("+", "*")):
-        return value
-    items = value if isinstance(value, list) and action.nargs in ("+", "*") else [value]
-    converted = []
-    for item in items:
-        try:
-            if action.type is int and isinstance(item, float) and not item.is_integer():
-                raise ValueError("int() would truncate it")
-            item = action.type(item) if action.type is not None and item is not None else item
-        except (TypeError, ValueError, argparse.ArgumentTypeError):
-            expected = getattr(action.type, "__name__", "a valid value")
-            raise UserError(f"{config_path}: {action.dest} expects {expected}, got {value!r}.") from None
-        if action.choices is not None and item not in action.choices:
-            raise UserError(f"{config_path}: {action.dest} must be one of {list(action.choices)}, got {value!r}.")
-        converted.append(item)
-    return converted if items is value else converted[0]
-
-
-def flag_value(argv: list[str], name: str, config_values: dict[str, Any]) -> bool:
-    """The value of a boolean flag from `argv` (`--name`, `--name true|false`) or, failing that, from a config file."""
-    pre_parser = argparse.ArgumentParser(add_help=False)
-    pre_parser.add_argument(f"--{name}", nargs="?", const=True, default=None, type=string_to_bool)
-    value = getattr(pre_parser.parse_known_args(argv)[0], name)
-    if value is None:
-        value = config_values.get(name, False)
-    return bool(value)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -365,7 +268,7 @@ def step_noise(
 class TrainingSchedule:
     """How long a run is and its learning rates, in optimizer steps."""
 
-    steps_per_epoch: int
+    steps_per_epoch: int | None  # None: a stream of unknown length
     total_steps: int
     warmup_steps: int
     global_batch_size: int  # clips per optimizer step, all processes and accumulation steps together
@@ -375,12 +278,12 @@ class TrainingSchedule:
     min_lr: float
 
     @property
-    def num_epochs(self) -> float:
-        return self.total_steps / self.steps_per_epoch
+    def num_epochs(self) -> float | None:
+        return self.total_steps / self.steps_per_epoch if self.steps_per_epoch else None
 
 
 def compute_schedule(
-    num_videos: int,
+    num_videos: int | None,
     clips_per_device_batch: int,
     clips_per_video: int,
     num_processes: int,
@@ -397,15 +300,17 @@ def compute_schedule(
     """The run's schedule. `max_steps > 0` overrides `num_train_epochs`; `warmup_steps` (when not None) overrides
     `warmup_epochs`. The peak lr is `base_learning_rate x global batch / 256` with `warmup_lr` and `min_lr` scaled the
     same way (the recipes' rule), unless `learning_rate` gives the peak directly (then `warmup_lr` and `min_lr` are
-    taken as they are)."""
+    taken as they are). `num_videos=None` (a stream of unknown length) has no epochs: both lengths come in steps."""
     if clips_per_device_batch % clips_per_video:
         raise ValueError(
             f"per_device_train_batch_size ({clips_per_device_batch}) must be a multiple of the clips drawn per video "
             f"(num_sample = {clips_per_video})."
         )
     videos_per_step = clips_per_device_batch // clips_per_video * num_processes * gradient_accumulation_steps
-    steps_per_epoch = num_videos // videos_per_step
-    if steps_per_epoch < 1:
+    steps_per_epoch = None if num_videos is None else num_videos // videos_per_step
+    if num_videos is None:
+        check_stream_lengths(max_steps, warmup_steps)
+    elif steps_per_epoch < 1:
         raise ValueError(
             f"The training set has {num_videos} videos but one optimizer step needs {videos_per_step} (videos per "
             f"device batch x {num_processes} processes x {gradient_accumulation_steps} accumulation steps)."
@@ -427,6 +332,17 @@ def compute_schedule(
     return TrainingSchedule(
         steps_per_epoch, total_steps, warmup, global_batch_size, videos_per_step, peak, warmup_lr, min_lr
     )
+
+
+def check_stream_lengths(max_steps: int, warmup_steps: int | None) -> None:
+    """A stream that does not say how many videos it holds has no epochs to count: the run and its warmup need
+    their lengths in steps."""
+    if max_steps <= 0:
+        raise UserError("--streaming: the stream does not say how many videos it holds, so the run's length must "
+                        "be given in optimizer steps: --max_steps N.")  # fmt: skip
+    if warmup_steps is None:
+        raise UserError("--streaming: the stream does not say how many videos it holds, so the warmup must be given "
+                        "in optimizer steps: --warmup_steps N (--warmup_epochs counts epochs).")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -593,14 +509,9 @@ __all__ = [
     "ScalarLog",
     "TrainingSchedule",
     "build_accelerator",
-    "checked_config_value",
     "compute_schedule",
-    "config_file_from_argv",
     "derived_seed",
-    "flag_value",
     "launch_mismatches",
-    "load_config_file",
-    "parse_args_with_config_file",
     "on_every_process",
     "quiet_library_output",
     "read_scalar_log",

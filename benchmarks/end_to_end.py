@@ -130,7 +130,7 @@ def write_index(paths: list[str], rows: int, path: Path) -> Path:
 def pretraining_argv(args, output_dir: Path, index_file=None, workers=0, num_sample=1, transport="uint8") -> list[str]:
     """`run_pretrain.py` flags of one run."""
     flags = {
-        "output_dir": output_dir, "train_index_file": index_file, "num_frames": args.num_frames,
+        "output_dir": output_dir, "train_index": index_file, "num_frames": args.num_frames,
         "sampling_rate": args.sampling_rate, "crop_size": args.crop_size, "num_sample": num_sample,
         "per_device_train_batch_size": args.batch_size, "max_steps": args.steps, "warmup_steps": 1,
         "logging_steps": args.log_steps, "save_steps": 10**9, "dataloader_num_workers": workers,

@@ -259,7 +259,7 @@ SMOKE_VIDEOS = {"num_videos": 4, "num_frames": 16, "height": 72, "width": 88}
 def pretraining_commands(smoke: bool, work: Path, run_dir: Path, workers: int) -> list[list[str]]:
     train, held_out = work / "train_videos", work / "held_out_videos"
     videos = SMOKE_VIDEOS if smoke else PRETRAIN_VIDEOS
-    flags = ["--output_dir", run_dir, "--overwrite_output_dir", "true", "--train_index_file", train / "index.csv",
+    flags = ["--output_dir", run_dir, "--overwrite_output_dir", "true", "--train_index", train / "index.csv",
              "--report_to", "none", "--seed", 0]  # fmt: skip
     if smoke:  # the demo's tiny model, two steps on the CPU
         flags += ["--demo", "--max_steps", 2, "--logging_steps", 1, "--dataloader_num_workers", 0, "--use_cpu", "true",

@@ -32,7 +32,7 @@ def tiny_argv(output_dir, index_file=None, max_steps=3, **flags) -> list[str]:
     Keyword arguments add or replace flags (`name=value`; `None` removes one)."""
     values = {
         "output_dir": str(output_dir),
-        "train_index_file": str(index_file) if index_file else None,
+        "train_index": str(index_file) if index_file else None,
         "config_overrides": TINY_OVERRIDES,
         "mask_ratio": 0.75,
         "num_frames": 8,

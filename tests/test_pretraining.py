@@ -150,7 +150,7 @@ def test_bad_arguments_fail_with_a_clear_message(argv, message):
 
 def test_missing_training_videos_fail_with_a_clear_message(tmp_path):
     model_args, data_args, clip_config, training_args = parse_pretraining_args(["--output_dir", str(tmp_path)])
-    with pytest.raises(ValueError, match="Expected the training videos: --train_index_file"):
+    with pytest.raises(ValueError, match="Expected the training videos: --train_index"):
         build_train_dataset(data_args, clip_config, training_args, accelerator=None)
 
 
@@ -694,10 +694,9 @@ def test_config_file_values_are_checked_as_the_flags_are(tmp_path):
 
 def test_missing_index_folder_and_model_folder_are_named(tmp_path):
     missing = str(tmp_path / "missing")
-    for flag, message in (("train_index_file", "--train_index_file: expected a CSV or JSON-lines index"),
-                          ("train_folder", "--train_folder: expected a folder of <class>/<video> files")):  # fmt: skip
+    for flag in ("train_index", "train_index_file", "train_folder"):  # the old names are aliases
         _, data_args, clip_config, training_args = parse_pretraining_args(["--output_dir", "o", f"--{flag}", missing])
-        with pytest.raises(UserError, match=rf"{message}, got '{missing}': no such"):
+        with pytest.raises(ValueError, match=rf"--train_index: no such file or folder: '{missing}'"):
             build_train_dataset(data_args, clip_config, training_args, accelerator=None)
     model_args, _, clip_config, _ = parse_pretraining_args(["--output_dir", "o", "--model_name_or_path", missing])
     with pytest.raises(UserError, match=rf"--model_name_or_path: expected a model folder or a Hub id .*'{missing}'"):

@@ -104,7 +104,7 @@ def broken_index(tmp_path):
     "case, expected",
     [
         ("undecodable_index", "error: none of the 1 videos in the index can be decoded: "),
-        ("missing_index", "error: --train_index_file: expected a CSV or JSON-lines index, got "),
+        ("missing_index", "error: --train_index: no such file or folder: "),
         ("missing_model_folder", "error: --model_name_or_path: expected a model folder or a Hub id"),
         ("bad_config_value", "error: {tmp}/run.yaml: per_device_train_batch_size expects int, got 'abc'."),
         ("absurd_crop_size", "error: crop_size must be at most 4096 pixels, got 1000000000"),
@@ -130,13 +130,14 @@ def test_a_user_mistake_is_one_line_and_exit_status_1(tmp_path, sample_index_fil
 
 
 def test_the_script_prints_one_line_and_the_traceback_only_with_debug(tmp_path, capsys):
-    argv = ["--output_dir", str(tmp_path / "out"), "--train_index_file", str(tmp_path / "train.csv")]
+    argv = ["--output_dir", str(tmp_path / "out"), "--train_index", str(tmp_path / "train.csv")]
     result = subprocess.run([sys.executable, "run_pretrain.py", *argv], cwd=REPO_ROOT, env=subprocess_env(),
                             capture_output=True, text=True, timeout=300)  # fmt: skip
     assert result.returncode == 1
     problems = [line for line in result.stderr.splitlines() if " INFO " not in line]
-    assert problems == [f"error: --train_index_file: expected a CSV or JSON-lines index, got "
-                        f"'{tmp_path / 'train.csv'}': no such file."], result.stderr  # fmt: skip
+    assert problems == [f"error: --train_index: no such file or folder: '{tmp_path / 'train.csv'}' (expected a "
+                        ".csv/.jsonl index, a folder, tar shards or a datasets name) (rerun with --debug for the "
+                        "traceback)"], result.stderr  # fmt: skip
     reset_accelerate_state()
     try:
         assert run_cli(run_pretrain.main, argv + ["--debug"]) == 1
