@@ -25,6 +25,7 @@ first frame decodes). With either, videos are re-encoded to H.264 (`adamae_hf.pr
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import multiprocessing
 import os
@@ -298,7 +299,7 @@ class ShardWriter:
         for name, data in self.members(row, video):
             info = tarfile.TarInfo(name)
             info.size, info.mode, info.mtime = len(data), 0o644, 0  # no times, owners: same input, same bytes
-            self._tar.addfile(info, _BytesReader(data))
+            self._tar.addfile(info, io.BytesIO(data))
         self.videos += 1
 
     def close(self) -> dict:
@@ -311,19 +312,6 @@ class ShardWriter:
         entry = {"name": self.name, "videos": self.videos, "bytes": final.stat().st_size}
         self._tar, self.videos, self.number = None, 0, self.number + 1
         return entry
-
-
-class _BytesReader:
-    """The minimal file object `TarFile.addfile` reads member data from."""
-
-    def __init__(self, data: bytes):
-        self._view, self._offset = memoryview(data), 0
-
-    def read(self, size: int = -1) -> bytes:
-        end = len(self._view) if size < 0 else self._offset + size
-        chunk = self._view[self._offset : end].tobytes()
-        self._offset += len(chunk)
-        return chunk
 
 
 def remove_temporary_shards(output_dir: Path) -> None:
