@@ -1,14 +1,15 @@
 """The arguments of `run_finetune.py`: `HfArgumentParser` dataclasses and the parse that fills them.
 
 - `ModelArguments`: the start checkpoint and the classifier's knobs;
-- `DataArguments`: where the videos come from (`data.sources.DataSourceArguments`, the same flags as run_pretrain.py's),
-  the class list, the test views, the predictions file and the model card's names of the data;
+- `DataArguments`: where the videos come from (`data.sources.DataSourceArguments`, the same flags as
+  run_pretrain.py's), the class list, the test views, the predictions file and the model card's names of the data;
 - `RecipeArguments`: the recipe's knobs that `TrainingArguments` has no field for (lr scaling, layer decay, mixup);
 - `FinetuningClipConfig`: the data pipeline's `VideoClipConfig` with the fine-tuning recipe's defaults;
 - `FinetuningTrainingArguments`: `TrainingArguments` with the recipe's defaults.
 
 `parse_finetuning_args` reads them with `adamae_hf.arguments` (flags over a YAML or JSON file), below which come the
-clip settings saved beside the start model (`clip_config.json`), so evaluating a fine-tuned folder samples clips as its training did.
+clip settings saved beside the start model (`clip_config.json`), so evaluating a fine-tuned folder samples clips as
+its training did.
 """
 
 from __future__ import annotations
@@ -109,14 +110,18 @@ class DataArguments(DataSourceArguments):
     )
     dataset_card_name: str | None = field(
         default=None,
-        metadata={"help": "Readable name of the data for the model card, e.g. 'Kinetics-400' (default: the first "
-                  "of --dataset_ids)."},
-    )  # fmt: skip
+        metadata={
+            "help": "Readable name of the data for the model card, e.g. 'Kinetics-400' (default: the first "
+            "of --dataset_ids)."
+        },
+    )
     dataset_ids: list[str] | None = field(
         default=None,
-        metadata={"help": "Hub dataset ids for the model card's `datasets` metadata (default: the Hub datasets "
-                  "among --train_index / --validation_index / --test_index)."},
-    )  # fmt: skip
+        metadata={
+            "help": "Hub dataset ids for the model card's `datasets` metadata (default: the Hub datasets "
+            "among --train_index / --validation_index / --test_index)."
+        },
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -206,7 +211,8 @@ class FinetuningClipConfig(VideoClipConfig):
         if self.num_clips != 1 or self.num_crops != 1:
             raise ValueError(
                 "num_clips and num_crops must be 1 in fine-tuning (validation is single-view); set the test views "
-                f"with --test_num_clips / --test_num_crops, got num_clips={self.num_clips}, num_crops={self.num_crops}."
+                f"with --test_num_clips / --test_num_crops, got num_clips={self.num_clips}, "
+                f"num_crops={self.num_crops}."
             )
 
 
@@ -218,9 +224,11 @@ class FinetuningTrainingArguments(TrainingArguments):
 
     learning_rate: float | None = field(
         default=None,
-        metadata={"help": "Peak learning rate as is, with --warmup_lr and --min_lr as given (default: from "
-                  "--base_learning_rate, scaled by the batch)."},
-    )  # fmt: skip
+        metadata={
+            "help": "Peak learning rate as is, with --warmup_lr and --min_lr as given (default: from "
+            "--base_learning_rate, scaled by the batch)."
+        },
+    )
     weight_decay: float = field(
         default=0.05, metadata={"help": "AdamW weight decay (biases, norms and position tables are exempt)."}
     )
@@ -229,23 +237,28 @@ class FinetuningTrainingArguments(TrainingArguments):
     )
     lr_scheduler_type: str = field(
         default="cosine",
-        metadata={"help": "'cosine': the recipe's per-step linear warmup from warmup_lr, then cosine to min_lr "
-                  "(adamae_hf.optim, as the reference); any other transformers schedule is used as given."},
-    )  # fmt: skip
+        metadata={
+            "help": "'cosine': the recipe's per-step linear warmup from warmup_lr, then cosine to min_lr "
+            "(adamae_hf.optim, as the reference); any other transformers schedule is used as given."
+        },
+    )
     remove_unused_columns: bool = field(
         default=False,
         metadata={"help": "Must stay False: batches carry `video_index`, which groups views per video."},
     )
     dataloader_pin_memory: bool = field(
         default=torch.accelerator.is_available(),
-        metadata={"help": "Pin the batches' memory for the copy to the accelerator (default: where there is one; "
-                  "without one, pinning only makes torch warn on every run)."},
-    )  # fmt: skip
+        metadata={
+            "help": "Pin the batches' memory for the copy to the accelerator (default: where there is one; "
+            "without one, pinning only makes torch warn on every run)."
+        },
+    )
 
 
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, RecipeArguments, FinetuningClipConfig, FinetuningTrainingArguments)
-FinetuningArguments = tuple[ModelArguments, DataArguments, RecipeArguments, FinetuningClipConfig,
-                            FinetuningTrainingArguments]  # fmt: skip
+FinetuningArguments = tuple[
+    ModelArguments, DataArguments, RecipeArguments, FinetuningClipConfig, FinetuningTrainingArguments
+]
 
 
 def parse_finetuning_args(
@@ -277,14 +290,17 @@ def parse_finetuning_args(
         raise ValueError(
             f"{error} (the clip settings that no flag or --config file gave came from "
             f"{model['name']}'s {CLIP_CONFIG_NAME}: "
-            + ", ".join(f"{name}={value}" for name, value in saved.items()) + ")"
+            + ", ".join(f"{name}={value}" for name, value in saved.items())
+            + ")"
         ) from error
 
 
 def saved_clip_geometry(
-    model_name_or_path: str | None, cache_dir: str | None = None, model_revision: str | None = None,
+    model_name_or_path: str | None,
+    cache_dir: str | None = None,
+    model_revision: str | None = None,
     token: str | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """The clip geometry saved beside a model (`clip_config.json`, in every model folder and checkpoint this project
     writes, and so in its Hub uploads), or nothing where there is none (authors' checkpoints, converted or older
     folders, other Hub repos, no network)."""
@@ -295,8 +311,9 @@ def saved_clip_geometry(
     if os.path.exists(model_name_or_path) or not HUB_ID_PATTERN.fullmatch(model_name_or_path):
         return {}  # a checkpoint file
     try:
-        path = hf_hub_download(model_name_or_path, CLIP_CONFIG_NAME, revision=model_revision, cache_dir=cache_dir,
-                               token=token)  # fmt: skip
+        path = hf_hub_download(
+            model_name_or_path, CLIP_CONFIG_NAME, revision=model_revision, cache_dir=cache_dir, token=token
+        )
     except (EntryNotFoundError, HfHubHTTPError, OSError) as error:
         logger.debug(f"No {CLIP_CONFIG_NAME} from {model_name_or_path}: {error}")
         return {}

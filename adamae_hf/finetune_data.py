@@ -185,22 +185,35 @@ def build_video_datasets(
     common = {"label_names": label_names, "label_source": label_source, "seed": seed}
     if training_args.do_train:
         require_source(data_args.train_index, "train", "--train_index")
-        _, result.train = open_clips(data_args, "train", clip_config, train=True,
-                                     videos_per_batch=training_args.train_batch_size, **common)  # fmt: skip
+        _, result.train = open_clips(
+            data_args, "train", clip_config, train=True, videos_per_batch=training_args.train_batch_size, **common
+        )
     if training_args.do_eval:
         require_source(data_args.validation_index, "eval", "--validation_index")
-        _, result.validation = open_clips(data_args, "validation", evaluation_clip_config(clip_config), train=False,
-                                          videos_per_batch=training_args.eval_batch_size, **common)  # fmt: skip
+        _, result.validation = open_clips(
+            data_args,
+            "validation",
+            evaluation_clip_config(clip_config),
+            train=False,
+            videos_per_batch=training_args.eval_batch_size,
+            **common,
+        )
     if training_args.do_predict:
         # --test_index, or without one the validation videos, with the test views
         split = "test" if data_args.test_index else "validation"
-        require_source(data_args.test_index or data_args.validation_index, "predict",
-                       "--test_index (or --validation_index)")  # fmt: skip
+        require_source(
+            data_args.test_index or data_args.validation_index, "predict", "--test_index (or --validation_index)"
+        )
         test_config = evaluation_clip_config(clip_config, data_args.test_num_clips, data_args.test_num_crops)
         result.test_split, result.test = open_clips(
-            data_args, split, test_config, train=False, require_labels=False,
-            videos_per_batch=training_args.eval_batch_size, **common,
-        )  # fmt: skip
+            data_args,
+            split,
+            test_config,
+            train=False,
+            require_labels=False,
+            videos_per_batch=training_args.eval_batch_size,
+            **common,
+        )
     return result
 
 

@@ -36,8 +36,9 @@ def read_checkpoint_config(model_args: ModelArguments) -> dict | None:
     source = model_args.model_name_or_path
     if source.endswith(AUTHORS_CHECKPOINT_SUFFIXES):
         if not os.path.isfile(source):
-            raise UserError(f"--model_name_or_path: expected an authors' checkpoint file, got {source!r}: no such "
-                            "file.")  # fmt: skip
+            raise UserError(
+                f"--model_name_or_path: expected an authors' checkpoint file, got {source!r}: no such file."
+            )
         return None
     check_model_source(source)
     config_dict, _ = PretrainedConfig.get_config_dict(
@@ -89,8 +90,9 @@ def convert_authors_start(model_args: ModelArguments, clip_config: VideoClipConf
     no config: the clip settings give its frames and size."""
     source = model_args.model_name_or_path
     try:
-        converted = convert_authors_checkpoint(source, num_frames=clip_config.num_frames,
-                                               image_size=clip_config.crop_size)  # fmt: skip
+        converted = convert_authors_checkpoint(
+            source, num_frames=clip_config.num_frames, image_size=clip_config.crop_size
+        )
     except UnknownHeadCountError as error:
         raise UnknownHeadCountError(
             f"{error} run_finetune.py has no head-count flags: convert it first with `adamae-convert authors "
@@ -162,9 +164,11 @@ def build_model(
         )
         check_head_size(model_args, checkpoint_config, len(label_names))
         model = AdaMaeForVideoClassification.from_pretrained(
-            source, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes, **hub_kwargs,
+            source,
+            ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+            **hub_kwargs,
             **classifier_overrides(model_args, label_names),
-        )  # fmt: skip
+        )
     check_clip_matches_model(model.config, clip_config)
     return model
 

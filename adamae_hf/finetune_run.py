@@ -77,8 +77,10 @@ def check_streaming_run(
     if not (data_args.streaming and training_args.do_train):
         return
     if training_args.max_steps <= 0:
-        raise UserError("--streaming: training on a stream needs --max_steps (a stream has no length, so its epochs "
-                        f"cannot be counted), got max_steps={training_args.max_steps}.")  # fmt: skip
+        raise UserError(
+            "--streaming: training on a stream needs --max_steps (a stream has no length, so its epochs "
+            f"cannot be counted), got max_steps={training_args.max_steps}."
+        )
     is_recipe_schedule = SchedulerType(training_args.lr_scheduler_type) == SchedulerType.COSINE
     if is_recipe_schedule and not training_args.warmup_steps and recipe_args.warmup_epochs:
         raise UserError(
@@ -89,8 +91,14 @@ def check_streaming_run(
 
 def build_mixup(recipe_args: RecipeArguments, num_classes: int, label_smoothing: float) -> MixupCutmix | None:
     """The training-step batch mixer, or None when there is neither mixing nor smoothing (plain cross-entropy)."""
-    mixup = MixupCutmix(num_classes, recipe_args.mixup_alpha, recipe_args.cutmix_alpha, recipe_args.mixup_prob,
-                        recipe_args.mixup_switch_prob, label_smoothing)  # fmt: skip
+    mixup = MixupCutmix(
+        num_classes,
+        recipe_args.mixup_alpha,
+        recipe_args.cutmix_alpha,
+        recipe_args.mixup_prob,
+        recipe_args.mixup_switch_prob,
+        label_smoothing,
+    )
     return mixup if mixup.mixes or label_smoothing > 0 else None
 
 
@@ -113,8 +121,10 @@ def recipe_learning_rates(
         return recipe_args.warmup_lr, recipe_args.min_lr
     clips = clips_per_step(training_args, clip_config)
     training_args.learning_rate = scaled_learning_rate(recipe_args.base_learning_rate, clips)
-    logger.info(f"learning rate {training_args.learning_rate:.3g} = {recipe_args.base_learning_rate:g} x "
-                f"{clips} clips per step / 256")  # fmt: skip
+    logger.info(
+        f"learning rate {training_args.learning_rate:.3g} = {recipe_args.base_learning_rate:g} x "
+        f"{clips} clips per step / 256"
+    )
     return scaled_learning_rate(recipe_args.warmup_lr, clips), scaled_learning_rate(recipe_args.min_lr, clips)
 
 
@@ -172,8 +182,9 @@ def train(trainer: VideoClassificationTrainer, data: VideoDatasets, resume_from:
     """Train (from `resume_from`, a checkpoint folder, where given), then save the model and Trainer's state."""
     train_result = trainer.train(resume_from_checkpoint=resume_from)
     trainer.save_model()
-    metrics = report(trainer, "train", {**train_result.metrics,
-                                        "train_skipped_videos": skipped_video_total(trainer, data.train)})  # fmt: skip
+    metrics = report(
+        trainer, "train", {**train_result.metrics, "train_skipped_videos": skipped_video_total(trainer, data.train)}
+    )
     trainer.save_state()
     return metrics
 
@@ -207,8 +218,10 @@ def log_inherited_clip_settings(
     """Say which clip settings came from the start model's clip_config.json (those no flag or file changed)."""
     inherited = {name: value for name, value in saved_geometry.items() if getattr(clip_config, name) == value}
     if inherited:
-        logger.info(f"Clip settings from {model_args.model_name_or_path}'s {CLIP_CONFIG_NAME}: "
-                    + ", ".join(f"{name}={value}" for name, value in inherited.items()))  # fmt: skip
+        logger.info(
+            f"Clip settings from {model_args.model_name_or_path}'s {CLIP_CONFIG_NAME}: "
+            + ", ".join(f"{name}={value}" for name, value in inherited.items())
+        )
 
 
 def run_finetuning(
@@ -243,8 +256,9 @@ def run_finetuning(
         metrics.update(predict(trainer, data, data_args.predictions_file))
     if not training_args.do_train:
         trainer.save_model()  # an evaluation-only run still leaves a complete, loadable folder
-    settings = classification_card_settings(training_args, recipe_args, model_args, clip_config, data_args,
-                                            clips_per_step(training_args, clip_config))  # fmt: skip
+    settings = classification_card_settings(
+        training_args, recipe_args, model_args, clip_config, data_args, clips_per_step(training_args, clip_config)
+    )
     datasets = data_args.dataset_ids or hub_dataset_names(data_args)
     publish_classifier(trainer, model_args, data_args, clip_config, metrics, settings, datasets, repo_id)
     return metrics

@@ -331,9 +331,7 @@ def check_hub_access(
     return full_id
 
 
-def retry_upload_command(
-    repo_id: str, folder: str | os.PathLike, ignore_patterns: list[str] | None = None
-) -> str:
+def retry_upload_command(repo_id: str, folder: str | os.PathLike, ignore_patterns: list[str] | None = None) -> str:
     """The one command that uploads `folder` to the model repo `repo_id` again, leaving out what the upload left out
     (`ignore_patterns`, as `--exclude` patterns): huggingface_hub's `hf upload` CLI."""
     command = ["hf", "upload", repo_id, str(Path(folder).absolute()), ".", "--repo-type", "model"]
@@ -361,7 +359,11 @@ def push_folder_to_hub(
     api = api or HfApi(token=token)
     try:
         commit = api.upload_folder(
-            folder_path=str(folder), repo_id=repo_id, repo_type="model", token=token, commit_message=commit_message,
+            folder_path=str(folder),
+            repo_id=repo_id,
+            repo_type="model",
+            token=token,
+            commit_message=commit_message,
             # a copy: upload_folder appends its own defaults (.git, .cache) to the list it is given
             ignore_patterns=list(ignore_patterns) if ignore_patterns else None,
         )
@@ -411,11 +413,15 @@ def classification_card_settings(
     """A fine-tuning run's settings as its model card shows them (`clips_per_step`: clips per optimizer step over
     every device)."""
     schedule = getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)
-    warmup = (f"{training_args.warmup_steps:g} steps" if training_args.warmup_steps
-              else f"{recipe_args.warmup_epochs:g} epochs")  # fmt: skip
+    warmup = (
+        f"{training_args.warmup_steps:g} steps"
+        if training_args.warmup_steps
+        else f"{recipe_args.warmup_epochs:g} epochs"
+    )
     return {
         "start checkpoint": model_args.model_name_or_path,
-        "training length": f"{training_args.num_train_epochs:g} epochs" if training_args.max_steps <= 0
+        "training length": f"{training_args.num_train_epochs:g} epochs"
+        if training_args.max_steps <= 0
         else f"{training_args.max_steps} steps",
         "clips per optimizer step": clips_per_step,
         "learning rate": training_args.learning_rate,
@@ -494,8 +500,13 @@ def publish_classifier(
         save_video_processor(export_folder, clip_config)
         logger.info(f"Stock VideoMAEForVideoClassification written to {export_folder}")
     if repo_id is not None:
-        url = push_folder_to_hub(output_dir, repo_id, commit_message="Upload fine-tuned AdaMAE",
-                                 token=trainer.args.hub_token, ignore_patterns=FINETUNING_UPLOAD_IGNORE)  # fmt: skip
+        url = push_folder_to_hub(
+            output_dir,
+            repo_id,
+            commit_message="Upload fine-tuned AdaMAE",
+            token=trainer.args.hub_token,
+            ignore_patterns=FINETUNING_UPLOAD_IGNORE,
+        )
         logger.info(f"Uploaded {output_dir} to {url}")
 
 

@@ -54,7 +54,12 @@ def parameter_groups(
         key = (layer_id, exempt)
         if key not in groups:
             scale = layer_decay ** (num_layers + 1 - layer_id) if layer_decay is not None else 1.0
-            groups[key] = {"params": [], "names": [], "weight_decay": 0.0 if exempt else weight_decay, "lr_scale": scale}
+            groups[key] = {
+                "params": [],
+                "names": [],
+                "weight_decay": 0.0 if exempt else weight_decay,
+                "lr_scale": scale,
+            }
         groups[key]["params"].append(parameter)
         groups[key]["names"].append(name)
     return [groups[key] for key in sorted(groups, reverse=head_first)]
@@ -86,8 +91,9 @@ def scaled_learning_rate(base_lr: float, total_batch_size: int) -> float:
     return base_lr * total_batch_size / 256
 
 
-def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, base_lr: float, warmup_lr: float,
-                         min_lr: float) -> float:  # fmt: skip
+def warmup_cosine_factor(
+    step: int, warmup_steps: int, total_steps: int, base_lr: float, warmup_lr: float, min_lr: float
+) -> float:
     """lr(step) / base_lr. Warmup: linear from `warmup_lr` at step 0 to `base_lr` at step `warmup_steps - 1` (the
     reference's `np.linspace`); then cosine from `base_lr` down towards `min_lr` over the remaining steps."""
     if base_lr <= 0:
@@ -109,8 +115,8 @@ def warmup_cosine_schedule(
     warmup_lr: float = 1e-6,
     min_lr: float = 1e-5,
 ) -> LambdaLR:
-    """A per-step `LambdaLR`: every group follows the same warmup + cosine shape times its own initial lr (so layer-wise
-    lr scales are kept)."""
+    """A per-step `LambdaLR`: every group follows the same warmup + cosine shape times its own initial lr (so
+    layer-wise lr scales are kept)."""
     if total_steps < 1 or warmup_steps < 0:
         raise ValueError(f"total_steps must be >= 1 and warmup_steps >= 0, got {total_steps} and {warmup_steps}.")
 

@@ -150,8 +150,10 @@ class VideoClassificationTrainer(Trainer):
                 "remove_unused_columns must be False: the batches' `video_index` groups each video's views."
             )
         if self.args.optim not in ("adamw_torch", "adamw_torch_fused"):
-            raise ValueError(f"the fine-tuning optimizer is AdamW with layer-wise lr decay; --optim {self.args.optim} "
-                             "is not supported (use adamw_torch or adamw_torch_fused).")  # fmt: skip
+            raise ValueError(
+                f"the fine-tuning optimizer is AdamW with layer-wise lr decay; --optim {self.args.optim} "
+                "is not supported (use adamw_torch or adamw_torch_fused)."
+            )
         self.clip_config = clip_config
         self.layer_decay = layer_decay
         self.mixup = mixup
@@ -184,18 +186,25 @@ class VideoClassificationTrainer(Trainer):
         if self.lr_scheduler is not None:
             return self.lr_scheduler
         if SchedulerType(self.args.lr_scheduler_type) != SchedulerType.COSINE:
-            warn_if_warmup_outlasts_training(self.args.get_warmup_steps(num_training_steps), num_training_steps,
-                                             self.args.learning_rate, "--warmup_steps")  # fmt: skip
+            warn_if_warmup_outlasts_training(
+                self.args.get_warmup_steps(num_training_steps),
+                num_training_steps,
+                self.args.learning_rate,
+                "--warmup_steps",
+            )
             return super().create_scheduler(num_training_steps, optimizer)
         warmup_steps, option = self.args.warmup_steps, "--warmup_steps"
         if not warmup_steps:
             # Trainer's optimizer steps per epoch: the last, partial accumulation still steps.
-            steps_per_epoch = max(math.ceil(len(self.get_train_dataloader()) / self.args.gradient_accumulation_steps), 1)
+            steps_per_epoch = max(
+                math.ceil(len(self.get_train_dataloader()) / self.args.gradient_accumulation_steps), 1
+            )
             warmup_steps = int(round(self.warmup_epochs * steps_per_epoch))
             option = f"--warmup_epochs ({self.warmup_epochs:g} epochs of {steps_per_epoch} steps)"
         peak = self.args.learning_rate
-        last_lr = peak * warmup_cosine_factor(num_training_steps - 1, int(warmup_steps), num_training_steps, peak,
-                                              self.warmup_lr, self.min_lr)  # fmt: skip
+        last_lr = peak * warmup_cosine_factor(
+            num_training_steps - 1, int(warmup_steps), num_training_steps, peak, self.warmup_lr, self.min_lr
+        )
         warn_if_warmup_outlasts_training(int(warmup_steps), num_training_steps, peak, option, last_lr)
         self.lr_scheduler = warmup_cosine_schedule(
             self.optimizer if optimizer is None else optimizer,
@@ -212,7 +221,9 @@ class VideoClassificationTrainer(Trainer):
         inputs = {key: value for key, value in inputs.items() if key != "video_index"}
         if model.training and self.mixup is not None and "labels" in inputs:
             inputs["pixel_values"], inputs["labels"] = self.mixup(inputs["pixel_values"], inputs["labels"])
-        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        return super().compute_loss(
+            model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+        )
 
     def evaluation_loop(self, *args, **kwargs):
         # A batch's rows are views, not videos: accelerate's gather_for_metrics would cut the last batch to

@@ -32,8 +32,15 @@ class MixupCutmix:
         label_smoothing: Folded into the targets.
     """
 
-    def __init__(self, num_classes: int, mixup_alpha: float = 0.8, cutmix_alpha: float = 1.0, prob: float = 1.0,
-                 switch_prob: float = 0.5, label_smoothing: float = 0.1):  # fmt: skip
+    def __init__(
+        self,
+        num_classes: int,
+        mixup_alpha: float = 0.8,
+        cutmix_alpha: float = 1.0,
+        prob: float = 1.0,
+        switch_prob: float = 0.5,
+        label_smoothing: float = 0.1,
+    ):
         self.num_classes = num_classes
         self.mixup_alpha, self.cutmix_alpha = mixup_alpha, cutmix_alpha
         self.prob, self.switch_prob = prob, switch_prob
@@ -45,6 +52,7 @@ class MixupCutmix:
 
     def sample_parameters(self, generator: torch.Generator | None = None) -> tuple[float, bool]:
         """(lambda, use_cutmix) for one batch; lambda 1 means no mixing."""
+
         def uniform() -> float:
             return float(torch.rand((), generator=generator))
 

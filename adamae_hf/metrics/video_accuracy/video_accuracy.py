@@ -78,8 +78,10 @@ class VideoAccuracy(evaluate.Metric):
             )
         num_classes = scores.shape[1]
         if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-            raise ValueError(f"references must be class ids in [0, {num_classes}), got values from {labels.min()} to "
-                             f"{labels.max()}.")  # fmt: skip
+            raise ValueError(
+                f"references must be class ids in [0, {num_classes}), got values from {labels.min()} to "
+                f"{labels.max()}."
+            )
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise ValueError(f"top_k must be a positive integer, got {top_k!r}.")
         # A stable sort of the negated scores ranks equal scores by class id.
