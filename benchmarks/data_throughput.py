@@ -14,9 +14,9 @@ measures clips per second for 16-frame 224x224 training clips at stride 4 (multi
      (``run_pretrain.py --normalize_on_device``, the default): a quarter of the bytes between processes.
 
 2. Per core (one process, one decoder thread, one torch thread, no DataLoader workers; uint8 clips, num_sample=1) at
-   320p, 1080p and 4K, with our reader from local files, from bytes in memory (a ``bytes`` column), from a
-   ``datasets`` ``Video`` column (bytes embedded, memory-mapped from disk) and from tar shards written by
-   ``adamae-prepare`` and streamed through ``datasets``' webdataset builder; beside decord (the authors' and
+   320p, 1080p and 4K, with our reader from local files (also without its scaling in the decoder), from bytes in
+   memory (a ``bytes`` column), from a ``datasets`` ``Video`` column (bytes embedded, memory-mapped from disk) and
+   from tar shards written by ``adamae-prepare`` and streamed through ``datasets``' webdataset builder; beside decord (the authors' and
    VideoMAE's loader) on the same files with the same sampling and transforms, after checking that both readers
    return identical frames for the same indices. decord is not a dependency: ``pip install decord`` where you run
    the benchmark (without it the table says "decord: not installed").
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import csv
 import importlib.util
 import math
@@ -76,7 +77,7 @@ except ImportError:  # not a dependency: the benchmark says so and goes on
 
 RESOLUTIONS = {"320p": (320, 568), "1080p": (1080, 1920), "4k": (2160, 3840)}
 SMOKE_SIZES = {"320p": (48, 64), "1080p": (64, 96), "4k": (96, 128)}
-SOURCES = ("local files", "bytes in memory", "datasets Video column", "tar shards (streamed)")
+SOURCES = ("local files", "local files, no decoder scaling", "bytes in memory", "datasets Video column", "tar shards (streamed)")
 STREAMING_AVAILABLE = importlib.util.find_spec("adamae_hf.data.streaming") is not None
 # Grain fields cycled through the frames of a high-resolution video (drawing fresh noise for each 4K frame is slow).
 _GRAIN_FIELDS = 8
@@ -103,6 +104,19 @@ class NaiveDecodeDataset(VideoClipDataset):
         with av.open(self.paths[video_index]) as container:
             clips = self.sample_clips(container.streams.video[0].frames, rng)
             return [read_video_pyav(container, clip) for clip in clips]
+
+
+class FullSizeDecodeDataset(VideoClipDataset):
+    """Our reader with frames at full size until the transform (no scaling in the decoder): what 1080p and 4K cost
+    before the decoder scaled them."""
+
+    def read_clip_frames(self, video_index, rng):
+        def indices(length: int) -> np.ndarray:
+            return np.concatenate(self.sample_clips(length, copy.deepcopy(rng)))
+
+        with VideoReader(self.paths[video_index], num_threads=1) as reader:
+            frames, _ = reader.read_sampled_frames(indices)
+        return [frames]
 
 
 class DecordDataset(VideoClipDataset):
@@ -294,6 +308,9 @@ def open_source(source: str, paths: list[str], config: VideoClipConfig, scratch:
     if source == "local files":
         return VideoClipDataset(index_from_dataset(datasets.Dataset.from_dict({"path": paths})), config, train=True,
                                 normalize=False), False  # fmt: skip
+    if source == "local files, no decoder scaling":
+        return FullSizeDecodeDataset(index_from_dataset(datasets.Dataset.from_dict({"path": paths})), config,
+                                     train=True, normalize=False), False  # fmt: skip
     if source == "bytes in memory":
         features = datasets.Features({"path": datasets.Value("string"), "bytes": datasets.Value("binary")})
         table = {"path": [os.path.basename(path) for path in paths], "bytes": [read_bytes(path) for path in paths]}

@@ -30,7 +30,7 @@ def test_benchmark_smoke_run(smoke_run):
 def test_per_core_table_reads_every_source_at_every_resolution(smoke_run):
     result, out = smoke_run
     rates = result["sources"]["rates"]
-    expected = ["local files", "bytes in memory", "datasets Video column"]
+    expected = ["local files", "local files, no decoder scaling", "bytes in memory", "datasets Video column"]
     expected += ["tar shards (streamed)"] if data_throughput.STREAMING_AVAILABLE else []
     expected += ["decord"] if data_throughput.decord is not None else []
     assert list(rates) == expected
