@@ -16,9 +16,9 @@ measures clips per second for 16-frame 224x224 training clips at stride 4 (multi
 2. Per core (one process, one decoder thread, one torch thread, no DataLoader workers; uint8 clips, num_sample=1) at
    320p, 1080p and 4K, with our reader from local files (also without its scaling in the decoder), from bytes in
    memory (a ``bytes`` column), from a ``datasets`` ``Video`` column (bytes embedded, memory-mapped from disk) and
-   from tar shards written by ``adamae-prepare`` and streamed through ``datasets``' webdataset builder; beside decord (the authors' and
-   VideoMAE's loader) on the same files with the same sampling and transforms, after checking that both readers
-   return identical frames for the same indices. decord is not a dependency: ``pip install decord`` where you run
+   from tar shards written by ``adamae-prepare`` and streamed through ``datasets``' webdataset builder; beside
+   decord (the authors' and VideoMAE's loader) on the same files with the same sampling and transforms, after
+   checking that both readers return identical frames for the same indices. decord is not a dependency: ``pip install decord`` where you run
    the benchmark (without it the table says "decord: not installed").
 
 3. Projection: per-core clips/s at 320p for each ``--num-samples`` value, times ``--cores`` (16), against the 650
@@ -77,7 +77,8 @@ except ImportError:  # not a dependency: the benchmark says so and goes on
 
 RESOLUTIONS = {"320p": (320, 568), "1080p": (1080, 1920), "4k": (2160, 3840)}
 SMOKE_SIZES = {"320p": (48, 64), "1080p": (64, 96), "4k": (96, 128)}
-SOURCES = ("local files", "local files, no decoder scaling", "bytes in memory", "datasets Video column", "tar shards (streamed)")
+SOURCES = ("local files", "local files, no decoder scaling", "bytes in memory", "datasets Video column",
+           "tar shards (streamed)")  # fmt: skip
 STREAMING_AVAILABLE = importlib.util.find_spec("adamae_hf.data.streaming") is not None
 # Grain fields cycled through the frames of a high-resolution video (drawing fresh noise for each 4K frame is slow).
 _GRAIN_FIELDS = 8
