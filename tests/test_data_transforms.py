@@ -1,13 +1,21 @@
 """Clip transforms: output shapes, dtypes and value ranges, crop geometry, flips, RandAugment, erasing."""
 
+import math
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from adamae_hf.data import EvalTransform, TrainTransform, VideoClipConfig, VideoRandAugment, normalize, unnormalize
+from adamae_hf.data import write_video
+from adamae_hf.data.dataset import read_clips
 from adamae_hf.data.transforms import (
     as_uint8_video,
     center_crop,
+    decode_short_side,
     multiscale_crop_box,
     random_erasing,
     random_resized_crop_box,
@@ -197,3 +205,64 @@ def test_random_erasing_probability_and_area():
     erased_fraction = (pixel_values != 0).any(dim=1).float().mean(dim=(1, 2))
     assert torch.all(erased_fraction >= 0.015) and torch.all(erased_fraction <= 1 / 3 + 0.02)
     assert len(set(erased_fraction.tolist())) > 1  # each frame gets its own rectangle, as in VideoMAE
+
+
+# ------------------------------------------------------------------------------------------- what the decoder may scale
+
+
+class SmallestDraws:
+    """An rng whose every draw is the lowest value: the smallest area and the widest aspect ratio."""
+
+    def uniform(self, low, high):
+        return low
+
+    def integers(self, low, high=None):
+        return low if high is not None else 0
+
+
+def test_decode_short_side_keeps_every_crop_at_least_crop_size():
+    assert decode_short_side(VideoClipConfig(), train=False) == 224
+    assert decode_short_side(VideoClipConfig(short_side_size=256), train=False) == 256
+    assert decode_short_side(VideoClipConfig(), train=True) == 340  # multi-scale: 224 / 0.66
+    random_resized = VideoClipConfig(train_crop="random_resized")
+    short_side = decode_short_side(random_resized, train=True)
+    assert short_side == math.ceil(224 / math.sqrt(0.08 * 0.75))
+    # The smallest boxes the random draws can give on a square frame of that side are still >= 224 a side.
+    smallest_multiscale = min(multiscale_crop_box(340, 604, 224, [0.66], np.random.default_rng(s))[2] for s in range(20))
+    assert smallest_multiscale >= 224
+    for ratio in ([3 / 4, 4 / 3], [4 / 3, 4 / 3]):
+        _, _, height, width = random_resized_crop_box(short_side, short_side, [0.08, 1.0], ratio, SmallestDraws())
+        assert min(height, width) >= 224
+
+
+@pytest.fixture(scope="module")
+def uhd_video(tmp_path_factory):
+    """A 3-frame 3840x2160 H.264 clip."""
+    rows, cols = np.mgrid[0:2160, 0:3840]
+    frames = np.stack([np.stack([(cols * 200 // 3840 + 5 * t) % 256, rows * 200 // 2160, (rows + cols + 40 * t) % 256],
+                                axis=-1).astype(np.uint8) for t in range(3)])  # fmt: skip
+    return write_video(tmp_path_factory.mktemp("uhd") / "uhd.mp4", frames, options={"preset": "ultrafast"},
+                       deterministic=False)  # fmt: skip
+
+
+def test_a_4k_clip_is_decoded_at_the_size_the_transform_needs(uhd_video):
+    config = VideoClipConfig()  # 16 frames (the 3 repeat), 224 crops
+    (frames,) = read_clips(uhd_video, config, True, np.random.default_rng(0))
+    assert frames.shape == (16, 340, 604, 3)  # multi-scale crops keep 224 pixels at scale 0.66
+    (frames,) = read_clips(uhd_video, config, False)
+    assert frames.shape == (16, 224, 398, 3)  # evaluation resizes to 224 anyway
+    # Measured in a fresh process: the most its memory grows while making a training and an evaluation item.
+    program = (
+        "import resource, torch\n"
+        "from adamae_hf.data import VideoClipConfig\n"
+        "from adamae_hf.data.dataset import video_views\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "for train in (True, False):\n"
+        f"    video_views({uhd_video!r}, video_key=0, epoch=0, seed=0, config=VideoClipConfig(), train=train,"
+        " normalize=True)\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"
+    )
+    growth_mb = int(subprocess.run([sys.executable, "-c", program], check=True, capture_output=True, text=True,
+                                   cwd=Path(__file__).resolve().parents[1]).stdout)  # fmt: skip
+    # (full-size RGB frames grew it by ~580 MB: 16 x 3840 x 2160 x 3 bytes = 398 MB for the stack alone)
+    assert growth_mb < 200
