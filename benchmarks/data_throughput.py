@@ -18,8 +18,8 @@ measures clips per second for 16-frame 224x224 training clips at stride 4 (multi
    memory (a ``bytes`` column), from a ``datasets`` ``Video`` column (bytes embedded, memory-mapped from disk) and
    from tar shards written by ``adamae-prepare`` and streamed through ``datasets``' webdataset builder; beside
    decord (the authors' and VideoMAE's loader) on the same files with the same sampling and transforms, after
-   checking that both readers return identical frames for the same indices. decord is not a dependency: ``pip install decord`` where you run
-   the benchmark (without it the table says "decord: not installed").
+   checking that both readers return identical frames for the same indices. decord is not a dependency:
+   ``pip install decord`` where you run the benchmark (without it the table says "decord: not installed").
 
 3. Projection: per-core clips/s at 320p for each ``--num-samples`` value, times ``--cores`` (16), against the 650
    clips/s of the training step (benchmarks/RESULTS.md), and the ``num_sample`` that closes the gap.
@@ -416,10 +416,11 @@ def source_table(args, index_320p: datasets.Dataset, video_dir: str, config: Vid
 
 
 def projection(args, index_320p: datasets.Dataset, base: dict, scratch: str) -> dict:
-    """Per-core clips/s at 320p by num_sample, times ``args.cores``, and the num_sample that feeds ``args.target``.
+    """Per-core clips/s at 320p by num_sample, times ``args.cores``, and the num_sample that feeds ``args.target``:
+    the smallest measured one whose projection reaches it, else one extrapolated from a fit.
 
     A video costs ``decode + num_sample * augment`` seconds on one core; a least-squares fit of the measured rates
-    gives both, and so the smallest num_sample whose projection reaches the target."""
+    gives both (``augment`` at least 0, as timing noise can tilt the line)."""
     paths = list(index_320p["path"])
     rates = {}
     for num_sample in args.num_samples:
@@ -428,16 +429,18 @@ def projection(args, index_320p: datasets.Dataset, base: dict, scratch: str) -> 
         rates[num_sample] = per_core_rate("local files", paths, config, clips - clips % num_sample, args, scratch)
     samples = np.array(list(rates), dtype=float)
     seconds_per_video = samples / np.array(list(rates.values()))
-    if len(samples) > 1:
-        augment, decode = np.polyfit(samples, seconds_per_video, 1)
-    else:
-        augment, decode = 0.0, float(seconds_per_video[0])
+    augment = max(0.0, float(np.polyfit(samples, seconds_per_video, 1)[0])) if len(samples) > 1 else 0.0
+    decode = float(np.mean(seconds_per_video - samples * augment))
+    measured = [num_sample for num_sample, rate in rates.items() if rate * args.cores >= args.target]
     needed_per_core = args.target / args.cores
-    if needed_per_core * augment >= 1:
-        closing = None  # the augmentations alone are slower than the target, whatever num_sample
+    if measured:
+        closing, how = min(measured), "measured"
+    elif needed_per_core * augment >= 1:
+        closing, how = None, "fit"  # the augmentations alone are slower than the target, whatever num_sample
     else:
-        closing = max(1, math.ceil(needed_per_core * decode / (1 - needed_per_core * augment)))
-    return {"rates": rates, "decode_s": float(decode), "augment_s": float(augment), "closing_num_sample": closing}
+        closing, how = max(1, math.ceil(needed_per_core * decode / (1 - needed_per_core * augment))), "fit"
+    return {"rates": rates, "decode_s": decode, "augment_s": augment, "closing_num_sample": closing,
+            "closing_from": how}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -488,7 +491,9 @@ def print_projection(result: dict, args) -> None:
     if closing is None:
         print(f"\n{fit} on one core: no num_sample reaches {args.target:g} clips/s on {args.cores} cores.")
     else:
-        print(f"\n{fit} on one core: num_sample >= {closing} reaches {args.target:g} clips/s on {args.cores} cores.")
+        source = "measured" if result["closing_from"] == "measured" else "extrapolated from that fit"
+        print(f"\n{fit} on one core: num_sample >= {closing} reaches {args.target:g} clips/s on {args.cores} cores "
+              f"({source}).")  # fmt: skip
 
 
 def print_setting(args, generation_seconds: float, bitrate_320p: float) -> None:
