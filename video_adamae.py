@@ -4,7 +4,7 @@ Hub pipeline share.
 This file travels with every AdaMAE classifier folder (beside ``pipeline_adamae.py``, which imports it), so it needs
 only PyAV, NumPy and torch; ``adamae_hf.data`` re-exports its reader, samplers and evaluation transform.
 
-* :class:`VideoReader` -- frame-accurate, seek-based decoding with PyAV.
+* :class:`VideoReader` -- frame-accurate, seek-based decoding with PyAV, from a path, bytes or a binary file object.
 * :func:`dense_clip_indices`, :func:`segment_clip_indices`, :func:`sample_clip_indices` -- VideoMAE's two ways of
   picking a clip's frames.
 * :func:`evaluation_views` -- short-side resize, one centre crop or three crops, normalisation, on uint8 tensors.
@@ -16,7 +16,9 @@ A clip of 16 frames at stride 4 needs 61 consecutive frames of a video, yet the 
 instead seeks to the keyframe before the window, tells the decoder to drop non-reference frames it will not
 return (they cannot be needed to decode any other frame), stops at the last wanted frame and converts only the
 wanted frames to RGB. It also copes with the files real datasets contain: unknown or wrong frame counts, variable
-frame rate, rotation metadata and pixel formats other than yuv420p.
+frame rate, any frame rate (high-speed footage at thousands of frames per second), rotation metadata and pixel formats
+other than yuv420p. Given a ``target_short_side``, frames far larger than that (4K) are scaled in the same swscale
+pass that converts them to RGB, so they never exist at full size.
 
 Frame indices are positions on the stream's nominal frame grid: index i is the frame shown at time
 ``start_time + i / fps``, where fps is the stream's average rate. For constant-frame-rate video that is exactly
@@ -141,7 +143,8 @@ def _container_input(source):
             raise VideoDecodeError(describe_source(source), "empty file (0 bytes)")
         return source
     raise TypeError(
-        f"a video source must be a path, bytes or a binary file object (with read and seek), got {type(source).__name__}"
+        "a video source must be a path, bytes or a binary file object (with read and seek), "
+        f"got {type(source).__name__}"
     )
 
 

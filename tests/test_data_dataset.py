@@ -295,8 +295,8 @@ def test_rows_with_bytes_decode_from_them(sample_videos, caplog):
     from_bytes = VideoClipDataset(index, config, train=True, seed=4)
     for row in range(3):
         assert torch.equal(from_bytes[row]["pixel_values"], from_paths[row]["pixel_values"])
-    bad = VideoClipDataset(datasets.Dataset.from_dict({"path": ["memory/bad.mp4", paths[0]],
-                                                      "bytes": [b"not a video" * 10, None]}), config, train=False)  # fmt: skip
+    bad_index = datasets.Dataset.from_dict({"path": ["memory/bad.mp4", paths[0]], "bytes": [b"not a video" * 9, None]})
+    bad = VideoClipDataset(bad_index, config, train=False)
     with caplog.at_level(logging.WARNING, logger="adamae_hf.data.dataset"):
         assert bad[0]["video_index"].tolist() == [1]
     assert bad.skipped.count == 1 and "Skipping video memory/bad.mp4: cannot open" in caplog.text

@@ -122,7 +122,8 @@ def test_pretraining_weights_do_not_depend_on_workers_or_a_resume(awkward_index,
     for num_workers in (0, 2):
         runs[num_workers] = pretrain(tiny_argv(tmp_path / f"workers{num_workers}", max_steps=8, save_steps=4,
                                                dataloader_num_workers=num_workers), dataset())  # fmt: skip
+    checkpoint = tmp_path / "workers2" / "checkpoint-4"
     resumed = pretrain(tiny_argv(tmp_path / "resumed", max_steps=8, dataloader_num_workers=1,
-                                 resume_from_checkpoint=tmp_path / "workers2" / "checkpoint-4"), dataset())  # fmt: skip
+                                 resume_from_checkpoint=checkpoint), dataset())  # fmt: skip
     for name, expected in runs[0].items():
         assert torch.equal(runs[2][name], expected) and torch.equal(resumed[name], expected), name

@@ -1,6 +1,6 @@
-"""The clip dataset and `collate_clips` in a plain `transformers.Trainer`, with its default `remove_unused_columns=True`
-(which drops `video_index` from every item, since the model's `forward` does not take it). The test body is the
-README's example."""
+"""The clip dataset and `collate_clips` in a plain `transformers.Trainer`, with its default
+`remove_unused_columns=True` (which drops `video_index` from every item, since the model's `forward` does not take
+it). The test body is the README's example."""
 
 import math
 

@@ -207,7 +207,7 @@ def test_random_erasing_probability_and_area():
     assert len(set(erased_fraction.tolist())) > 1  # each frame gets its own rectangle, as in VideoMAE
 
 
-# ------------------------------------------------------------------------------------------- what the decoder may scale
+# ------------------------------------------------------------------------------------------ what the decoder may scale
 
 
 class SmallestDraws:
@@ -228,8 +228,8 @@ def test_decode_short_side_keeps_every_crop_at_least_crop_size():
     short_side = decode_short_side(random_resized, train=True)
     assert short_side == math.ceil(224 / math.sqrt(0.08 * 0.75))
     # The smallest boxes the random draws can give on a square frame of that side are still >= 224 a side.
-    smallest_multiscale = min(multiscale_crop_box(340, 604, 224, [0.66], np.random.default_rng(s))[2] for s in range(20))
-    assert smallest_multiscale >= 224
+    boxes = [multiscale_crop_box(340, 604, 224, [0.66], np.random.default_rng(seed)) for seed in range(20)]
+    assert min(min(box[2:]) for box in boxes) >= 224
     for ratio in ([3 / 4, 4 / 3], [4 / 3, 4 / 3]):
         _, _, height, width = random_resized_crop_box(short_side, short_side, [0.08, 1.0], ratio, SmallestDraws())
         assert min(height, width) >= 224

@@ -12,9 +12,14 @@ view made from it:
 ``pixel_values`` of shape (B * views, T, C, H, W) with ``labels`` and ``video_index`` per clip; use
 :func:`videos_per_batch` to turn a clip batch size into the DataLoader's ``batch_size``.
 
+:func:`video_views` makes one video's views from any source (a path, bytes, a file object); the dataset and the
+streaming dataset both build on it. Every random choice is a pure function of (seed, epoch, video, view), never of
+the worker that loads the item, the number of workers or what was decoded before, so a run gives the same clips with
+any number of workers and after a resume.
+
 Undecodable videos never stop an epoch: the item is filled with another video, one warning names the file and the
 reason the first time it is met (across all worker processes), and :class:`SkippedVideos` keeps a process-shared
-count that the training loop can log (``dataset.skipped.count``).
+count that the training loop can log (``dataset.skipped.count``): each bad video once per epoch.
 """
 
 from __future__ import annotations
@@ -119,7 +124,9 @@ def sample_clips(
     return [clip_indices(config, num_video_frames, train=False, clip_index=clip) for clip in range(config.num_clips)]
 
 
-def read_clips(source, config: VideoClipConfig, train: bool, rng: np.random.Generator | None = None) -> list[np.ndarray]:
+def read_clips(
+    source, config: VideoClipConfig, train: bool, rng: np.random.Generator | None = None
+) -> list[np.ndarray]:
     """Decode one video's clips: a list of uint8 (T, H, W, 3) arrays (one in training, ``num_clips`` at evaluation).
 
     ``source`` is a path, bytes or a binary file object. The sampling starts from a copy of ``rng`` (left as it was)

@@ -2,7 +2,8 @@
 
 The implementation lives in the top-level ``video_adamae.py``, a file every classifier folder carries for its Hub
 pipeline (``pipeline_adamae.py``), so that training, ``run_finetune.py`` and ``pipeline("video-classification")``
-read videos with one reader: seeking, frame counts, variable frame rate, rotation metadata, odd pixel formats.
+read videos with one reader: seeking, frame counts, variable frame rate, rotation metadata, odd pixel formats, from
+paths, bytes or file objects.
 """
 
 from video_adamae import (
@@ -11,6 +12,7 @@ from video_adamae import (
     VideoInfo,
     VideoReader,
     check_video_file,
+    describe_source,
     probe_video,
     read_video_frames,
 )
@@ -22,6 +24,7 @@ __all__ = [
     "VideoInfo",
     "VideoReader",
     "check_video_file",
+    "describe_source",
     "probe_video",
     "read_video_frames",
 ]
