@@ -29,6 +29,7 @@ Each row is the median of ``--repeats`` timed passes, after one warm-up batch th
     python benchmarks/data_throughput.py                  # a few minutes on 2 cores
     python benchmarks/data_throughput.py --smoke          # seconds, tiny videos: checks that it runs
     python benchmarks/data_throughput.py --resolutions 320p --workers 0 1 2 4
+    python benchmarks/data_throughput.py --tables sources projection --video-dir ~/bench_videos  # keep the videos
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ RESOLUTIONS = {"320p": (320, 568), "1080p": (1080, 1920), "4k": (2160, 3840)}
 SMOKE_SIZES = {"320p": (48, 64), "1080p": (64, 96), "4k": (96, 128)}
 SOURCES = ("local files", "local files, no decoder scaling", "bytes in memory", "datasets Video column",
            "tar shards (streamed)")  # fmt: skip
+TABLES = ("pipelines", "sources", "projection")
 STREAMING_AVAILABLE = importlib.util.find_spec("adamae_hf.data.streaming") is not None
 # Grain fields cycled through the frames of a high-resolution video (drawing fresh noise for each 4K frame is slow).
 _GRAIN_FIELDS = 8
@@ -160,6 +162,7 @@ def parse_args(argv=None):
     parser.add_argument("--num-samples", type=int, nargs="+", default=[1, 2, 4], help="num_sample values projected.")
     parser.add_argument("--cores", type=int, default=16, help="Cores of the machine projected to.")
     parser.add_argument("--target", type=float, default=650.0, help="Clips/s the training step consumes.")
+    parser.add_argument("--tables", nargs="+", choices=TABLES, default=list(TABLES), help="Which tables to measure.")
     parser.add_argument("--smoke", action="store_true", help="Tiny run (a few seconds) to check the script works.")
     args = parser.parse_args(argv)
     args.sizes = dict(RESOLUTIONS)
@@ -534,8 +537,8 @@ def pipeline_rows(args, index: datasets.Dataset, base: dict) -> list[dict]:
 
 
 def main(argv=None) -> dict:
-    """Run the three measurements, print their tables; returns {"pipelines": rows, "sources": table,
-    "projection": result}."""
+    """Run the measurements, print their tables; returns {"pipelines": rows, "sources": table, "projection": result}
+    (None for a table not asked for)."""
     args = parse_args(argv)
     torch.manual_seed(0)
     datasets.disable_progress_bars()  # saving the Video column and streaming the shards
@@ -551,15 +554,18 @@ def main(argv=None) -> dict:
         index = make_videos(args, video_dir)
         generation_seconds = time.perf_counter() - start
         base = dict(num_frames=args.num_frames, sampling_rate=args.sampling_rate, crop_size=args.crop_size)
-        rows = pipeline_rows(args, index, base)
-        sources = source_table(args, index, video_dir, VideoClipConfig(**base))
-        projected = projection(args, index, base, scratch)
+        rows = pipeline_rows(args, index, base) if "pipelines" in args.tables else None
+        sources = source_table(args, index, video_dir, VideoClipConfig(**base)) if "sources" in args.tables else None
+        projected = projection(args, index, base, scratch) if "projection" in args.tables else None
         bitrate_320p = bitrate(list(index["path"]), args.video_seconds)
 
     print_setting(args, generation_seconds, bitrate_320p)
-    print_pipelines(rows)
-    print_sources(sources, args)
-    print_projection(projected, args)
+    if rows is not None:
+        print_pipelines(rows)
+    if sources is not None:
+        print_sources(sources, args)
+    if projected is not None:
+        print_projection(projected, args)
     return {"pipelines": rows, "sources": sources, "projection": projected}
 
 

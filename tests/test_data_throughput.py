@@ -58,3 +58,10 @@ def test_decord_reads_the_same_frames_as_our_reader(tmp_path):
     index = data_throughput.make_videos(args, str(tmp_path))
     config = data_throughput.VideoClipConfig(num_frames=4, sampling_rate=2, crop_size=32)
     assert data_throughput.frames_match_decord(list(index["path"]), config) == (True, 0)
+
+
+def test_tables_can_be_measured_alone(capsys):
+    result = data_throughput.main(["--smoke", "--tables", "projection", "--num-samples", "1"])
+    assert result["pipelines"] is None and result["sources"] is None and set(result["projection"]["rates"]) == {1}
+    out = capsys.readouterr().out
+    assert "Projection to 16 cores" in out and "| pipeline" not in out and "Per core" not in out
