@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .config import VideoClipConfig
 from .decoding import VideoDecodeError, VideoReader
-from .index import LABEL_COLUMN, PATH_COLUMN
+from .index import BYTES_COLUMN, LABEL_COLUMN, PATH_COLUMN
 from .sampling import clip_indices
 from .transforms import EvalTransform, TrainTransform, decode_short_side
 
@@ -45,8 +45,6 @@ logger = logging.getLogger(__name__)
 
 # Random replacements tried for a bad video before scanning the index in order.
 _RANDOM_REPLACEMENT_TRIES = 16
-# An index column of encoded videos (contract C2): when a row's value is not None, the video is decoded from it.
-BYTES_COLUMN = "bytes"
 # Independent random streams of one item (see item_generator).
 _ITEM_STREAM, _SAMPLING_STREAM, _VIEW_STREAM, _REPLACEMENT_STREAM = range(4)
 
