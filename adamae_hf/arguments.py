@@ -184,8 +184,9 @@ class ArgumentParser(OneLineErrorParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(dataclass_types, **kwargs)
         self.flags = dataclass_flags(self.dataclass_types)
-        self.add_argument(CONFIG_FLAG, metavar="FILE", help="YAML or JSON file of arguments (flag names as keys); "
-                          "flags override it.")  # fmt: skip
+        self.add_argument(
+            CONFIG_FLAG, metavar="FILE", help="YAML or JSON file of arguments (flag names as keys); flags override it."
+        )
 
     def parse(self, argv: Sequence[str] | None = None, presets: Presets = None) -> tuple[Any, ...]:
         """The dataclasses from `argv` (default: `sys.argv[1:]`), the `--config` file and `presets` (see the module
@@ -229,7 +230,9 @@ __all__ = [
     "ArgumentParser",
     "CONFIG_FLAG",
     "Flag",
+    "check_one_spelling",
     "config_path_in",
     "dataclass_flags",
+    "flag_names_in",
     "load_config_file",
 ]

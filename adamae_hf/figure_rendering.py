@@ -53,7 +53,6 @@ INFERNO = np.array(
 )  # fmt: skip
 
 
-
 # ---------------------------------------------------------------------------------------------------------------------
 # What the panels show
 
@@ -99,7 +98,6 @@ class MaskedReconstruction:
     @property
     def num_masked(self) -> int:
         return int(self.mask.sum())
-
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -363,9 +361,13 @@ def _template(
     swatch = max(4, font_size // 2 + 2)
     draw.rectangle((left, top, left + swatch - 1, top + swatch - 1), fill=(MASKED_GREY,) * 3)
     draw_text(
-        draw, (top - 2, left + swatch + 3, top + _line_height(font_size), right), "masked", font_size,
-        align="left", valign="top",
-    )  # fmt: skip
+        draw,
+        (top - 2, left + swatch + 3, top + _line_height(font_size), right),
+        "masked",
+        font_size,
+        align="left",
+        valign="top",
+    )
     if caption:
         top, left, bottom, right = geometry.footer_box()
         draw_text(draw, (bottom - _line_height(font_size), left, bottom, right), caption, font_size, align="left")
@@ -441,8 +443,7 @@ def render_strip(
     rows = [_Row(result, f"frame {index + 1}/{result.num_frames}") for index in frame_indices]
     corner = f"{result.mask_type} {result.mask_ratio:.0%}"
     caption = (
-        f"{result.num_masked}/{result.num_patches} tokens masked, "
-        f"reconstruction loss {result.reconstruction_loss:.3g}"
+        f"{result.num_masked}/{result.num_patches} tokens masked, reconstruction loss {result.reconstruction_loss:.3g}"
     )
     images, geometry = _render_figure(rows, [[index] for index in frame_indices], [corner], scale, error_max, caption)
     return images[0], geometry
@@ -519,4 +520,3 @@ def save_image(image: np.ndarray, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image).save(path)
     return path
-

@@ -61,7 +61,9 @@ PRETRAINING_ARCHITECTURE = "AdaMaeForPreTraining"
 # Loading the model and the clip
 
 
-def load_pretraining_model(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> AdaMaeForPreTraining:
+def load_pretraining_model(
+    name_or_path: str | os.PathLike, device: str | torch.device = "cpu"
+) -> AdaMaeForPreTraining:
     """Load an AdaMAE pretraining folder (or Hub id) with its decoder, and the sampler if it was trained with one.
 
     `AdaMaeForPreTraining.from_pretrained` would load a fine-tuned classifier's folder too and initialise the missing
@@ -106,7 +108,9 @@ def load_pretraining_model(name_or_path: str | os.PathLike, device: str | torch.
     return model.to(device).eval()
 
 
-def fitted_sampling_rate(video_path: str | os.PathLike, num_frames: int, preferred: int = DEFAULT_SAMPLING_RATE) -> int:
+def fitted_sampling_rate(
+    video_path: str | os.PathLike, num_frames: int, preferred: int = DEFAULT_SAMPLING_RATE
+) -> int:
     """`preferred`, lowered until a window of `num_frames` frames fits in the video (at least 1).
 
     The eval sampler repeats the last frame of a video shorter than its window; a lower stride shows real motion
@@ -138,8 +142,12 @@ def load_clip(
         raise ValueError(f"The picture needs an RGB model (num_channels=3), got num_channels={config.num_channels}.")
     height, width = config.frame_size
     # the model's clip geometry and normalisation
-    overrides = {"num_frames": config.num_frames, "crop_size": max(height, width), "image_mean": config.image_mean,
-                 "image_std": config.image_std}  # fmt: skip
+    overrides = {
+        "num_frames": config.num_frames,
+        "crop_size": max(height, width),
+        "image_mean": config.image_mean,
+        "image_std": config.image_std,
+    }
     if sampling_rate is not None:
         overrides["sampling_rate"] = sampling_rate
     elif clip_config is None:
@@ -157,7 +165,6 @@ def centre_crop(pixel_values: torch.Tensor, frame_size: tuple[int, int]) -> torc
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Running the model
-
 
 
 def _unwrap(model) -> AdaMaeForPreTraining:
@@ -223,25 +230,7 @@ def reconstruct(
         )
     if pixel_values.ndim != 4:
         raise ValueError(f"pixel_values must be one clip (T, C, H, W), got shape {tuple(pixel_values.shape)}.")
-    parameter = next(model.parameters())
-    video = pixel_values.unsqueeze(0).to(device=parameter.device, dtype=parameter.dtype)  # (1, T, C, H, W)
-    # The noise is drawn on the CPU so that a seed gives the same mask on every device.
-    noise = torch.rand(1, config.num_patches, generator=torch.Generator().manual_seed(seed)).to(parameter.device)
-
-    was_training = model.training
-    model.eval()
-    try:
-        sampler_logits = None
-        if model.sampler is not None:
-            patch_embeddings = model.videomae.embeddings.embed_patches(model.patchify(video))
-            sampler_logits = model.sampler(patch_embeddings)  # (1, N)
-        mask = model.generate_mask(
-            1, sampler_logits if mask_type == "adaptive" else None, noise, mask_type=mask_type, mask_ratio=mask_ratio
-        )
-        outputs = model(video, bool_masked_pos=mask, return_dict=True)
-    finally:
-        model.train(was_training)
-
+    outputs, sampler_logits = run_masked(model, pixel_values, mask_type, mask_ratio, seed)
     mask = outputs.mask[0].cpu()  # (N,)
     masked_indices = mask.nonzero().squeeze(1)  # ascending: the order of the logits
     frames = unnormalize(pixel_values.detach().float().cpu(), config.image_mean, config.image_std)  # (T, C, H, W)
@@ -273,6 +262,30 @@ def reconstruct(
         reconstruction_loss=float(outputs.reconstruction_loss),
         note=note,
     )
+
+
+def run_masked(model: AdaMaeForPreTraining, pixel_values: torch.Tensor, mask_type: str, mask_ratio: float, seed: int):
+    """The model's outputs on clip `(T, C, H, W)` under a mask of `mask_type` drawn with noise seeded by `seed`, in
+    eval mode (no sampler dropout), and the sampler's logits `(1, N)` (None without a sampler)."""
+    parameter = next(model.parameters())
+    video = pixel_values.unsqueeze(0).to(device=parameter.device, dtype=parameter.dtype)  # (1, T, C, H, W)
+    # The noise is drawn on the CPU so that a seed gives the same mask on every device.
+    noise = torch.rand(1, model.config.num_patches, generator=torch.Generator().manual_seed(seed))
+    noise = noise.to(parameter.device)
+    was_training = model.training
+    model.eval()
+    try:
+        sampler_logits = None
+        if model.sampler is not None:
+            patch_embeddings = model.videomae.embeddings.embed_patches(model.patchify(video))
+            sampler_logits = model.sampler(patch_embeddings)  # (1, N)
+        mask = model.generate_mask(
+            1, sampler_logits if mask_type == "adaptive" else None, noise, mask_type=mask_type, mask_ratio=mask_ratio
+        )
+        outputs = model(video, bool_masked_pos=mask, return_dict=True)
+    finally:
+        model.train(was_training)
+    return outputs, sampler_logits
 
 
 def auto_scale(config: AdaMaeConfig) -> int:

@@ -26,6 +26,7 @@ from .data.sources import DataSourceArguments
 
 RUN_ARGUMENTS_FILE = "run_arguments.json"
 
+
 @dataclass
 class ModelArguments:
     """Which model to pretrain. Without `model_name_or_path` / `config_name`, the paper's ViT-B/16 (AdaMaeConfig's
@@ -110,8 +111,10 @@ class DataArguments(DataSourceArguments):
         super().__post_init__()
         for split in ("validation", "test"):
             if getattr(self, f"{split}_index"):
-                raise ValueError(f"--{split}_index: pretraining reads only --train_index (it has no {split} split); "
-                                 "evaluate a pretrained model with run_finetune.py or adamae-evaluate-sampler.")
+                raise ValueError(
+                    f"--{split}_index: pretraining reads only --train_index (it has no {split} split); "
+                    "evaluate a pretrained model with run_finetune.py or adamae-evaluate-sampler."
+                )
 
 
 @dataclass
@@ -123,7 +126,9 @@ class PretrainingArguments:
 
     demo: bool = field(
         default=False,
-        metadata={"help": "Use the demo's defaults: a tiny AdaMAE on generated sample videos (what no arguments run)."},
+        metadata={
+            "help": "Use the demo's defaults: a tiny AdaMAE on generated sample videos (what no arguments run)."
+        },
     )
     output_dir: str | None = field(
         default=None, metadata={"help": "Folder for checkpoints, logs and the final model (required)."}
@@ -176,17 +181,21 @@ class PretrainingArguments:
     torch_compile: bool = field(default=False, metadata={"help": "Compile the model with torch.compile."})
     torch_compile_mode: str | None = field(
         default=None,
-        metadata={"help": "torch.compile mode with --torch_compile: 'default', 'reduce-overhead' (CUDA graphs), "
-                  "'max-autotune', ... (default: torch's)."},
-    )  # fmt: skip
+        metadata={
+            "help": "torch.compile mode with --torch_compile: 'default', 'reduce-overhead' (CUDA graphs), "
+            "'max-autotune', ... (default: torch's)."
+        },
+    )
     gradient_checkpointing: bool = field(
         default=False, metadata={"help": "Recompute activations in the backward pass to save memory."}
     )
     dataloader_num_workers: int = field(default=8, metadata={"help": "Video decoding processes per device."})
     logging_steps: int = field(
         default=20,
-        metadata={"help": "Log losses, lr, throughput and sampler diagnostics every N steps.",
-                  "aliases": ["--log_steps"]},
+        metadata={
+            "help": "Log losses, lr, throughput and sampler diagnostics every N steps.",
+            "aliases": ["--log_steps"],
+        },
     )
     diagnostic_batches: int = field(
         default=4,
@@ -225,8 +234,14 @@ class PretrainingArguments:
     )
 
     def __post_init__(self):
-        for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "logging_steps", "save_steps",
-                     "max_nonfinite_steps", "diagnostic_batches"):  # fmt: skip
+        for name in (
+            "per_device_train_batch_size",
+            "gradient_accumulation_steps",
+            "logging_steps",
+            "save_steps",
+            "max_nonfinite_steps",
+            "diagnostic_batches",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
@@ -313,7 +328,9 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
 
 def pretraining_argument_parser() -> ArgumentParser:
     return ArgumentParser(
-        PRETRAINING_ARGUMENT_CLASSES, prog="run_pretrain.py", description=PARSER_DESCRIPTION,
+        PRETRAINING_ARGUMENT_CLASSES,
+        prog="run_pretrain.py",
+        description=PARSER_DESCRIPTION,
         formatter_class=_HelpFormatter,
     )
 

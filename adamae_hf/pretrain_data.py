@@ -65,18 +65,25 @@ def build_train_dataset(
     logger.info(f"Training videos: {split.description}")
     normalize_on_device = data_args.normalize_on_device
     if normalize_on_device and clip_config.random_erasing_prob > 0:
-        logger.info("Random erasing works on normalised clips: the data workers normalise them (as with "
-                    "--normalize_on_device false).")  # fmt: skip
+        logger.info(
+            "Random erasing works on normalised clips: the data workers normalise them (as with "
+            "--normalize_on_device false)."
+        )
         normalize_on_device = False
     if split.index is not None:
         # seeded per item by EpochSeededDataset, which also carries the epoch to persistent workers
         return VideoClipDataset(split.index, clip_config, train=True, normalize=not normalize_on_device)
     return StreamingVideoClipDataset(
-        split.stream, clip_config, train=True, seed=training_args.seed, normalize=not normalize_on_device,
+        split.stream,
+        clip_config,
+        train=True,
+        seed=training_args.seed,
+        normalize=not normalize_on_device,
         videos_per_batch=videos_per_loader_batch(training_args.per_device_train_batch_size, clip_config.num_sample),
-        shuffle_buffer_size=split.shuffle_buffer_size, rank=accelerator.process_index,
+        shuffle_buffer_size=split.shuffle_buffer_size,
+        rank=accelerator.process_index,
         world_size=accelerator.num_processes,
-    )  # fmt: skip
+    )
 
 
 def known_length(dataset: Dataset) -> int | None:
@@ -132,8 +139,9 @@ class TrainingVideos:
         """The loop's source of micro-batches (`PretrainingLoop.batches`), from the loader as prepared."""
         if self.streaming:
             return StreamEpochs(accelerator, loader, self.dataset, args.dataloader_num_workers)
-        return ShuffledEpochs(accelerator, loader, self.sampler, schedule.steps_per_epoch,
-                              args.gradient_accumulation_steps)  # fmt: skip
+        return ShuffledEpochs(
+            accelerator, loader, self.sampler, schedule.steps_per_epoch, args.gradient_accumulation_steps
+        )
 
 
 def training_videos(
@@ -227,16 +235,22 @@ class StreamEpochs:
     def load_checkpoint_state(self, state: dict[str, Any], checkpoint: Path) -> None:
         positions = state.get(STREAM_STATE_KEY)
         if not positions:
-            raise UserError(f"{checkpoint} holds no stream position (it was written by a run that did not stream): "
-                            "resume it without --streaming.")  # fmt: skip
+            raise UserError(
+                f"{checkpoint} holds no stream position (it was written by a run that did not stream): "
+                "resume it without --streaming."
+            )
         if len(positions) != self.accelerator.num_processes:
-            raise UserError(f"{checkpoint} was written by {len(positions)} processes, this run has "
-                            f"{self.accelerator.num_processes}: a stream resumes exactly only with as many.")  # fmt: skip
+            raise UserError(
+                f"{checkpoint} was written by {len(positions)} processes, this run has "
+                f"{self.accelerator.num_processes}: a stream resumes exactly only with as many."
+            )
         position = positions[self.accelerator.process_index]
         if position["num_workers"] != max(1, self.num_workers):
-            raise UserError(f"{checkpoint} was written with {position['num_workers']} data workers per process, this "
-                            f"run has --dataloader_num_workers {self.num_workers}: a stream resumes exactly only "
-                            "with as many.")  # fmt: skip
+            raise UserError(
+                f"{checkpoint} was written with {position['num_workers']} data workers per process, this "
+                f"run has --dataloader_num_workers {self.num_workers}: a stream resumes exactly only "
+                "with as many."
+            )
         self.dataset.load_state_dict(position)
         self.epoch, self.batches_read = position["epoch"], position["batches_consumed"]
 

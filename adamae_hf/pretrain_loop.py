@@ -20,7 +20,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,7 +29,7 @@ from accelerate.utils import DistributedType
 from tqdm.auto import tqdm
 
 from .checkpoint import save_checkpoint
-from .data import VideoClipConfig, normalize
+from .data import SkippedVideos, VideoClipConfig, normalize
 from .diagnostics import averaged_sampler_diagnostics
 from .mask_figure import write_mask_figure
 from .pretrain_arguments import PretrainingArguments
@@ -94,36 +94,38 @@ class PretrainingLoop:
     clip_config: VideoClipConfig
     guard: NonFiniteLossGuard
     scalar_log: ScalarLog
-    figure_video: str | None = None
-    skipped_videos: Any = None  # a counter with `.count` (`SkippedVideos`), or None
-    step: int = field(init=False, default=0)
 
     def __post_init__(self):
         accelerator = self.accelerator
         self.device = accelerator.device
-        unwrapped = accelerator.unwrap_model(self.model)
-        self.unwrapped = unwrapped
-        self.adaptive = unwrapped.config.mask_type == "adaptive"
+        self.unwrapped = accelerator.unwrap_model(self.model)
+        self.adaptive = self.unwrapped.config.mask_type == "adaptive"
         self.skip_on_device = skips_updates_on_device(self.optimizer, self.device)
         self.noise_generator = torch.Generator(device=self.device)
         # The sampler diagnostics' forward passes: through the wrapper only where the in-memory model is sharded (a
         # compiled model would otherwise compile a second, eval-mode graph).
-        self.sharded = accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
-        self.diagnostic_model = self.model if self.sharded else accelerator.unwrap_model(self.model,
-                                                                                           keep_torch_compile=False)
+        sharded = accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+        self.diagnostic_model = self.model
+        if not sharded:
+            self.diagnostic_model = accelerator.unwrap_model(self.model, keep_torch_compile=False)
         self.diagnostic_steps = math.ceil(self.args.diagnostic_batches / self.args.gradient_accumulation_steps)
         self.recent_batches: deque[torch.Tensor] = deque(maxlen=self.args.diagnostic_batches)
-        self.draw_figures = bool(self.args.visualize_steps and self.figure_video and accelerator.is_main_process)
-        if self.draw_figures and self.sharded:
+        self.figures_every = self.args.visualize_steps if accelerator.is_main_process else 0
+        if self.figures_every and sharded:
             # The in-memory model is sharded: only the end of the run, from the saved folder, can draw it.
             logger.warning("--visualize_steps is skipped under FSDP/DeepSpeed; masks.gif is still written at the end.")
-            self.draw_figures = False
+            self.figures_every = 0
         self.interval = IntervalLosses(self.device)
 
     # -----------------------------------------------------------------------------------------------------------------
     # The epochs
 
-    def run(self, start_step: int) -> dict[str, float]:
+    def run(
+        self, start_step: int, figure_video: str | None = None, skipped_videos: SkippedVideos | None = None
+    ) -> dict[str, float]:
+        """Train from `start_step` on; `figure_video`: the video of the `--visualize_steps` figures; `skipped_videos`:
+        the data's counter of videos that could not be decoded, for the log."""
+        self.figure_video, self.skipped_videos = figure_video, skipped_videos
         self.start_step = self.step = start_step
         self.last_logged: dict[str, float] = {"step": start_step}
         self.grad_norm = None
@@ -131,9 +133,14 @@ class PretrainingLoop:
         self.interval_batches, self.interval_start = 0, time.perf_counter()
         # A progress bar in a terminal; in a log file (a cluster job's output) one plain line per logging step.
         self.interactive = sys.stderr.isatty()
-        self.progress = tqdm(total=self.schedule.total_steps, initial=start_step, desc="pretraining", unit="step",
-                             disable=not (self.accelerator.is_local_main_process and self.interactive),
-                             dynamic_ncols=True)  # fmt: skip
+        self.progress = tqdm(
+            total=self.schedule.total_steps,
+            initial=start_step,
+            desc="pretraining",
+            unit="step",
+            disable=not (self.accelerator.is_local_main_process and self.interactive),
+            dynamic_ncols=True,
+        )
         self.model.train()
         try:
             while self.step < self.schedule.total_steps:
@@ -164,8 +171,14 @@ class PretrainingLoop:
         args, accelerator = self.args, self.accelerator
         clips_per_batch = args.per_device_train_batch_size
         if self.batch_in_step == 0:
-            self.noise = step_noise(args.seed, self.step, self.schedule.global_batch_size,
-                                    self.unwrapped.config.num_patches, self.noise_generator, self.device)  # fmt: skip
+            self.noise = step_noise(
+                args.seed,
+                self.step,
+                self.schedule.global_batch_size,
+                self.unwrapped.config.num_patches,
+                self.noise_generator,
+                self.device,
+            )
         # Accelerate gives process r the batches r, r + world_size, ... of the global order.
         first_row = (self.batch_in_step * accelerator.num_processes + accelerator.process_index) * clips_per_batch
         pixel_values = batch["pixel_values"]  # (B, T, C, H, W)
@@ -176,14 +189,18 @@ class PretrainingLoop:
             finite = torch.isfinite(outputs.loss.detach())
             self.step_nonfinite |= ~finite
             sampling_loss = outputs.sampling_loss if self.adaptive else torch.zeros((), device=self.device)
-            losses = {"loss": outputs.loss, "reconstruction_loss": outputs.reconstruction_loss,
-                      "sampling_loss": sampling_loss}  # fmt: skip
+            losses = {
+                "loss": outputs.loss,
+                "reconstruction_loss": outputs.reconstruction_loss,
+                "sampling_loss": sampling_loss,
+            }
             self.interval.add(losses, finite)
             accelerator.backward(outputs.loss)
             if accelerator.sync_gradients:
                 self.update_unless_nonfinite()
-        if collects_diagnostic_batch(self.step + 1, self.diagnostic_steps, self.start_step,
-                                     self.schedule.total_steps, args.logging_steps):  # fmt: skip
+        if collects_diagnostic_batch(
+            self.step + 1, self.diagnostic_steps, self.start_step, self.schedule.total_steps, args.logging_steps
+        ):
             # kept only for the few steps before a log step, as they came (uint8 under --normalize_on_device: a
             # quarter of the memory of the normalised clips)
             self.recent_batches.append(batch["pixel_values"])
@@ -233,7 +250,7 @@ class PretrainingLoop:
             self.guard.flush()
             if self.guard.consecutive == 0:
                 self.save()
-        if self.draw_figures and step % self.args.visualize_steps == 0:
+        if self.figure_video and self.figures_every and step % self.figures_every == 0:
             figures = Path(self.args.output_dir) / "visualizations"
             write_mask_figure(self.unwrapped, self.figure_video, figures / f"masks-step-{step}.gif", self.clip_config)
 
@@ -272,8 +289,9 @@ class PretrainingLoop:
     def sampler_diagnostics(self) -> dict[str, float]:
         """Every process runs its recent micro-batches again and the values pool over all of them."""
         mean, std = self.clip_config.image_mean, self.clip_config.image_std
-        normalized = (normalize(clips, mean, std) if clips.dtype == torch.uint8 else clips
-                      for clips in self.recent_batches)  # fmt: skip
+        normalized = (
+            normalize(clips, mean, std) if clips.dtype == torch.uint8 else clips for clips in self.recent_batches
+        )
         values = averaged_sampler_diagnostics(self.diagnostic_model, normalized, self.accelerator, self.step)
         self.recent_batches.clear()
         return values
@@ -281,10 +299,13 @@ class PretrainingLoop:
     def show(self, record: dict[str, float]) -> None:
         if self.interactive:
             self.progress.set_postfix(
-                loss=f"{record['loss']:.4f}", rec=f"{record['reconstruction_loss']:.4f}",
-                samp=f"{record.get('sampling_loss', 0.0):.2e}", lr=f"{record['lr']:.2e}",
-                clips_s=f"{record['clips_per_second']:.1f}", refresh=False,
-            )  # fmt: skip
+                loss=f"{record['loss']:.4f}",
+                rec=f"{record['reconstruction_loss']:.4f}",
+                samp=f"{record.get('sampling_loss', 0.0):.2e}",
+                lr=f"{record['lr']:.2e}",
+                clips_s=f"{record['clips_per_second']:.1f}",
+                refresh=False,
+            )
         elif self.accelerator.is_main_process:
             logger.info(log_line(self.step, self.schedule.total_steps, record))
 
@@ -300,8 +321,9 @@ class PretrainingLoop:
             **self.batches.checkpoint_state(),
             **self.guard.state_dict(),
         }
-        path = save_checkpoint(self.accelerator, self.args.output_dir, self.step, state,
-                               save_total_limit=self.args.save_total_limit)  # fmt: skip
+        path = save_checkpoint(
+            self.accelerator, self.args.output_dir, self.step, state, save_total_limit=self.args.save_total_limit
+        )
         self.guard.last_checkpoint = str(path)
 
 
@@ -318,8 +340,9 @@ def log_line(step: int, total_steps: int, record: dict[str, float]) -> str:
     return f"step {step}/{total_steps}: " + ", ".join(parts)
 
 
-def collects_diagnostic_batch(upcoming_step: int, diagnostic_steps: int, start_step: int, total_steps: int,
-                              logging_steps: int) -> bool:  # fmt: skip
+def collects_diagnostic_batch(
+    upcoming_step: int, diagnostic_steps: int, start_step: int, total_steps: int, logging_steps: int
+) -> bool:
     """Whether a micro-batch of optimizer step `upcoming_step` is kept for the sampler diagnostics: it is one of the
     `diagnostic_steps` steps that end at a logging step (every `logging_steps`-th, the first after `start_step`, the
     last)."""

@@ -25,7 +25,9 @@ def parse_config_overrides(overrides: str | None) -> dict[str, Any]:
     if not overrides:
         return {}
     # the constructor's arguments, and the old names it still reads (`attribute_map`: qkv_bias for qv_bias)
-    known = set(inspect.signature(AdaMaeConfig.__init__).parameters) - {"self", "kwargs"} | set(AdaMaeConfig.attribute_map)
+    known = set(inspect.signature(AdaMaeConfig.__init__).parameters) - {"self", "kwargs"} | set(
+        AdaMaeConfig.attribute_map
+    )
     values = {}
     for item in overrides.split(","):
         key, separator, text = item.partition("=")

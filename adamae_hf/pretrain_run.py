@@ -104,34 +104,38 @@ def run_pretraining(
         getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
     schedule = training_schedule(videos, accelerator.num_processes, training_args)
     optimizer, scheduler = build_optimizer(model, schedule, training_args, accelerator.device.type)
-    model, optimizer, train_loader, scheduler = prepare(accelerator, model, optimizer, videos, schedule, scheduler,
-                                                        training_args)  # fmt: skip
+    model, optimizer, train_loader, scheduler = prepare(
+        accelerator, model, optimizer, videos, schedule, scheduler, training_args
+    )
     batches = videos.batches(accelerator, train_loader, schedule, training_args)
     guard = NonFiniteLossGuard(training_args.max_nonfinite_steps)
     start_step = 0
     if checkpoint:
         start_step = resume_from(accelerator, checkpoint, schedule, training_args, guard, batches)
-    settings = run_settings(accelerator.unwrap_model(model).config, clip_config, training_args, schedule,
-                            accelerator.num_processes, accelerator.mixed_precision)  # fmt: skip
-    scalar_log = start_logging(accelerator, (model_args, data_args, clip_config, training_args), settings,
-                               start_step if checkpoint else None)  # fmt: skip
-    per_epoch = f"{schedule.steps_per_epoch} steps per epoch, " if schedule.steps_per_epoch else ""
-    logger.info(f"{videos.description}, {per_epoch}{schedule.total_steps} steps (from step {start_step}), global "
-                f"batch {schedule.global_batch_size} clips, peak lr {schedule.learning_rate:.3g}")  # fmt: skip
+    settings = run_settings(accelerator.unwrap_model(model).config, clip_config, training_args, schedule, accelerator)
+    arguments = (model_args, data_args, clip_config, training_args)
+    scalar_log = start_logging(
+        accelerator, arguments, settings, schedule, videos, start_step, resumed=bool(checkpoint)
+    )
     loop = PretrainingLoop(
-        accelerator, model, optimizer, scheduler, batches, schedule, training_args, clip_config, guard, scalar_log,
-        figure_video=videos.figure_video, skipped_videos=videos.skipped,
-    )  # fmt: skip
+        accelerator, model, optimizer, scheduler, batches, schedule, training_args, clip_config, guard, scalar_log
+    )
     try:
-        results = loop.run(start_step)
-        finish_pretraining(accelerator, model, clip_config, training_args, settings, results,
-                           datasets=data_args.dataset_ids, hub_api=hub_api, figure_video=videos.figure_video,
-                           repo_id=repo_id)  # fmt: skip
+        results = loop.run(start_step, figure_video=videos.figure_video, skipped_videos=videos.skipped)
+        finish = dict(datasets=data_args.dataset_ids, hub_api=hub_api, figure_video=videos.figure_video)
+        finish_pretraining(
+            accelerator, model, clip_config, training_args, settings, results, repo_id=repo_id, **finish
+        )
     finally:
         accelerator.end_training()
-    return PretrainingResult(output_dir=Path(training_args.output_dir), model=accelerator.unwrap_model(model),
-                             step=int(results["step"]), results=results, nonfinite_steps=guard.total,
-                             last_checkpoint=guard.last_checkpoint)  # fmt: skip
+    return PretrainingResult(
+        output_dir=Path(training_args.output_dir),
+        model=accelerator.unwrap_model(model),
+        step=int(results["step"]),
+        results=results,
+        nonfinite_steps=guard.total,
+        last_checkpoint=guard.last_checkpoint,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -164,8 +168,12 @@ def check_hub_before_training(accelerator, training_args: PretrainingArguments, 
     def check():
         if not accelerator.is_main_process:
             return None
-        return check_hub_access(training_args.hub_model_id, token=training_args.hub_token,
-                                private=bool(training_args.hub_private_repo), api=hub_api)  # fmt: skip
+        return check_hub_access(
+            training_args.hub_model_id,
+            token=training_args.hub_token,
+            private=bool(training_args.hub_private_repo),
+            api=hub_api,
+        )
 
     return on_every_process(accelerator, check)
 
@@ -217,8 +225,15 @@ def training_schedule(videos: TrainingVideos, num_processes: int, args: Pretrain
     )
 
 
-def prepare(accelerator, model, optimizer, videos: TrainingVideos, schedule: TrainingSchedule, scheduler,
-            args: PretrainingArguments) -> tuple:
+def prepare(
+    accelerator,
+    model,
+    optimizer,
+    videos: TrainingVideos,
+    schedule: TrainingSchedule,
+    scheduler,
+    args: PretrainingArguments,
+) -> tuple:
     """`accelerator.prepare` (the loader too, unless it reads a stream: that one already reads this process's
     share, which accelerate's dispatch would replace with the main process's), and `--torch_compile`."""
     loader = videos.loader(schedule, args)
@@ -289,8 +304,7 @@ def run_settings(
     clip_config: VideoClipConfig,
     training_args: PretrainingArguments,
     schedule: TrainingSchedule,
-    num_processes: int,
-    mixed_precision: str,
+    accelerator,
 ) -> dict[str, Any]:
     """The settings that define a run: for the trackers and the model card."""
     return {
@@ -300,7 +314,7 @@ def run_settings(
         "sampling_rate": clip_config.sampling_rate,
         "train_crop": clip_config.train_crop,
         "global_batch_size": schedule.global_batch_size,
-        "processes": num_processes,
+        "processes": accelerator.num_processes,
         "gradient_accumulation_steps": training_args.gradient_accumulation_steps,
         "epochs": round(schedule.num_epochs, 3) if schedule.num_epochs is not None else "a stream",
         "steps": schedule.total_steps,
@@ -311,19 +325,32 @@ def run_settings(
         "weight_decay": training_args.weight_decay,
         "adam_betas": f"({training_args.adam_beta1}, {training_args.adam_beta2})",
         "max_grad_norm": training_args.max_grad_norm if training_args.max_grad_norm else "none",
-        "mixed_precision": mixed_precision,
+        "mixed_precision": accelerator.mixed_precision,
         "seed": training_args.seed,
     }
 
 
-def start_logging(accelerator, arguments: tuple, settings: dict[str, Any], resume_step: int | None) -> ScalarLog:
-    """The record of the run's arguments, the trackers and the scalar log (cut back to `resume_step` on a resume)."""
-    training_args = arguments[-1]
-    output_dir = Path(training_args.output_dir)
+def start_logging(
+    accelerator,
+    arguments: tuple,
+    settings: dict[str, Any],
+    schedule: TrainingSchedule,
+    videos: TrainingVideos,
+    start_step: int,
+    resumed: bool,
+) -> ScalarLog:
+    """The record of the run's arguments, the trackers, the scalar log (cut back to `start_step` on a resume) and a
+    line saying what the run is."""
+    output_dir = Path(arguments[-1].output_dir)
     if accelerator.is_main_process:
         save_run_arguments(output_dir, *arguments)
     accelerator.init_trackers("adamae_pretraining", config=settings)
-    return ScalarLog(accelerator, output_dir / SCALAR_LOG, resume_step=resume_step)
+    per_epoch = f"{schedule.steps_per_epoch} steps per epoch, " if schedule.steps_per_epoch else ""
+    logger.info(
+        f"{videos.description}, {per_epoch}{schedule.total_steps} steps (from step {start_step}), global batch "
+        f"{schedule.global_batch_size} clips, peak lr {schedule.learning_rate:.3g}"
+    )
+    return ScalarLog(accelerator, output_dir / SCALAR_LOG, resume_step=start_step if resumed else None)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -356,8 +383,12 @@ def finish_pretraining(
         figure = save_model_files(unwrapped, state_dict, clip_config, training_args, figure_video)
         target = None
         if training_args.push_to_hub:
-            target = repo_id or check_hub_access(training_args.hub_model_id, token=training_args.hub_token,
-                                                 private=bool(training_args.hub_private_repo), api=hub_api)  # fmt: skip
+            target = repo_id or check_hub_access(
+                training_args.hub_model_id,
+                token=training_args.hub_token,
+                private=bool(training_args.hub_private_repo),
+                api=hub_api,
+            )
         card = build_model_card(
             "pretraining",
             model_id=target or str(output_dir),
@@ -370,9 +401,14 @@ def finish_pretraining(
         save_model_card(card, output_dir)
         logger.info(f"Saved the pretrained model to {output_dir}")
         if target is not None:
-            url = push_folder_to_hub(output_dir, target, commit_message="AdaMAE pretraining (run_pretrain.py)",
-                                     token=training_args.hub_token, api=hub_api,
-                                     ignore_patterns=PRETRAINING_UPLOAD_IGNORE)  # fmt: skip
+            url = push_folder_to_hub(
+                output_dir,
+                target,
+                commit_message="AdaMAE pretraining (run_pretrain.py)",
+                token=training_args.hub_token,
+                api=hub_api,
+                ignore_patterns=PRETRAINING_UPLOAD_IGNORE,
+            )
             logger.info(f"Uploaded {output_dir} to {url}")
 
     on_every_process(accelerator, write_and_upload if accelerator.is_main_process else lambda: None)
@@ -380,8 +416,9 @@ def finish_pretraining(
     return output_dir
 
 
-def save_model_files(model, state_dict, clip_config: VideoClipConfig, training_args: PretrainingArguments,
-                     figure_video: str | None) -> Path | None:  # fmt: skip
+def save_model_files(
+    model, state_dict, clip_config: VideoClipConfig, training_args: PretrainingArguments, figure_video: str | None
+) -> Path | None:
     """Weights and config, the processor config and the mask figure (its GIF's path, or None) in `output_dir`."""
     output_dir = Path(training_args.output_dir)
     model.save_pretrained(output_dir, state_dict=state_dict, safe_serialization=True)

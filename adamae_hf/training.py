@@ -131,8 +131,13 @@ def launch_mismatches(state, environ: dict[str, str] | None = None) -> list[str]
     environ = os.environ if environ is None else environ
     problems = []
     launched_by_accelerate = "ACCELERATE_USE_CPU" in environ  # `accelerate launch` always sets it
-    if (launched_by_accelerate and state.num_processes == 1 and "WORLD_SIZE" not in environ
-            and "MASTER_ADDR" in environ and "MASTER_PORT" in environ):  # fmt: skip
+    if (
+        launched_by_accelerate
+        and state.num_processes == 1
+        and "WORLD_SIZE" not in environ
+        and "MASTER_ADDR" in environ
+        and "MASTER_PORT" in environ
+    ):
         problems.append(
             "accelerate launch was asked for several processes (--num_processes > 1) but started only this one: "
             "without --multi_gpu (or a config file with a multi-process distributed_type) it runs a single "
@@ -338,11 +343,15 @@ def check_stream_lengths(max_steps: int, warmup_steps: int | None) -> None:
     """A stream that does not say how many videos it holds has no epochs to count: the run and its warmup need
     their lengths in steps."""
     if max_steps <= 0:
-        raise UserError("--streaming: the stream does not say how many videos it holds, so the run's length must "
-                        "be given in optimizer steps: --max_steps N.")  # fmt: skip
+        raise UserError(
+            "--streaming: the stream does not say how many videos it holds, so the run's length must "
+            "be given in optimizer steps: --max_steps N."
+        )
     if warmup_steps is None:
-        raise UserError("--streaming: the stream does not say how many videos it holds, so the warmup must be given "
-                        "in optimizer steps: --warmup_steps N (--warmup_epochs counts epochs).")  # fmt: skip
+        raise UserError(
+            "--streaming: the stream does not say how many videos it holds, so the warmup must be given "
+            "in optimizer steps: --warmup_steps N (--warmup_epochs counts epochs)."
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------------

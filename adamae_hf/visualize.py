@@ -42,34 +42,44 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--video", required=True, help="Video file (anything PyAV decodes).")
     parser.add_argument("--out", required=True, help="Output file: .gif or .mp4 (plus a .png strip), or .png only.")
     parser.add_argument(
-        "--mask_ratio", type=float, default=None,
+        "--mask_ratio",
+        type=float,
+        default=None,
         help=f"Mask ratio (default: the model's; {COMPARE_MASK_RATIO} with --compare).",
-    )  # fmt: skip
+    )
     parser.add_argument("--seed", type=int, default=0, help="Seed of the mask noise: same seed, same picture.")
     parser.add_argument(
-        "--compare", action="store_true",
+        "--compare",
+        action="store_true",
         help="Comparison figure: one row per mask type (adaptive, random, tube, frame) at one ratio.",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--mask_types", nargs="+", choices=COMPARE_MASK_TYPES, default=list(COMPARE_MASK_TYPES),
+        "--mask_types",
+        nargs="+",
+        choices=COMPARE_MASK_TYPES,
+        default=list(COMPARE_MASK_TYPES),
         help="Rows of --compare, in order.",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--sampling_rate", type=int, default=None,
+        "--sampling_rate",
+        type=int,
+        default=None,
         help=f"Frame stride (default: {DEFAULT_SAMPLING_RATE}, lowered for videos too short for it).",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--scale", type=int, default=None,
+        "--scale",
+        type=int,
+        default=None,
         help=f"Integer enlargement of the panels (default: enough for {MIN_PANEL_SIDE}-pixel panels).",
-    )  # fmt: skip
+    )
     parser.add_argument("--fps", type=float, default=DEFAULT_FPS, help="Frame rate of the animation.")
     parser.add_argument(
-        "--error_max", type=float, default=DEFAULT_ERROR_MAX,
+        "--error_max",
+        type=float,
+        default=DEFAULT_ERROR_MAX,
         help="Per-patch MSE (pixels in [0, 1]) where the error colour scale saturates.",
-    )  # fmt: skip
-    parser.add_argument(
-        "--strip_frames", type=int, default=DEFAULT_STRIP_FRAMES, help="Frames in the PNG strip."
     )
+    parser.add_argument("--strip_frames", type=int, default=DEFAULT_STRIP_FRAMES, help="Frames in the PNG strip.")
     parser.add_argument("--device", default="cpu", help="Device to run the model on, e.g. cpu or cuda.")
     parser.add_argument(
         DEBUG_FLAG, action="store_true", help="Show the traceback of an error (otherwise one line says what is wrong)."
@@ -84,9 +94,13 @@ def draw_from_command_line(argv: list[str]) -> None:
     if not os.path.isfile(args.video):
         raise UserError(f"--video: expected a video file, got {args.video!r}: no such file.")
     common = dict(
-        seed=args.seed, sampling_rate=args.sampling_rate, scale=args.scale,
-        fps=args.fps, error_max=args.error_max, device=args.device,
-    )  # fmt: skip
+        seed=args.seed,
+        sampling_rate=args.sampling_rate,
+        scale=args.scale,
+        fps=args.fps,
+        error_max=args.error_max,
+        device=args.device,
+    )
     if args.compare:
         mask_ratio = COMPARE_MASK_RATIO if args.mask_ratio is None else args.mask_ratio
         written = compare(args.model, args.video, args.out, mask_ratio, args.mask_types, **common)

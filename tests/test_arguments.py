@@ -34,7 +34,13 @@ def test_flags_override_the_file_which_overrides_presets_which_override_defaults
     config = write(tmp_path / "run.yaml", "model_name: from-file\nwidth: 16\ntags: [x, y]\n")
     presets = {"width": 4, "depth": 3, "mode": "b"}
     sizes = parse(["--config", config, "--mode", "a"], presets)
-    assert (sizes.model_name, sizes.width, sizes.depth, sizes.tags, sizes.mode) == ("from-file", 16, 3, ["x", "y"], "a")
+    assert (sizes.model_name, sizes.width, sizes.depth, sizes.tags, sizes.mode) == (
+        "from-file",
+        16,
+        3,
+        ["x", "y"],
+        "a",
+    )
     assert parse([f"--config={config}", "--width", "2"]).width == 2
     assert parse([config]).model_name == "from-file"  # a lone file argument is --config FILE
     assert config_path_in(["--config", "a.yaml", "--config", "b.json"]) == "b.json"
@@ -89,10 +95,15 @@ def test_a_file_with_a_byte_order_mark_and_nulls_reads_as_written(tmp_path):
 
 
 def test_training_arguments_take_objects_from_a_file(tmp_path):
-    config = write(tmp_path / "t.yaml", "output_dir: o\nreport_to: [tensorboard]\nlr_scheduler_type: cosine_with_min_lr\n"
-                   "lr_scheduler_kwargs: {min_lr: 1.0e-6}\nwarmup_steps: 3\n")  # fmt: skip
+    config = write(
+        tmp_path / "t.yaml",
+        "output_dir: o\nreport_to: [tensorboard]\nlr_scheduler_type: cosine_with_min_lr\n"
+        "lr_scheduler_kwargs: {min_lr: 1.0e-6}\nwarmup_steps: 3\n",
+    )
     (arguments,) = ArgumentParser(TrainingArguments, prog="t.py").parse(["--config", config])
     assert (arguments.report_to, arguments.lr_scheduler_kwargs, arguments.warmup_steps) == (
-        ["tensorboard"], {"min_lr": 1e-6}, 3
-    )  # fmt: skip
+        ["tensorboard"],
+        {"min_lr": 1e-6},
+        3,
+    )
     assert arguments.lr_scheduler_type.value == "cosine_with_min_lr"

@@ -122,8 +122,10 @@ def test_sigkill_during_a_checkpoint_write_leaves_the_previous_one_loadable(tmp_
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT)}
     process = subprocess.Popen(
         [sys.executable, str(REPO_ROOT / "tests" / "pretrain_helpers.py"), "write-checkpoints", str(output_dir)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     paused = output_dir / ".paused-checkpoint-2"
     deadline = time.monotonic() + 180
     while not paused.exists():

@@ -61,7 +61,9 @@ def test_spearman_matches_the_textbook_formula_without_ties():
 
 
 def test_spearman_of_a_constant_row_is_undefined():
-    result = spearman_correlation(torch.tensor([[1.0, 1.0, 1.0], [1.0, 2.0, 3.0]]), torch.tensor([[1.0, 2.0, 3.0]] * 2))
+    result = spearman_correlation(
+        torch.tensor([[1.0, 1.0, 1.0], [1.0, 2.0, 3.0]]), torch.tensor([[1.0, 2.0, 3.0]] * 2)
+    )
     assert math.isnan(result[0]) and result[1] == pytest.approx(1.0)
 
 
@@ -123,8 +125,13 @@ def test_masked_token_errors_reproduce_the_reconstruction_loss():
 def test_adaptive_diagnostics_have_every_key_in_range():
     model, pixel_values, outputs = diagnostics_inputs("adaptive")
     values = sampler_diagnostics(model, pixel_values, outputs)
-    assert set(values) == {"mask/visible_motion_ratio", "sampler/entropy", "sampler/top5_mass",
-                           "sampler/spearman_error", "sampler/spearman_motion"}  # fmt: skip
+    assert set(values) == {
+        "mask/visible_motion_ratio",
+        "sampler/entropy",
+        "sampler/top5_mass",
+        "sampler/spearman_error",
+        "sampler/spearman_motion",
+    }
     assert 0.5 < values["sampler/entropy"] < 1.0  # a fresh sampler is spread out, but not uniform
     assert 0.05 < values["sampler/top5_mass"] < 0.5  # above what a uniform p puts on 5% of the tokens
     assert -1.0 <= values["sampler/spearman_error"] <= 1.0 and -1.0 <= values["sampler/spearman_motion"] <= 1.0
@@ -205,10 +212,12 @@ def test_averaged_diagnostics_pool_clips_across_processes():
     averaged_sampler_diagnostics(model, [second], accelerator=other, seed=1)  # the other process: one clip
     pooled = averaged_sampler_diagnostics(model, [first], accelerator=SumOverTwoProcesses(other.reduced), seed=1)
     with torch.no_grad():
-        noise_first, = seeded_noise(1, (3, 64))
+        (noise_first,) = seeded_noise(1, (3, 64))
         outputs = [model(first, noise=noise_first), model(second, noise=noise_first[:1])]
-    per_clip = [clip_statistics(model, clips, out, token_motion_energy(clips, 2, 8))
-                for clips, out in zip((first, second), outputs)]  # fmt: skip
+    per_clip = [
+        clip_statistics(model, clips, out, token_motion_energy(clips, 2, 8))
+        for clips, out in zip((first, second), outputs)
+    ]
     expected = torch.cat([statistics["spearman_p_motion"] for statistics in per_clip]).mean().item()
     assert pooled["sampler/spearman_motion"] == pytest.approx(expected)  # 4 clips weigh equally, not 2 processes
 

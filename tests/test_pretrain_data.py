@@ -65,9 +65,9 @@ def test_a_killed_streaming_run_resumes_bit_for_bit(tmp_path, tar_shards, monkey
 
     monkeypatch.setattr(PretrainingLoop, "save", real_save)
     reset_accelerate_state()
-    resumed = run_pretraining(*parse_pretraining_args(
-        tiny_argv(killed_dir, tar_shards, resume_from_checkpoint="latest", **flags)
-    ))  # fmt: skip
+    resumed = run_pretraining(
+        *parse_pretraining_args(tiny_argv(killed_dir, tar_shards, resume_from_checkpoint="latest", **flags))
+    )
     assert resumed.step == 5
     straight_weights, resumed_weights = state_dict_of(straight.model), state_dict_of(resumed.model)
     assert all(torch.equal(straight_weights[name], resumed_weights[name]) for name in straight_weights)
@@ -80,17 +80,32 @@ def test_a_killed_streaming_run_resumes_bit_for_bit(tmp_path, tar_shards, monkey
     reset_accelerate_state()
     other_workers = {**flags, "dataloader_num_workers": 1, "max_steps": 6}
     with pytest.raises(UserError, match="written with 2 data workers per process, this run has --dataloader_num_wor"):
-        run_pretraining(*parse_pretraining_args(
-            tiny_argv(tmp_path / "other", tar_shards, resume_from_checkpoint=tmp_path / "straight" / "checkpoint-4",
-                      **other_workers)
-        ))  # fmt: skip
+        run_pretraining(
+            *parse_pretraining_args(
+                tiny_argv(
+                    tmp_path / "other",
+                    tar_shards,
+                    resume_from_checkpoint=tmp_path / "straight" / "checkpoint-4",
+                    **other_workers,
+                )
+            )
+        )
 
 
 def test_a_stream_is_read_by_each_process_and_the_old_flags_are_aliases(tmp_path, tar_shards, sample_index_file):
     _, data_args, clip_config, training_args = parse_pretraining_args(
-        ["--output_dir", str(tmp_path), "--train_folder", str(tar_shards), "--streaming", "--per_device_train_batch_size",
-         "4", "--num_sample", "2"]
-    )  # fmt: skip
+        [
+            "--output_dir",
+            str(tmp_path),
+            "--train_folder",
+            str(tar_shards),
+            "--streaming",
+            "--per_device_train_batch_size",
+            "4",
+            "--num_sample",
+            "2",
+        ]
+    )
     assert data_args.train_index == str(tar_shards)
 
     class TwoProcesses:  # what the dataset asks of the accelerator
@@ -105,8 +120,11 @@ def test_a_stream_is_read_by_each_process_and_the_old_flags_are_aliases(tmp_path
 
 def test_a_stream_of_unknown_length_needs_the_run_in_steps(tmp_path, tar_shards):
     flags = {"streaming": "true", "max_steps": -1, "num_train_epochs": 2}
-    with pytest.raises(UserError, match=r"--streaming: the stream does not say how many videos it holds, so the "
-                                        r"run's length must be given in optimizer steps: --max_steps N\."):  # fmt: skip
+    with pytest.raises(
+        UserError,
+        match=r"--streaming: the stream does not say how many videos it holds, so the "
+        r"run's length must be given in optimizer steps: --max_steps N\.",
+    ):
         run_pretraining(*parse_pretraining_args(tiny_argv(tmp_path / "a", tar_shards, **flags)))
     reset_accelerate_state()
     flags = {"streaming": "true", "max_steps": 3, "warmup_steps": None, "warmup_epochs": 1}

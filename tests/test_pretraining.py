@@ -65,17 +65,32 @@ def test_defaults_are_the_papers_recipe():
     assert (config.decoder_num_hidden_layers, config.decoder_hidden_size, config.norm_pix_loss) == (4, 384, True)
     assert (config.num_frames, config.frame_size, config.sampling_loss_weight) == (16, (224, 224), 1e-4)
     assert (clip_config.num_frames, clip_config.train_crop, clip_config.multiscale_scales) == (
-        16, "multiscale", [1.0, 0.875, 0.75, 0.66]
-    )  # fmt: skip
+        16,
+        "multiscale",
+        [1.0, 0.875, 0.75, 0.66],
+    )
     assert (training_args.adam_beta1, training_args.adam_beta2, training_args.weight_decay) == (0.9, 0.95, 0.05)
-    assert (training_args.num_train_epochs, training_args.warmup_epochs, training_args.max_grad_norm) == (800, 40, None)
+    assert (training_args.num_train_epochs, training_args.warmup_epochs, training_args.max_grad_norm) == (
+        800,
+        40,
+        None,
+    )
     # 64 GPUs x 32 clips: lr, warmup lr and min lr all scaled by 2048 / 256.
     schedule = compute_schedule(
-        num_videos=240_000, clips_per_device_batch=32, clips_per_video=1, num_processes=64,
-        gradient_accumulation_steps=1, num_train_epochs=800, max_steps=-1, warmup_epochs=40, warmup_steps=None,
-        base_learning_rate=training_args.base_learning_rate, learning_rate=None, warmup_lr=training_args.warmup_lr,
+        num_videos=240_000,
+        clips_per_device_batch=32,
+        clips_per_video=1,
+        num_processes=64,
+        gradient_accumulation_steps=1,
+        num_train_epochs=800,
+        max_steps=-1,
+        warmup_epochs=40,
+        warmup_steps=None,
+        base_learning_rate=training_args.base_learning_rate,
+        learning_rate=None,
+        warmup_lr=training_args.warmup_lr,
         min_lr=training_args.min_lr,
-    )  # fmt: skip
+    )
     assert schedule.steps_per_epoch == 117 and schedule.total_steps == 800 * 117 and schedule.warmup_steps == 40 * 117
     assert (schedule.learning_rate, schedule.warmup_lr, schedule.min_lr) == pytest.approx((1.2e-3, 8e-6, 8e-5))
 
@@ -117,9 +132,25 @@ def test_no_arguments_run_the_demo_and_flags_still_apply():
 
 def test_the_model_takes_the_clips_geometry_and_normalisation():
     model_args, _, clip_config, _ = parse_pretraining_args(
-        ["--output_dir", "out", "--train_index_file", "t.csv", "--num_frames", "8", "--crop_size", "112",
-         "--image_mean", "0.5", "0.5", "0.5", "--image_std", "0.25", "0.25", "0.25"]
-    )  # fmt: skip
+        [
+            "--output_dir",
+            "out",
+            "--train_index_file",
+            "t.csv",
+            "--num_frames",
+            "8",
+            "--crop_size",
+            "112",
+            "--image_mean",
+            "0.5",
+            "0.5",
+            "0.5",
+            "--image_std",
+            "0.25",
+            "0.25",
+            "0.25",
+        ]
+    )
     config = build_model_config(model_args, clip_config)
     assert (config.num_frames, config.frame_size) == (8, (112, 112))
     assert (config.image_mean, config.image_std) == ([0.5] * 3, [0.25] * 3)
@@ -163,8 +194,11 @@ def test_config_file_with_an_unknown_key_is_an_error(tmp_path):
 
 def test_config_overrides_are_typed_and_checked():
     assert parse_config_overrides("hidden_size=384,qkv_bias=False,hidden_act=gelu,mask_ratio=0.9") == {
-        "hidden_size": 384, "qkv_bias": False, "hidden_act": "gelu", "mask_ratio": 0.9
-    }  # fmt: skip
+        "hidden_size": 384,
+        "qkv_bias": False,
+        "hidden_act": "gelu",
+        "mask_ratio": 0.9,
+    }
     with pytest.raises(ValueError, match="not an AdaMaeConfig argument"):
         parse_config_overrides("hiden_size=384")
     with pytest.raises(ValueError, match="--num_frames"):
@@ -213,10 +247,20 @@ def test_step_noise_depends_on_seed_and_step():
 
 def test_schedule_counts_optimizer_steps_and_validates():
     schedule = compute_schedule(
-        num_videos=100, clips_per_device_batch=8, clips_per_video=2, num_processes=2, gradient_accumulation_steps=3,
-        num_train_epochs=2, max_steps=-1, warmup_epochs=1, warmup_steps=None, base_learning_rate=1.5e-4,
-        learning_rate=None, warmup_lr=1e-6, min_lr=1e-5,
-    )  # fmt: skip
+        num_videos=100,
+        clips_per_device_batch=8,
+        clips_per_video=2,
+        num_processes=2,
+        gradient_accumulation_steps=3,
+        num_train_epochs=2,
+        max_steps=-1,
+        warmup_epochs=1,
+        warmup_steps=None,
+        base_learning_rate=1.5e-4,
+        learning_rate=None,
+        warmup_lr=1e-6,
+        min_lr=1e-5,
+    )
     # 4 videos per device batch x 2 processes x 3 accumulation steps = 24 videos per step.
     assert (schedule.videos_per_step, schedule.steps_per_epoch, schedule.total_steps) == (24, 4, 8)
     assert schedule.global_batch_size == 48 and schedule.learning_rate == pytest.approx(1.5e-4 * 48 / 256)
@@ -260,8 +304,14 @@ def test_guard_reads_device_verdicts_back_late_and_in_step_order(caplog):
 class HostReadForbidden(torch.Tensor):
     """A tensor (and everything computed from it) that fails when its value is read back to the host."""
 
-    HOST_READS = {torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.__bool__, torch.Tensor.__float__,
-                  torch.Tensor.__int__, torch.Tensor.__index__}  # fmt: skip
+    HOST_READS = {
+        torch.Tensor.item,
+        torch.Tensor.tolist,
+        torch.Tensor.__bool__,
+        torch.Tensor.__float__,
+        torch.Tensor.__int__,
+        torch.Tensor.__index__,
+    }
 
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
@@ -297,7 +347,9 @@ def test_step_unless_skips_an_update_on_the_device_exactly(skip):
         assert torch.equal(state["exp_avg_sq"], reference_state["exp_avg_sq"])
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="host syncs are a CUDA matter: CPU work never waits on a device")
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="host syncs are a CUDA matter: CPU work never waits on a device"
+)
 def test_a_training_step_never_makes_the_host_wait_for_the_gpu():
     # forward, backward and the update of run_pretrain's loop, under CUDA's sync checker (after one warm-up step,
     # which may sync while it creates library handles)
@@ -383,8 +435,9 @@ def test_without_a_fused_optimizer_the_loop_decides_on_the_host_with_the_same_re
     for on_device in (True, False):
         reset_accelerate_state()
         monkeypatch.setattr(pretrain_loop, "skips_updates_on_device", lambda optimizer, flag=on_device: flag)
-        runs[on_device] = pretrain(tiny_argv(tmp_path / str(on_device), max_steps=4, max_grad_norm=1.0),
-                                   RandomClipDataset(8, nan_items={5}))  # fmt: skip
+        runs[on_device] = pretrain(
+            tiny_argv(tmp_path / str(on_device), max_steps=4, max_grad_norm=1.0), RandomClipDataset(8, nan_items={5})
+        )
     assert runs[True].nonfinite_steps == runs[False].nonfinite_steps == 1
     device_weights, host_weights = state_dict_of(runs[True].model), state_dict_of(runs[False].model)
     assert all(torch.equal(device_weights[name], host_weights[name]) for name in device_weights)
@@ -396,8 +449,9 @@ def test_without_a_fused_optimizer_the_loop_decides_on_the_host_with_the_same_re
 
 def test_a_save_point_on_a_skipped_step_is_saved_at_the_next_finite_step(tmp_path):
     # As above, the NaN video lands in step 3 (seed 0); a save point every 3 steps moves to step 4.
-    result = pretrain(tiny_argv(tmp_path / "run", max_steps=5, save_steps=3, save_total_limit=0),
-                      RandomClipDataset(8, nan_items={5}))  # fmt: skip
+    result = pretrain(
+        tiny_argv(tmp_path / "run", max_steps=5, save_steps=3, save_total_limit=0), RandomClipDataset(8, nan_items={5})
+    )
     assert result.nonfinite_steps == 1
     assert [path.name for path in list_checkpoints(tmp_path / "run")] == ["checkpoint-4", "checkpoint-5"]
 
@@ -446,28 +500,33 @@ def test_normalising_on_the_device_trains_exactly_like_normalising_in_the_worker
     runs = {}
     for flag in ("true", "false"):
         reset_accelerate_state()
-        runs[flag] = pretrain(tiny_argv(tmp_path / flag, sample_index_file, normalize_on_device=flag,
-                                        dataloader_num_workers=1))  # fmt: skip
+        runs[flag] = pretrain(
+            tiny_argv(tmp_path / flag, sample_index_file, normalize_on_device=flag, dataloader_num_workers=1)
+        )
     on_device, in_workers = (state_dict_of(runs[flag].model) for flag in ("true", "false"))
     assert all(torch.equal(on_device[name], in_workers[name]) for name in on_device)
     # the sampler diagnostics normalise the uint8 batches they keep as the training step did
     logs = {flag: read_scalar_log(tmp_path / flag / "logs" / "scalars.jsonl") for flag in runs}
-    diagnostics = {flag: [{k: v for k, v in record.items() if k.startswith(("sampler/", "mask/"))} for record in log]
-                   for flag, log in logs.items()}  # fmt: skip
+    diagnostics = {
+        flag: [{k: v for k, v in record.items() if k.startswith(("sampler/", "mask/"))} for record in log]
+        for flag, log in logs.items()
+    }
     assert diagnostics["true"] == diagnostics["false"] and diagnostics["true"][0]
 
 
 def test_gradient_accumulation_follows_the_same_trajectory_as_one_larger_batch(tmp_path):
     # Same global batch (4 clips) as one pass or as 2 accumulated passes: same clips, same masks, same updates.
     overrides = TINY_OVERRIDES + ",sampler_dropout_prob=0.0"  # dropout is drawn per forward pass
-    one_pass = pretrain(tiny_argv(tmp_path / "one", per_device_train_batch_size=4, config_overrides=overrides),
-                        RandomClipDataset(8))  # fmt: skip
+    one_pass = pretrain(
+        tiny_argv(tmp_path / "one", per_device_train_batch_size=4, config_overrides=overrides), RandomClipDataset(8)
+    )
     reset_accelerate_state()
     accumulated = pretrain(
-        tiny_argv(tmp_path / "two", per_device_train_batch_size=2, gradient_accumulation_steps=2,
-                  config_overrides=overrides),
+        tiny_argv(
+            tmp_path / "two", per_device_train_batch_size=2, gradient_accumulation_steps=2, config_overrides=overrides
+        ),
         RandomClipDataset(8),
-    )  # fmt: skip
+    )
     one_weights, accumulated_weights = state_dict_of(one_pass.model), state_dict_of(accumulated.model)
     for name in one_weights:
         torch.testing.assert_close(accumulated_weights[name], one_weights[name], rtol=1e-4, atol=1e-5, msg=name)
@@ -483,8 +542,10 @@ def test_resume_latest_in_the_same_folder_and_refusal_to_mix_runs(tmp_path):
         pretrain(tiny_argv(output_dir, max_steps=3), RandomClipDataset(8))
     reset_accelerate_state()
     with pytest.raises(ValueError, match="global_batch_size=2, this run has 4"):
-        pretrain(tiny_argv(output_dir, max_steps=3, resume_from_checkpoint="latest", per_device_train_batch_size=4),
-                 RandomClipDataset(8))  # fmt: skip
+        pretrain(
+            tiny_argv(output_dir, max_steps=3, resume_from_checkpoint="latest", per_device_train_batch_size=4),
+            RandomClipDataset(8),
+        )
     reset_accelerate_state()
     result = pretrain(tiny_argv(output_dir, max_steps=3, resume_from_checkpoint="latest"), RandomClipDataset(8))
     assert result.step == 3 and latest_checkpoint(output_dir).name == "checkpoint-3"
@@ -533,14 +594,28 @@ def test_the_end_of_a_run_writes_a_loadable_model_folder_and_uploads_only_it(tmp
     output_dir = tmp_path / "run"
     api = RecordingHubApi()
     pretrain(
-        tiny_argv(output_dir, max_steps=2, save_steps=1, push_to_hub=True, hub_model_id="someone/adamae-tiny",
-                  dataset_ids="someone/videos"),
-        RandomClipDataset(8), hub_api=api,
-    )  # fmt: skip
+        tiny_argv(
+            output_dir,
+            max_steps=2,
+            save_steps=1,
+            push_to_hub=True,
+            hub_model_id="someone/adamae-tiny",
+            dataset_ids="someone/videos",
+        ),
+        RandomClipDataset(8),
+        hub_api=api,
+    )
     model = AdaMaeForPreTraining.from_pretrained(output_dir)
     assert model.config.num_patches == 64
-    for name in ("model.safetensors", "config.json", "configuration_adamae.py", "modeling_adamae.py",
-                 "preprocessor_config.json", "README.md", "run_arguments.json"):  # fmt: skip
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "configuration_adamae.py",
+        "modeling_adamae.py",
+        "preprocessor_config.json",
+        "README.md",
+        "run_arguments.json",
+    ):
         assert name in api.uploaded, name
     assert (output_dir / "checkpoint-2").is_dir() and (output_dir / "logs").is_dir()
     assert not any("/" in name or name == LATEST_FILE for name in api.uploaded)  # no checkpoints, logs, pointer
@@ -561,8 +636,9 @@ def test_the_run_draws_the_mask_figure_at_the_end_and_every_visualize_steps(tmp_
 def test_a_figure_video_that_cannot_be_drawn_only_warns(tmp_path, sample_index_file, caplog):
     (tmp_path / "broken.mp4").write_bytes(b"not a video")
     output_dir = tmp_path / "run"
-    pretrain(tiny_argv(output_dir, index_file=sample_index_file, max_steps=1,
-                       visualization_video=tmp_path / "broken.mp4"))  # fmt: skip
+    pretrain(
+        tiny_argv(output_dir, index_file=sample_index_file, max_steps=1, visualization_video=tmp_path / "broken.mp4")
+    )
     assert AdaMaeForPreTraining.from_pretrained(output_dir).config.num_patches == 64
     assert not (output_dir / "masks.gif").exists()
     assert any("No mask figure from" in r.getMessage() and "broken.mp4" in r.getMessage() for r in caplog.records)
@@ -584,9 +660,16 @@ def test_pretraining_model_trains_under_the_transformers_trainer(tmp_path):
     model = AdaMaeForPreTraining(tiny_config())
     before = state_dict_of(model)
     arguments = TrainingArguments(
-        output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=2, learning_rate=1e-3, logging_steps=1,
-        save_strategy="no", report_to="none", use_cpu=True, dataloader_num_workers=0,
-    )  # fmt: skip
+        output_dir=str(tmp_path),
+        max_steps=3,
+        per_device_train_batch_size=2,
+        learning_rate=1e-3,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        dataloader_num_workers=0,
+    )
     trainer = Trainer(model=model, args=arguments, train_dataset=Clips())
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
@@ -640,8 +723,10 @@ def test_a_broken_random_state_file_is_refused_and_a_deleted_one_resumes_with_a_
     reset_accelerate_state()
     with caplog.at_level("WARNING"):
         assert pretrain(resume, RandomClipDataset(8)).step == 3
-    assert any(f"{random_states} is missing" in record.getMessage() and record.levelname == "WARNING"
-               for record in caplog.records)  # fmt: skip
+    assert any(
+        f"{random_states} is missing" in record.getMessage() and record.levelname == "WARNING"
+        for record in caplog.records
+    )
 
 
 def test_a_log_file_gets_one_plain_line_per_log_step(tmp_path, caplog):
@@ -650,21 +735,28 @@ def test_a_log_file_gets_one_plain_line_per_log_step(tmp_path, caplog):
         pretrain(tiny_argv(tmp_path / "run", max_steps=2), RandomClipDataset(8))
     lines = [record.getMessage() for record in caplog.records if record.getMessage().startswith("step ")]
     assert len(lines) == 2
-    assert re.fullmatch(r"step 2/2: loss \d\.\d{4}, reconstruction \d\.\d{4}, sampling -?\d\.\d{3}e[-+]\d+, "
-                        r"lr \d\.\d{3}e[-+]\d+, \d+\.\d clips/s", lines[1]), lines[1]  # fmt: skip
+    assert re.fullmatch(
+        r"step 2/2: loss \d\.\d{4}, reconstruction \d\.\d{4}, sampling -?\d\.\d{3}e[-+]\d+, "
+        r"lr \d\.\d{3}e[-+]\d+, \d+\.\d clips/s",
+        lines[1],
+    ), lines[1]
 
 
 @pytest.mark.parametrize(
     "environ, expected",
     [
-        ({"ACCELERATE_USE_CPU": "False", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"},
-         ["asked for several processes (--num_processes > 1) but started only this one"]),
-        ({"ACCELERATE_USE_CPU": "False", "ACCELERATE_USE_FSDP": "true", "WORLD_SIZE": "1"},
-         ["FSDP was requested (ACCELERATE_USE_FSDP) but the run uses NO on cpu"]),
+        (
+            {"ACCELERATE_USE_CPU": "False", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"},
+            ["asked for several processes (--num_processes > 1) but started only this one"],
+        ),
+        (
+            {"ACCELERATE_USE_CPU": "False", "ACCELERATE_USE_FSDP": "true", "WORLD_SIZE": "1"},
+            ["FSDP was requested (ACCELERATE_USE_FSDP) but the run uses NO on cpu"],
+        ),
         ({"ACCELERATE_USE_CPU": "False"}, []),  # accelerate launch with one process
         ({"MASTER_ADDR": "node0", "MASTER_PORT": "1"}, []),  # a cluster's variables, without accelerate launch
     ],
-)  # fmt: skip
+)
 def test_a_launch_that_asked_for_more_than_the_run_got_is_warned_about(environ, expected, caplog):
     from accelerate import PartialState
 
@@ -725,7 +817,9 @@ def test_sampler_diagnostics_average_the_last_micro_batches_of_each_log_interval
         return values
 
     monkeypatch.setattr(pretrain_loop, "averaged_sampler_diagnostics", recording)
-    argv = tiny_argv(tmp_path / "run", max_steps=9, logging_steps=4, diagnostic_batches=3, gradient_accumulation_steps=2)
+    argv = tiny_argv(
+        tmp_path / "run", max_steps=9, logging_steps=4, diagnostic_batches=3, gradient_accumulation_steps=2
+    )
     result = pretrain(argv, RandomClipDataset(36))
     # logs at steps 1 (the first), 4, 8 and 9 (the last); 3 micro-batches = the last 2 steps' 4, capped at 3
     assert [(seed, count) for seed, count, _ in calls] == [(1, 2), (4, 3), (8, 3), (9, 2)]

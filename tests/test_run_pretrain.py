@@ -25,9 +25,20 @@ def subprocess_env():
 
 def test_help_lists_the_flags_that_matter():
     help_text = pretraining_argument_parser().format_help()
-    for flag in ("--config", "--demo", "--mask_type", "--mask_ratio", "--sampling_rate", "--resume_from_checkpoint",
-                 "--torch_compile", "--mixed_precision", "--logging_steps", "--save_steps",
-                 "--max_nonfinite_steps", "--debug"):  # fmt: skip
+    for flag in (
+        "--config",
+        "--demo",
+        "--mask_type",
+        "--mask_ratio",
+        "--sampling_rate",
+        "--resume_from_checkpoint",
+        "--torch_compile",
+        "--mixed_precision",
+        "--logging_steps",
+        "--save_steps",
+        "--max_nonfinite_steps",
+        "--debug",
+    ):
         assert flag in help_text, flag
     assert "python run_pretrain.py" in help_text and "the paper's recipe" in help_text
 
@@ -36,24 +47,47 @@ def test_the_demo_finishes_and_writes_a_loadable_model(tmp_path):
     output_dir = tmp_path / "demo"
     result = subprocess.run(
         [sys.executable, "run_pretrain.py", "--demo", "--max_steps", "3", "--output_dir", str(output_dir)],
-        cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=REPO_ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     # A log file gets one plain line per log step, no progress bars (ours, or transformers' for loading and saving).
     assert "step 1/3: loss " in result.stderr and "step 3/3: loss " in result.stderr and "clips/s" in result.stderr
     assert "\r" not in result.stderr and "%|" not in result.stderr, result.stderr[-3000:]
     model = AdaMaeForPreTraining.from_pretrained(output_dir)
     assert (model.config.num_frames, model.config.frame_size, model.config.mask_type) == (8, (64, 64), "adaptive")
-    for name in ("config.json", "model.safetensors", "modeling_adamae.py", "configuration_adamae.py",
-                 "preprocessor_config.json", "README.md", "videos/index.csv", "masks.gif", "masks.png",
-                 "checkpoint-3/training_state.json"):  # fmt: skip
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "modeling_adamae.py",
+        "configuration_adamae.py",
+        "preprocessor_config.json",
+        "README.md",
+        "videos/index.csv",
+        "masks.gif",
+        "masks.png",
+        "checkpoint-3/training_state.json",
+    ):
         assert (output_dir / name).exists(), name
     assert "![AdaMAE masks](masks.gif)" in (output_dir / "README.md").read_text()
     records = read_scalar_log(output_dir / "logs" / "scalars.jsonl")
     assert [record["step"] for record in records] == [1, 3]
-    assert {"loss", "reconstruction_loss", "sampling_loss", "lr", "clips_per_second", "skipped_videos",
-            "sampler/entropy", "sampler/top5_mass", "sampler/spearman_error", "sampler/spearman_motion",
-            "mask/visible_motion_ratio"} <= set(records[-1])  # fmt: skip
+    assert {
+        "loss",
+        "reconstruction_loss",
+        "sampling_loss",
+        "lr",
+        "clips_per_second",
+        "skipped_videos",
+        "sampler/entropy",
+        "sampler/top5_mass",
+        "sampler/spearman_error",
+        "sampler/spearman_motion",
+        "mask/visible_motion_ratio",
+    } <= set(records[-1])
 
 
 def free_port() -> int:
@@ -65,11 +99,23 @@ def free_port() -> int:
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, sample_index_file):
     # Sampler dropout off: dropout masks are the one thing drawn per process rather than per clip.
     overrides = TINY_OVERRIDES + ",sampler_dropout_prob=0.0"
-    ddp_argv = tiny_argv(tmp_path / "ddp", sample_index_file, per_device_train_batch_size=2,
-                         config_overrides=overrides, max_steps=3)  # fmt: skip
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(free_port()), str(REPO_ROOT / "tests" / "pretrain_helpers.py"), "ddp-train",
-               str(tmp_path / "params")] + ddp_argv  # fmt: skip
+    ddp_argv = tiny_argv(
+        tmp_path / "ddp", sample_index_file, per_device_train_batch_size=2, config_overrides=overrides, max_steps=3
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        str(REPO_ROOT / "tests" / "pretrain_helpers.py"),
+        "ddp-train",
+        str(tmp_path / "params"),
+    ] + ddp_argv
     result = subprocess.run(command, cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -77,10 +123,17 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, sa
     assert all(torch.equal(rank0[name], rank1[name]) for name in rank0)  # DDP kept the replicas identical
 
     reset_accelerate_state()
-    single = run_pretraining(*parse_pretraining_args(
-        tiny_argv(tmp_path / "single", sample_index_file, per_device_train_batch_size=4, config_overrides=overrides,
-                  max_steps=3)
-    ))  # fmt: skip
+    single = run_pretraining(
+        *parse_pretraining_args(
+            tiny_argv(
+                tmp_path / "single",
+                sample_index_file,
+                per_device_train_batch_size=4,
+                config_overrides=overrides,
+                max_steps=3,
+            )
+        )
+    )
     reset_accelerate_state()
     single_weights = state_dict_of(single.model)
     for name, tensor in rank0.items():
@@ -110,8 +163,9 @@ def broken_index(tmp_path):
         ("absurd_crop_size", "error: crop_size must be at most 4096 pixels, got 1000000000"),
     ],
 )
-def test_a_user_mistake_is_one_line_and_exit_status_1(tmp_path, sample_index_file, broken_index, capsys, case,
-                                                       expected):  # fmt: skip
+def test_a_user_mistake_is_one_line_and_exit_status_1(
+    tmp_path, sample_index_file, broken_index, capsys, case, expected
+):
     argv = {
         "undecodable_index": tiny_argv(tmp_path / "out", broken_index),
         "missing_index": tiny_argv(tmp_path / "out", tmp_path / "train.csv"),
@@ -131,13 +185,21 @@ def test_a_user_mistake_is_one_line_and_exit_status_1(tmp_path, sample_index_fil
 
 def test_the_script_prints_one_line_and_the_traceback_only_with_debug(tmp_path, capsys):
     argv = ["--output_dir", str(tmp_path / "out"), "--train_index", str(tmp_path / "train.csv")]
-    result = subprocess.run([sys.executable, "run_pretrain.py", *argv], cwd=REPO_ROOT, env=subprocess_env(),
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "run_pretrain.py", *argv],
+        cwd=REPO_ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1
     problems = [line for line in result.stderr.splitlines() if " INFO " not in line]
-    assert problems == [f"error: --train_index: no such file or folder: '{tmp_path / 'train.csv'}' (expected a "
-                        ".csv/.jsonl index, a folder, tar shards or a datasets name) (rerun with --debug for the "
-                        "traceback)"], result.stderr  # fmt: skip
+    assert problems == [
+        f"error: --train_index: no such file or folder: '{tmp_path / 'train.csv'}' (expected a "
+        ".csv/.jsonl index, a folder, tar shards or a datasets name) (rerun with --debug for the "
+        "traceback)"
+    ], result.stderr
     reset_accelerate_state()
     try:
         assert run_cli(run_pretrain.main, argv + ["--debug"]) == 1

@@ -35,7 +35,8 @@ def test_a_check_that_fails_on_one_process_stops_every_process(tmp_path):
     # Rank 1 alone fails (as one process's broken random-state file would): both must raise its message, rather than
     # rank 0 going on to wait for rank 1 in the next collective.
     script = tmp_path / "check.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import sys
         from pathlib import Path
         sys.path.insert(0, {str(REPO_ROOT)!r})
@@ -55,12 +56,23 @@ def test_a_check_that_fails_on_one_process_stops_every_process(tmp_path):
         except UserError as error:
             outcome = "raised: " + str(error)
         Path({str(tmp_path)!r}, f"rank{{accelerator.process_index}}.txt").write_text(outcome)
-    """))
+    """)
+    )
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(port), str(script)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(port),
+        str(script),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     for rank in (0, 1):

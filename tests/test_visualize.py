@@ -338,12 +338,19 @@ def test_bad_output_name_and_model_object(model, video, tmp_path):
 @pytest.mark.parametrize(
     "flag, value, message",
     [
-        ("--model", "{tmp}/no_such_folder", "error: --model: expected a model folder or a Hub id ('name' or "
-         "'user/name'), got '{tmp}/no_such_folder': no such folder, and not a valid Hub id."),
-        ("--video", "{tmp}/no_such.mp4",
-         "error: --video: expected a video file, got '{tmp}/no_such.mp4': no such file."),
+        (
+            "--model",
+            "{tmp}/no_such_folder",
+            "error: --model: expected a model folder or a Hub id ('name' or "
+            "'user/name'), got '{tmp}/no_such_folder': no such folder, and not a valid Hub id.",
+        ),
+        (
+            "--video",
+            "{tmp}/no_such.mp4",
+            "error: --video: expected a video file, got '{tmp}/no_such.mp4': no such file.",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_missing_model_folder_or_video_is_one_line_and_debug_shows_the_traceback(
     model_folder, video, tmp_path, capsys, flag, value, message
 ):
