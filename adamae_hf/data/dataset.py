@@ -128,7 +128,8 @@ def read_clips(
     """Decode one video's clips: a list of uint8 (T, H, W, 3) arrays (one in training, ``num_clips`` at evaluation).
 
     ``source`` is a path, bytes or a binary file object. The sampling starts from a copy of ``rng`` (left as it was)
-    each time it runs, so redrawing inside a truncated file's real length gives the clip a fresh read of it gives.
+    each time it runs: when a truncated file's real length turns up and the clip is drawn again inside it, the new
+    draw does not depend on the first one, so the clip depends on the file and ``rng`` alone.
     The decoder scales frames far larger than the transform needs (see :func:`.transforms.decode_short_side`).
 
     Raises:
