@@ -225,12 +225,18 @@ class VideoClassificationTrainer(Trainer):
             model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
         )
 
-    def evaluation_loop(self, *args, **kwargs):
-        # A batch's rows are views, not videos: accelerate's gather_for_metrics would cut the last batch to
-        # len(dataset) % batch_size rows, scoring its videos from their first views only. Plain gather keeps every row;
-        # the duplicate videos a distributed sampler pads with fold into their own (aggregate_views groups by video).
-        self.gather_function = self.accelerator.gather
-        return super().evaluation_loop(*args, **kwargs)
+    def evaluation_loop(self, dataloader, *args, **kwargs):
+        if isinstance(dataloader.dataset, torch.utils.data.IterableDataset):
+            # A stream: accelerate reads it on the first process and splits each batch's rows (views) between the
+            # processes, padding an uneven last batch with rows of the first; gather_for_metrics drops those rows.
+            self.gather_function = self.accelerator.gather_for_metrics
+        else:
+            # A batch's rows are views, not videos: gather_for_metrics would cut the last batch to
+            # len(dataset) % batch_size rows, scoring its videos from their first views only. Plain gather keeps
+            # every row; the duplicate videos a distributed sampler pads with are whole items, all of their views,
+            # and fold into their own (aggregate_views groups by video).
+            self.gather_function = self.accelerator.gather
+        return super().evaluation_loop(dataloader, *args, **kwargs)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         video_index = self._prepare_input(inputs["video_index"])

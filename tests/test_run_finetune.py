@@ -269,7 +269,7 @@ def test_unknown_validation_label_stops_the_run_naming_label_and_line(finetuned,
         ])  # fmt: skip
 
 
-# --- other sources: a datasets folder with string labels, tar shards streamed ------------------------------------------
+# --- other sources: a datasets folder with string labels, tar shards streamed --------------------------------------
 
 
 def write_tar_shards(folder: Path, videos, per_shard: int = 4) -> Path:
@@ -334,6 +334,32 @@ def test_a_stream_of_tar_shards_evaluates_as_the_index_and_trains_for_max_steps(
     assert trained["train_loss"] > 0 and trained["train_skipped_videos"] == 0
     model = AdaMaeForVideoClassification.from_pretrained(tmp_path / "trained")
     assert [model.config.id2label[i] for i in range(3)] == CLASSES
+
+
+def test_a_stream_tested_by_two_processes_scores_every_view_once(finetuned, sample_videos, tmp_path):
+    # accelerate reads a stream on the first process and splits each batch's rows (views) between the processes; 5
+    # videos x 3 views leave an odd last batch, which it pads with rows of the first: they must not count twice
+    output_dir, _ = finetuned
+    shards = write_tar_shards(tmp_path / "shards", sample_videos)
+    arguments = ["--model_name_or_path", str(output_dir), "--validation_index", str(shards), "--streaming",
+                 "--do_predict", "--max_eval_videos", "5", "--per_device_eval_batch_size", "1", "--test_num_clips", "1",
+                 "--test_num_crops", "3", "--report_to", "none", "--use_cpu"]  # fmt: skip
+    run_finetune.main([*arguments, "--output_dir", str(tmp_path / "one")])
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+               "--master_port", str(port), str(REPO_ROOT / "run_finetune.py"), *arguments, "--output_dir",
+               str(tmp_path / "two"), "--ddp_backend", "gloo"]  # fmt: skip
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+
+    def predictions(folder):
+        return {record["path"]: record["scores"] for record in map(json.loads, (folder / "predictions.jsonl").open())}
+
+    one_process = predictions(tmp_path / "one")
+    assert len(one_process) == 5 and predictions(tmp_path / "two") == one_process
 
 
 # --- user mistakes, start-up checks and logs -------------------------------------------------------------------------
