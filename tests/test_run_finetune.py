@@ -336,6 +336,31 @@ def test_a_stream_of_tar_shards_evaluates_as_the_index_and_trains_for_max_steps(
     assert [model.config.id2label[i] for i in range(3)] == CLASSES
 
 
+def test_a_streamed_fine_tune_resumed_from_a_checkpoint_ends_with_the_uninterrupted_runs_weights(
+    sample_videos, tmp_path, caplog
+):
+    # 6 videos in batches of 2: 3 batches a pass over the stream, so the 4 steps go on into a second, reshuffled pass
+    shards = write_tar_shards(tmp_path / "shards", sample_videos)
+    AdaMaeForPreTraining(tiny_config()).save_pretrained(tmp_path / "pretrained")
+    arguments = ["--model_name_or_path", str(tmp_path / "pretrained"), "--train_index", str(shards), "--streaming",
+                 "--class_names", *CLASSES, "--do_train", "--max_steps", "4", "--warmup_steps", "1", "--save_steps", "2",
+                 "--per_device_train_batch_size", "2", "--shuffle_buffer_size", "3", "--learning_rate", "1e-2",
+                 "--seed", "1", *TINY_CLIPS]  # fmt: skip
+    run_finetune.main([*arguments, "--output_dir", str(tmp_path / "uninterrupted")])
+    # a run that stopped after its step-2 checkpoint, started again on the same output folder
+    shutil.copytree(tmp_path / "uninterrupted" / "checkpoint-2", tmp_path / "resumed" / "checkpoint-2")
+    caplog.set_level(logging.INFO)
+    run_finetune.main([*arguments, "--output_dir", str(tmp_path / "resumed")])
+    assert f"Resuming from {tmp_path / 'resumed' / 'checkpoint-2'}" in caplog.text
+    uninterrupted = AdaMaeForVideoClassification.from_pretrained(tmp_path / "uninterrupted").state_dict()
+    resumed = AdaMaeForVideoClassification.from_pretrained(tmp_path / "resumed").state_dict()
+    assert uninterrupted.keys() == resumed.keys()
+    for name, weight in uninterrupted.items():
+        assert torch.equal(weight, resumed[name]), name
+    initial = AdaMaeForVideoClassification.from_pretrained(tmp_path / "uninterrupted" / "checkpoint-2").state_dict()
+    assert not all(torch.equal(weight, initial[name]) for name, weight in uninterrupted.items())  # it did train
+
+
 def test_a_stream_tested_by_two_processes_scores_every_view_once(finetuned, sample_videos, tmp_path):
     # accelerate reads a stream on the first process and splits each batch's rows (views) between the processes; 5
     # videos x 3 views leave an odd last batch, which it pads with rows of the first: they must not count twice
