@@ -1,10 +1,15 @@
 """Pretraining's videos from every source through --train_index: tar shards streamed, a kill and an exact resume,
 and the flags pretraining refuses or needs for a stream."""
 
+import os
+import socket
+import subprocess
+import sys
 import tarfile
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from adamae_hf.checkpoint import list_checkpoints, read_training_state
 from adamae_hf.errors import UserError
@@ -14,7 +19,7 @@ from adamae_hf.pretrain_loop import PretrainingLoop
 from adamae_hf.pretrain_run import run_pretraining
 from adamae_hf.data.streaming import StreamingVideoClipDataset
 from adamae_hf.training import read_scalar_log, reset_accelerate_state
-from pretrain_helpers import state_dict_of, tiny_argv
+from pretrain_helpers import REPO_ROOT, state_dict_of, tiny_argv
 
 
 @pytest.fixture(autouse=True)
@@ -34,6 +39,12 @@ def tar_shards(sample_videos, tmp_path):
             for number in (2 * shard, 2 * shard + 1):
                 tar.add(sample_videos[number].path, arcname=f"video{number:04d}.mp4")
     return folder
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 class Killed(Exception):
@@ -136,3 +147,42 @@ def test_a_stream_of_unknown_length_needs_the_run_in_steps(tmp_path, tar_shards)
 def test_pretraining_refuses_an_evaluation_split_in_one_line(split):
     with pytest.raises(ValueError, match=rf"^--{split}_index: pretraining reads only --train_index"):
         parse_pretraining_args(["--output_dir", "o", "--train_index", "a.csv", f"--{split}_index", "b.csv"])
+
+
+def test_two_processes_stream_their_shares_and_resume_exactly(tmp_path, tar_shards):
+    # Each process reads every other video of the stream (3 shards do not divide between 2 processes), one batch
+    # of 2 an epoch. The checkpoint of step 2 holds both processes' positions; two processes resumed from it end on
+    # the uninterrupted run's weights, and DDP keeps the replicas equal.
+    flags = {"streaming": "true", "max_steps": 3, "save_steps": 2}
+
+    def launch(output_dir, params_dir, **extra):
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(free_port()),
+            str(REPO_ROOT / "tests" / "pretrain_helpers.py"),
+            "ddp-train",
+            str(params_dir),
+            *tiny_argv(output_dir, tar_shards, **flags, **extra),
+        ]
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+        result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return [load_file(str(params_dir / f"rank{rank}.safetensors")) for rank in (0, 1)]
+
+    straight = launch(tmp_path / "straight", tmp_path / "straight-params")
+    positions = read_training_state(tmp_path / "straight" / "checkpoint-2")["stream"]
+    assert [(position["epoch"], position["batches_consumed"]) for position in positions] == [(1, 1), (1, 1)]
+    resumed = launch(
+        tmp_path / "resumed",
+        tmp_path / "resumed-params",
+        resume_from_checkpoint=tmp_path / "straight" / "checkpoint-2",
+    )
+    for weights in (straight[1], *resumed):
+        assert all(torch.equal(straight[0][name], weights[name]) for name in straight[0])
