@@ -101,11 +101,12 @@ class AdaMaeVideoClassificationPipeline(Pipeline):
         postprocess_params = {"top_k": top_k} if top_k is not None else {}
         return preprocess_params, {}, postprocess_params
 
-    def preprocess(self, video: str, num_clips: int | None = None, num_crops: int | None = None) -> dict:
+    def preprocess(self, video, num_clips: int | None = None, num_crops: int | None = None) -> dict:
         settings = self.clip_settings
         num_clips = num_clips or settings["num_clips"]
         num_crops = num_crops or settings["num_crops"]
-        with VideoReader(video) as reader:
+        # frames far larger than the evaluation needs are scaled by the decoder, exactly as run_finetune's views
+        with VideoReader(video, target_short_side=settings["short_side"]) as reader:
             clips, _ = read_evaluation_clips(
                 reader, settings["sampling_mode"], settings["num_frames"], settings["sampling_rate"], num_clips
             )

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from adamae_hf.data import (
+    SkippedVideos,
     EvalTransform,
     VideoClipConfig,
     VideoClipDataset,
@@ -332,3 +333,16 @@ def test_each_bad_video_is_counted_once_per_epoch(twelve_bad_rows, train, num_wo
     assert dataset.skipped.num_videos == 12
     if num_workers == 0:  # (workers log in their own processes)
         assert len([record for record in caplog.records if "Skipping video" in record.getMessage()]) == 12
+
+
+def test_rejects_class_names_as_labels(sample_videos):
+    # a raw datasets.Dataset whose labels are names would fail deep in collation; index_from_dataset maps them
+    paths = [str(video.path) for video in sample_videos[:2]]
+    index = datasets.Dataset.from_dict({"path": paths, "label": ["run", "walk"]})
+    with pytest.raises(ValueError, match="class ids, got str values; .*index_from_dataset"):
+        VideoClipDataset(index, VideoClipConfig(**SMALL), train=True)
+
+
+def test_the_skip_table_capacity_is_its_size():
+    assert SkippedVideos(7).capacity == 7
+    assert SkippedVideos(0).capacity == 1

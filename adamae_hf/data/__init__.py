@@ -45,6 +45,7 @@ from .dataset import (
     clip_dataloader,
     collate_clips,
     load_eval_clip,
+    video_views,
     videos_per_batch,
 )
 from .decoding import VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo, VideoReader, probe_video, read_video_frames
@@ -122,6 +123,7 @@ __all__ = [
     "shard_index",
     "unnormalize",
     "video_processor_kwargs",
+    "video_views",
     "videos_per_batch",
     "write_index_file",
     "write_video",

@@ -32,7 +32,7 @@ import multiprocessing
 import datasets
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from .config import VideoClipConfig
 from .decoding import VideoDecodeError, VideoReader
@@ -89,6 +89,11 @@ class SkippedVideos:
     @property
     def num_videos(self) -> int:
         return self._distinct.value
+
+    @property
+    def capacity(self) -> int:
+        """Videos the "warned already" table has a slot for (a stream maps its keys onto them)."""
+        return len(self._reported)
 
     def skipped_indices(self) -> list[int]:
         """Indices (into the video index) of every video skipped so far."""
@@ -266,6 +271,11 @@ class VideoClipDataset(Dataset):
         self.train = train
         self.paths: list[str] = list(index[PATH_COLUMN])
         self.labels: list[int] | None = list(index[LABEL_COLUMN]) if LABEL_COLUMN in index.column_names else None
+        if self.labels is not None and not all(isinstance(label, int) for label in self.labels):
+            raise ValueError(
+                f"the index's '{LABEL_COLUMN}' column must hold class ids, got {type(self.labels[0]).__name__} "
+                "values; pass the dataset through adamae_hf.data.index_from_dataset, which maps class names to ids"
+            )
         # Bytes stay in the Arrow table (memory-mapped) and are read per item.
         self._bytes = index.select_columns([BYTES_COLUMN]) if BYTES_COLUMN in index.column_names else None
         self.normalize = normalize
@@ -393,7 +403,7 @@ def _concatenate(tensors: list[torch.Tensor]) -> torch.Tensor:
 
 
 def clip_dataloader(
-    dataset: VideoClipDataset,
+    dataset: VideoClipDataset | IterableDataset,
     clips_per_batch: int,
     num_workers: int = 0,
     shuffle: bool | None = None,
@@ -408,7 +418,8 @@ def clip_dataloader(
     return DataLoader(
         dataset,
         batch_size=videos_per_batch(clips_per_batch, dataset.views_per_video),
-        shuffle=dataset.train if shuffle is None else shuffle,
+        # a stream orders itself (seeded shuffle buffer); a DataLoader refuses to shuffle one
+        shuffle=(dataset.train and not isinstance(dataset, IterableDataset)) if shuffle is None else shuffle,
         drop_last=dataset.train if drop_last is None else drop_last,
         num_workers=num_workers,
         collate_fn=collate_clips,

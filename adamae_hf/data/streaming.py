@@ -247,7 +247,7 @@ class StreamingVideoClipDataset(torch.utils.data.IterableDataset):
         self.transform = clip_transform(config, train, normalize)
         self.skipped = skipped if skipped is not None else SkippedVideos(_SKIP_SLOTS)
         # A video's slot in the "warned already" table: its key modulo the table's size (a shared tally's too).
-        self._skip_slots = len(self.skipped._reported)
+        self._skip_slots = self.skipped.capacity
         shared = multiprocessing.get_context("spawn")  # see SkippedVideos: reaches fork and spawn workers
         self._epoch = shared.Value("q", 0, lock=False)
         self._num_workers = shared.Value("q", 0, lock=False)
