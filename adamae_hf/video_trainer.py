@@ -5,6 +5,7 @@ multi-view evaluation around it.
 - mixup / cutmix / label smoothing in the training step (`adamae_hf.data.mixup`);
 - `video_index` carried through evaluation, so that `aggregate_views` averages each video's views and
   `build_compute_metrics` scores videos, not views; `write_predictions` writes one line per test video;
+- `DatasetEpochCallback`: the training videos learn each epoch, which with the seed picks their augmentation;
 - `skipped_video_total`: the undecodable videos a split skipped, over every process.
 """
 
@@ -118,7 +119,9 @@ class DatasetEpochCallback(TrainerCallback):
 
 
 class VideoClassificationTrainer(Trainer):
-    """`Trainer` for `AdaMaeForVideoClassification` on `VideoClipDataset` batches (`adamae_hf.data.collate_clips`).
+    """`Trainer` for `AdaMaeForVideoClassification` on batches of `VideoClipDataset` or `StreamingVideoClipDataset`
+    (`adamae_hf.data.collate_clips`). A stream is read on the first process and its batches split between the
+    processes (accelerate's default for an `IterableDataset`).
 
     - The optimizer is `adamae_hf.optim.build_adamw`: AdamW with the weight-decay exemptions and layer-wise lr decay;
       Trainer's scheduler multiplies every group's own lr, so the layer scales hold throughout.
