@@ -92,6 +92,13 @@ class DataArguments(DataSourceArguments):
             "aliases": ["--train_index_file", "--train_folder"],  # the names before run_finetune.py's were shared
         },
     )
+    # The evaluation splits' flags of the shared family: not listed in --help (pretraining has no evaluation split;
+    # __post_init__ refuses the index flags in one line).
+    validation_index: str | None = field(default=None, metadata={"help": argparse.SUPPRESS})
+    test_index: str | None = field(default=None, metadata={"help": argparse.SUPPRESS})
+    validation_split: str = field(default="validation", metadata={"help": argparse.SUPPRESS})
+    test_split: str = field(default="test", metadata={"help": argparse.SUPPRESS})
+    max_eval_videos: int | None = field(default=None, metadata={"help": argparse.SUPPRESS})
     dataset_ids: list[str] | None = field(
         default=None, metadata={"help": "Hub dataset ids to list in the model card's metadata, e.g. kinetics400."}
     )

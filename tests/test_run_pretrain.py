@@ -38,6 +38,12 @@ def test_help_lists_the_flags_that_matter():
         "--save_steps",
         "--max_nonfinite_steps",
         "--debug",
+        "--train_index",
+        "--train_index_file",  # the old names, aliases of --train_index
+        "--train_folder",
+        "--streaming",
+        "--dataset_config_name",
+        "--video_column",
     ):
         assert flag in help_text, flag
     assert "python run_pretrain.py" in help_text and "the paper's recipe" in help_text
