@@ -13,7 +13,8 @@ measures clips per second for 16-frame 224x224 training clips at stride 4 (multi
    * ``uint8``: the clips leave the dataset as uint8, for the training loop to normalise on the GPU
      (``run_pretrain.py --normalize_on_device``, the default): a quarter of the bytes between processes.
 
-2. Per core (one process, one decoder thread, one torch thread, no DataLoader workers; uint8 clips, num_sample=1) at
+2. Per core, in clips per CPU-second (one process, one decoder thread, one torch thread, no DataLoader workers; the
+   process's CPU time, so other load on the machine does not count; uint8 clips, num_sample=1) at
    320p, 1080p and 4K, with our reader from local files (also without its scaling in the decoder), from bytes in
    memory (a ``bytes`` column), from a ``datasets`` ``Video`` column (bytes embedded, memory-mapped from disk) and
    from tar shards written by ``adamae-prepare`` and streamed through ``datasets``' webdataset builder; beside
@@ -246,15 +247,16 @@ def bitrate(paths: list[str], seconds: float) -> float:
 # Timing
 
 
-def median_rate(batches, clips: int, repeats: int) -> float:
-    """Median clips/s over ``repeats`` passes of at least ``clips`` clips, after one warm-up batch."""
+def median_rate(batches, clips: int, repeats: int, clock=time.perf_counter) -> float:
+    """Median clips per second of ``clock`` over ``repeats`` passes of at least ``clips`` clips, after one warm-up
+    batch."""
     next(batches)  # warm-up: worker start, first file opens
     rates = []
     for _ in range(repeats):
-        count, start = 0, time.perf_counter()
+        count, start = 0, clock()
         while count < clips:
             count += next(batches)["pixel_values"].shape[0]
-        rates.append(count / (time.perf_counter() - start))
+        rates.append(count / (clock() - start))
     return statistics.median(rates)
 
 
@@ -372,7 +374,8 @@ def per_core_rate(source: str, paths: list[str], config: VideoClipConfig, clips:
             batches = streamed_batches(dataset, batch_size)
         else:
             batches = map_style_batches(dataset, clips, clips_per_batch, repeats, num_workers=0)
-        return median_rate(batches, clips, repeats)
+        # CPU seconds of this process: the rate of one core, whatever else the machine runs meanwhile.
+        return median_rate(batches, clips, repeats, clock=time.process_time)
 
 
 def frames_match_decord(paths: list[str], config: VideoClipConfig, checks_per_video: int = 3) -> tuple[bool, int]:
@@ -462,7 +465,7 @@ def print_sources(table: dict, args) -> None:
     resolutions = args.resolutions
     heading = [f"{r} ({args.sizes[r][1]}x{args.sizes[r][0]}, {table['bitrates'][r]:.1f} Mbit/s)" for r in resolutions]
     print("\nPer core (1 process, 1 decoder thread, 1 torch thread, no DataLoader workers), uint8 clips, "
-          "num_sample=1; clips/s:\n")  # fmt: skip
+          "num_sample=1; clips per CPU-second:\n")  # fmt: skip
     print("| reader, source | " + " | ".join(heading) + " |")
     print("|---|" + "---:|" * len(resolutions))
     for name, by_resolution in table["rates"].items():
@@ -484,7 +487,7 @@ def print_sources(table: dict, args) -> None:
 def print_projection(result: dict, args) -> None:
     print(f"\nProjection to {args.cores} cores (320p, local files, uint8; linear in cores, DataLoader overhead not "
           f"counted) against the {args.target:g} clips/s training step:\n")  # fmt: skip
-    print(f"| num_sample | clips/s per core | x {args.cores} cores | vs {args.target:g} |")
+    print(f"| num_sample | clips per CPU-second | x {args.cores} cores | vs {args.target:g} |")
     print("|---:|---:|---:|---:|")
     for num_sample, rate in result["rates"].items():
         projected = rate * args.cores
