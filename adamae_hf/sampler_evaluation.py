@@ -350,7 +350,7 @@ def held_out_clip_config(model_source: str, model_config) -> VideoClipConfig:
     """The clip geometry a model was trained with: its `clip_config.json` (folder or Hub repo) when it has one, else
     the model config's frames, frame size and normalisation (sampling rate: `VideoClipConfig`'s default). One centre
     clip, one centre crop per video."""
-    from .finetuning import saved_clip_geometry  # the Trainer stack only when loading from files
+    from .finetune_arguments import saved_clip_geometry  # the Trainer stack only when loading from files
 
     height, width = model_config.frame_size
     geometry = saved_clip_geometry(model_source) or {
@@ -397,7 +397,7 @@ def evaluate_sampler_on_index(
     """`evaluate_sampler` of a pretraining folder or Hub id on the videos of an index (CSV / JSON-lines file or
     `<class>/<video>` folder; the first `max_videos`), one evaluation clip each; `evaluate_kwargs` go to
     `evaluate_sampler`. The result's `metadata` names the model, the index, the clip geometry and each clip's video."""
-    from .finetuning import load_video_index
+    from .finetune_data import load_video_index
     from .mask_figure import load_pretraining_model
 
     check_model_source(model_source, "--model")

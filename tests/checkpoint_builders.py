@@ -1,5 +1,5 @@
 """Small checkpoints in foreign layouts, built in the tests: the authors' timm-style state dicts and a tiny
-transformers VideoMAE config. Used by test_convert.py and test_finetuning.py."""
+transformers VideoMAE config. Used by test_convert.py and test_finetune_model.py."""
 
 import argparse
 
