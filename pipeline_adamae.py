@@ -42,9 +42,12 @@ def read_clip_settings(model) -> dict:
     its config. Keys: num_frames, sampling_rate, sampling_mode, crop_size, short_side, image_mean, image_std,
     num_clips, num_crops."""
     path = cached_file(
-        model.name_or_path, CLIP_CONFIG_NAME, _commit_hash=getattr(model.config, "_commit_hash", None),
-        _raise_exceptions_for_missing_entries=False, _raise_exceptions_for_connection_errors=False,
-    )  # fmt: skip
+        model.name_or_path,
+        CLIP_CONFIG_NAME,
+        _commit_hash=getattr(model.config, "_commit_hash", None),
+        _raise_exceptions_for_missing_entries=False,
+        _raise_exceptions_for_connection_errors=False,
+    )
     if path is None:
         logger.warning(
             f"{model.name_or_path} has no {CLIP_CONFIG_NAME}: evaluating {DEFAULT_SAMPLING['num_clips']} centre clip "
@@ -72,8 +75,10 @@ def square_frame_side(config) -> int:
     size = config.image_size
     height, width = (size, size) if isinstance(size, int) else size
     if height != width:
-        raise ValueError(f"the model takes {height}x{width} frames, but the evaluation views are square crops; give "
-                         f"its folder a {CLIP_CONFIG_NAME} with a crop_size.")  # fmt: skip
+        raise ValueError(
+            f"the model takes {height}x{width} frames, but the evaluation views are square crops; give "
+            f"its folder a {CLIP_CONFIG_NAME} with a crop_size."
+        )
     return int(height)
 
 
@@ -112,11 +117,15 @@ class AdaMaeVideoClassificationPipeline(Pipeline):
             )
         views = [
             evaluation_views(
-                frames, settings["crop_size"], settings["short_side"], num_crops, settings["image_mean"],
+                frames,
+                settings["crop_size"],
+                settings["short_side"],
+                num_crops,
+                settings["image_mean"],
                 settings["image_std"],
             )  # (num_crops, T, C, crop, crop)
             for frames in clips
-        ]  # fmt: skip
+        ]
         # one video (a batch of one) and its views, clip-major: (1, num_clips * num_crops, T, C, H, W)
         return {"pixel_values": torch.cat(views)[None].to(self.dtype)}
 

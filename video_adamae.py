@@ -660,12 +660,14 @@ def read_evaluation_clips(
     """
 
     def indices(length: int) -> np.ndarray:
-        return np.concatenate([
-            sample_clip_indices(
-                sampling_mode, length, num_frames, sampling_rate, train=False, clip_index=clip, num_clips=num_clips
-            )
-            for clip in range(num_clips)
-        ])  # fmt: skip
+        return np.concatenate(
+            [
+                sample_clip_indices(
+                    sampling_mode, length, num_frames, sampling_rate, train=False, clip_index=clip, num_clips=num_clips
+                )
+                for clip in range(num_clips)
+            ]
+        )
 
     frames, length = reader.read_sampled_frames(indices)  # (num_clips * T, H, W, 3)
     return np.split(frames, num_clips), length

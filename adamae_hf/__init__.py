@@ -5,8 +5,6 @@ Importing the package registers the AdaMAE classes with transformers' Auto class
 """
 
 # First: importing the configuration checks the transformers version (one clear ImportError naming the minimum).
-from configuration_adamae import MIN_TRANSFORMERS_VERSION, AdaMaeConfig
-
 from transformers import (  # noqa: E402
     AutoConfig,
     AutoModel,
@@ -14,6 +12,7 @@ from transformers import (  # noqa: E402
     AutoModelForVideoClassification,
 )
 
+from configuration_adamae import MIN_TRANSFORMERS_VERSION, AdaMaeConfig
 from modeling_adamae import (  # noqa: E402
     AdaMaeForPreTraining,
     AdaMaeForPreTrainingOutput,

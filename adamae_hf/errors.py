@@ -23,9 +23,9 @@ import traceback
 from collections.abc import Callable, Sequence
 
 import yaml
-from transformers import HfArgumentParser
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
+from transformers import HfArgumentParser
 
 from .data.decoding import VideoDecodeError
 

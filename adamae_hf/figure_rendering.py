@@ -222,7 +222,7 @@ class FigureGeometry:
         return top, left, top + self.footer_height, left + self.panel_width
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 

@@ -330,8 +330,10 @@ def evaluate_sampler(
         model.train(was_training)
     if not clip_ids:
         raise ValueError("No clips to evaluate: the clips given are empty.")
-    per_clip = {group: {name: torch.cat(parts).tolist() for name, parts in measures.items()} for group, measures in
-                collected.items()}  # fmt: skip
+    per_clip = {
+        group: {name: torch.cat(parts).tolist() for name, parts in measures.items()}
+        for group, measures in collected.items()
+    }
     summary = {
         group: {name: bootstrap_interval(values, num_bootstrap, confidence, seed) for name, values in measures.items()}
         for group, measures in per_clip.items()
@@ -419,8 +421,10 @@ def evaluate_sampler_on_index(
         "index": str(index),
         "data_root": data_root,
         "device": str(next(model.parameters()).device),
-        "clip_geometry": {name: getattr(clip_config, name) for name in
-                          ("num_frames", "sampling_rate", "sampling_mode", "crop_size", "short_side_size")},
+        "clip_geometry": {
+            name: getattr(clip_config, name)
+            for name in ("num_frames", "sampling_rate", "sampling_mode", "crop_size", "short_side_size")
+        },
         "motion_measures": {
             "frame_difference": "mean |frame[t+1] - frame[t]| over the frame pairs inside a token's tubelet and the "
             "pixels and channels of its patch, frames in [0, 1]",
@@ -429,7 +433,7 @@ def evaluate_sampler_on_index(
         },
         "videos": [dataset.paths[clip_id] for clip_id in evaluation.clip_ids],
         "skipped_videos": dataset.skipped.num_videos,
-    }  # fmt: skip
+    }
     return evaluation
 
 
@@ -461,7 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", required=True, help="AdaMAE pretraining folder or Hub id.")
     parser.add_argument(
-        "--index", required=True,
+        "--index",
+        required=True,
         help="Held-out videos: a CSV / JSON-lines index (path[,label]) or a <class>/<video> folder.",
     )
     parser.add_argument("--output_dir", required=True, help="Folder for sampler_evaluation.json and .png.")
@@ -471,16 +476,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, default=8, help="Clips per forward pass.")
     parser.add_argument("--num_bootstrap", type=int, default=1000, help="Bootstrap resamples of the clips.")
     parser.add_argument(
-        "--mask_types", nargs="+", choices=DEFAULT_MASK_TYPES, default=list(DEFAULT_MASK_TYPES),
+        "--mask_types",
+        nargs="+",
+        choices=DEFAULT_MASK_TYPES,
+        default=list(DEFAULT_MASK_TYPES),
         help="Masks to evaluate (adaptive is skipped for a model without a sampler).",
-    )  # fmt: skip
+    )
     for mask_type in DEFAULT_MASK_TYPES:
         default = BASELINE_MASK_RATIOS.get(mask_type)
         shown = default if default is not None else "the model's own"
         parser.add_argument(
-            f"--{mask_type}_mask_ratio", type=float, default=default,
+            f"--{mask_type}_mask_ratio",
+            type=float,
+            default=default,
             help=f"Mask ratio of {mask_type} masking (default: {shown}).",
-        )  # fmt: skip
+        )
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N.")
     parser.add_argument("--num_workers", type=int, default=0, help="DataLoader workers decoding the videos.")
     return parser
@@ -492,11 +502,18 @@ def run(argv: list[str]) -> SamplerEvaluation:
     quiet_library_output()  # no weight-loading bar
     ratios = {mask_type: getattr(args, f"{mask_type}_mask_ratio") for mask_type in DEFAULT_MASK_TYPES}
     evaluation = evaluate_sampler_on_index(
-        args.model, args.index, data_root=args.data_root, max_videos=args.max_videos, batch_size=args.batch_size,
-        num_workers=args.num_workers, device=args.device, mask_types=args.mask_types,
-        mask_ratios={name: ratio for name, ratio in ratios.items() if ratio is not None}, seed=args.seed,
+        args.model,
+        args.index,
+        data_root=args.data_root,
+        max_videos=args.max_videos,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        device=args.device,
+        mask_types=args.mask_types,
+        mask_ratios={name: ratio for name, ratio in ratios.items() if ratio is not None},
+        seed=args.seed,
         num_bootstrap=args.num_bootstrap,
-    )  # fmt: skip
+    )
     written = write_evaluation(evaluation, args.output_dir)
     print(evaluation.format_table())
     for path in written:

@@ -22,8 +22,10 @@ PANEL_COLUMNS = 2
 TITLE_HEIGHT, HEADER_HEIGHT = 26, 34
 AXIS_LEFT, AXIS_BOTTOM, AXIS_RIGHT = 64, 40, 16
 GRID_GREY, REFERENCE_GREY = (225, 225, 225), (150, 150, 150)
-GROUP_COLOURS = {name: tuple(int(c) for c in VIRIDIS[i]) for name, i in
-                 (("sampler", 0), ("adaptive", 3), ("random", 5), ("tube", 7), ("frame", 8))}  # fmt: skip
+GROUP_COLOURS = {
+    name: tuple(int(c) for c in VIRIDIS[i])
+    for name, i in (("sampler", 0), ("adaptive", 3), ("random", 5), ("tube", 7), ("frame", 8))
+}
 
 
 def reference_value(measure: str, num_tokens: int) -> float | None:
@@ -91,8 +93,13 @@ def _draw_panel(draw: ImageDraw.ImageDraw, top: int, left: int, measure: str, po
         for y in (y_low, y_high):
             draw.line([(x - 6, y), (x + 6, y)], fill=colour, width=2)
         draw.ellipse([x - 5, y_mean - 5, x + 5, y_mean + 5], fill=colour)
-        draw_text(draw, (int(y_mean) - 8, int(x) + 9, int(y_mean) + 8, int(x + slot / 2)), f"{summary.mean:.{digits}g}",
-                   11, align="left")  # fmt: skip
+        draw_text(
+            draw,
+            (int(y_mean) - 8, int(x) + 9, int(y_mean) + 8, int(x + slot / 2)),
+            f"{summary.mean:.{digits}g}",
+            11,
+            align="left",
+        )
         label_box = (plot_bottom + 4, int(x - slot / 2), plot_bottom + AXIS_BOTTOM - 4, int(x + slot / 2))
         draw_text(draw, label_box, label, 12)
 

@@ -45,8 +45,9 @@ class SyntheticClips(Dataset):
 
     def __init__(self, num_videos: int, num_frames: int, crop_size: int):
         generator = torch.Generator().manual_seed(0)
-        self.clip = torch.randint(0, 256, (1, num_frames, 3, crop_size, crop_size), dtype=torch.uint8,
-                                  generator=generator)  # fmt: skip
+        self.clip = torch.randint(
+            0, 256, (1, num_frames, 3, crop_size, crop_size), dtype=torch.uint8, generator=generator
+        )
         self.num_videos = num_videos
 
     def __len__(self) -> int:
@@ -70,15 +71,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=100, help="Steps per run, warm-up included.")
     parser.add_argument("--warmup_steps", type=int, default=40, help="Untimed first steps (a multiple of log_steps).")
     parser.add_argument("--log_steps", type=int, default=10)
-    parser.add_argument("--workers", type=int, nargs="+", default=[max(1, (os.cpu_count() or 2) - 2)],
-                        help="DataLoader worker counts of the video rows.")  # fmt: skip
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[max(1, (os.cpu_count() or 2) - 2)],
+        help="DataLoader worker counts of the video rows.",
+    )
     parser.add_argument("--num_sample", type=int, nargs="+", default=[1, 2], help="Clips drawn per decoded video.")
-    parser.add_argument("--synthetic_workers", type=int, default=2,
-                        help="DataLoader workers of the synthetic row: they batch the fixed clips, so the main process "
-                        "only launches the model's work, as with real data.")  # fmt: skip
-    parser.add_argument("--transport", nargs="+", choices=["uint8", "float32"], default=["uint8"],
-                        help="uint8: clips normalised on the device (--normalize_on_device, the default); float32: "
-                        "normalised in the workers.")  # fmt: skip
+    parser.add_argument(
+        "--synthetic_workers",
+        type=int,
+        default=2,
+        help="DataLoader workers of the synthetic row: they batch the fixed clips, so the main process "
+        "only launches the model's work, as with real data.",
+    )
+    parser.add_argument(
+        "--transport",
+        nargs="+",
+        choices=["uint8", "float32"],
+        default=["uint8"],
+        help="uint8: clips normalised on the device (--normalize_on_device, the default); float32: "
+        "normalised in the workers.",
+    )
     parser.add_argument("--mixed_precision", default="bf16", choices=["no", "bf16", "fp16"])
     parser.add_argument("--torch_compile", action="store_true")
     parser.add_argument("--torch_compile_mode", default=None, help="e.g. reduce-overhead (CUDA graphs)")
@@ -92,7 +107,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.steps, args.warmup_steps, args.log_steps = 4, 2, 2
         args.workers, args.num_sample, args.mixed_precision, args.synthetic_workers = [0], [1], "no", 0
     if not 0 < args.warmup_steps < args.steps or args.warmup_steps % args.log_steps:
-        parser.error("--warmup_steps must be a positive multiple of --log_steps below --steps (timing starts at a log)")
+        parser.error(
+            "--warmup_steps must be a positive multiple of --log_steps below --steps (timing starts at a log)"
+        )
     return args
 
 
@@ -104,8 +121,17 @@ def _generate_chunk(task: tuple[str, int, int, dict]) -> list[str]:
 def make_videos(args, root: Path) -> list[str]:
     """The generated videos (reused when `root` already holds them): chunks encoded in parallel, one per process."""
     fps = 25
-    settings = dict(num_frames=int(round(args.video_seconds * fps)), height=args.height, width=args.width, fps=fps,
-                    grain=4.0, crf=20, gop_size=args.gop, save_masks=False, keep_masks=False)  # fmt: skip
+    settings = dict(
+        num_frames=int(round(args.video_seconds * fps)),
+        height=args.height,
+        width=args.width,
+        fps=fps,
+        grain=4.0,
+        crf=20,
+        gop_size=args.gop,
+        save_masks=False,
+        keep_masks=False,
+    )
     folder = root / f"{args.num_videos}x{args.video_seconds:g}s_{args.width}x{args.height}_gop{args.gop}"
     processes = max(1, min(os.cpu_count() or 1, args.num_videos))
     counts = [args.num_videos // processes + (i < args.num_videos % processes) for i in range(processes)]
@@ -130,14 +156,26 @@ def write_index(paths: list[str], rows: int, path: Path) -> Path:
 def pretraining_argv(args, output_dir: Path, index_file=None, workers=0, num_sample=1, transport="uint8") -> list[str]:
     """`run_pretrain.py` flags of one run."""
     flags = {
-        "output_dir": output_dir, "train_index": index_file, "num_frames": args.num_frames,
-        "sampling_rate": args.sampling_rate, "crop_size": args.crop_size, "num_sample": num_sample,
-        "per_device_train_batch_size": args.batch_size, "max_steps": args.steps, "warmup_steps": 1,
-        "logging_steps": args.log_steps, "save_steps": 10**9, "dataloader_num_workers": workers,
-        "normalize_on_device": transport == "uint8", "mixed_precision": args.mixed_precision,
-        "torch_compile": args.torch_compile, "torch_compile_mode": args.torch_compile_mode, "report_to": "none",
-        "use_cpu": args.smoke, "visualize": False,
-    }  # fmt: skip
+        "output_dir": output_dir,
+        "train_index": index_file,
+        "num_frames": args.num_frames,
+        "sampling_rate": args.sampling_rate,
+        "crop_size": args.crop_size,
+        "num_sample": num_sample,
+        "per_device_train_batch_size": args.batch_size,
+        "max_steps": args.steps,
+        "warmup_steps": 1,
+        "logging_steps": args.log_steps,
+        "save_steps": 10**9,
+        "dataloader_num_workers": workers,
+        "normalize_on_device": transport == "uint8",
+        "mixed_precision": args.mixed_precision,
+        "torch_compile": args.torch_compile,
+        "torch_compile_mode": args.torch_compile_mode,
+        "report_to": "none",
+        "use_cpu": args.smoke,
+        "visualize": False,
+    }
     if args.smoke:
         flags["config_overrides"] = ",".join(f"{k}={v}" for k, v in TINY.items() if k != "image_size")
     return [item for name, value in flags.items() if value is not None for item in (f"--{name}", str(value))]
@@ -160,7 +198,9 @@ def measure(args, output_dir: Path, train_dataset=None, **run) -> float:
 
 def environment(device: str) -> str:
     """`pretrain_step`'s line (device, torch, transformers, Python), plus what decoding runs on."""
-    return f"{step_environment(torch.device(device))}; {os.cpu_count()} CPUs ({platform.machine()}), av {av.__version__}"
+    return (
+        f"{step_environment(torch.device(device))}; {os.cpu_count()} CPUs ({platform.machine()}), av {av.__version__}"
+    )
 
 
 def main(argv=None) -> list[dict]:
@@ -172,33 +212,57 @@ def main(argv=None) -> list[dict]:
         clips_per_run = args.batch_size * (args.steps + 1)
         synthetic = SyntheticClips(clips_per_run, args.num_frames, args.crop_size)
         rate = measure(args, scratch / "synthetic", train_dataset=synthetic, workers=args.synthetic_workers)
-        rows = [{"input": "synthetic", "workers": args.synthetic_workers, "num_sample": 1, "transport": "uint8",
-                 "clips_per_s": rate}]  # fmt: skip
+        rows = [
+            {
+                "input": "synthetic",
+                "workers": args.synthetic_workers,
+                "num_sample": 1,
+                "transport": "uint8",
+                "clips_per_s": rate,
+            }
+        ]
         print(json.dumps(rows[-1]), flush=True)
         for num_sample in args.num_sample:
             index_file = write_index(paths, -(-clips_per_run // num_sample), scratch / f"index-{num_sample}.csv")
             for workers in args.workers:
                 for transport in args.transport:
                     name = f"videos-w{workers}-n{num_sample}-{transport}"
-                    rate = measure(args, scratch / name, index_file=str(index_file), workers=workers,
-                                   num_sample=num_sample, transport=transport)  # fmt: skip
-                    rows.append({"input": "decoded videos", "workers": workers, "num_sample": num_sample,
-                                 "transport": transport, "clips_per_s": rate})  # fmt: skip
+                    rate = measure(
+                        args,
+                        scratch / name,
+                        index_file=str(index_file),
+                        workers=workers,
+                        num_sample=num_sample,
+                        transport=transport,
+                    )
+                    rows.append(
+                        {
+                            "input": "decoded videos",
+                            "workers": workers,
+                            "num_sample": num_sample,
+                            "transport": transport,
+                            "clips_per_s": rate,
+                        }
+                    )
                     print(json.dumps(rows[-1]), flush=True)
     for row in rows:
         row["vs_synthetic"] = row["clips_per_s"] / rows[0]["clips_per_s"]
 
     compiled = f"torch.compile ({args.torch_compile_mode or 'default'})" if args.torch_compile else "eager"
     print(f"\n{environment(device)}")
-    print(f"{args.num_videos} videos x {args.video_seconds:g} s, {args.width}x{args.height} H.264, keyframe every "
-          f"{args.gop} frames; clips {args.num_frames} x {args.crop_size}^2 at stride {args.sampling_rate}; batch "
-          f"{args.batch_size}, mixed precision {args.mixed_precision}, {compiled}; steps {args.warmup_steps + 1}-{args.steps} "
-          "timed\n")  # fmt: skip
+    print(
+        f"{args.num_videos} videos x {args.video_seconds:g} s, {args.width}x{args.height} H.264, keyframe every "
+        f"{args.gop} frames; clips {args.num_frames} x {args.crop_size}^2 at stride {args.sampling_rate}; batch "
+        f"{args.batch_size}, mixed precision {args.mixed_precision}, {compiled}; steps {args.warmup_steps + 1}-{args.steps} "
+        "timed\n"
+    )
     print("| input | workers | num_sample | transport | clips/s | vs synthetic |")
     print("|---|---:|---:|---|---:|---:|")
     for row in rows:
-        print(f"| {row['input']} | {row['workers']} | {row['num_sample']} | {row['transport']} "
-              f"| {row['clips_per_s']:.1f} | {100 * row['vs_synthetic']:.0f}% |")  # fmt: skip
+        print(
+            f"| {row['input']} | {row['workers']} | {row['num_sample']} | {row['transport']} "
+            f"| {row['clips_per_s']:.1f} | {100 * row['vs_synthetic']:.0f}% |"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps({"environment": environment(device), "rows": rows}, indent=2))
     return rows

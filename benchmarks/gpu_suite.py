@@ -77,8 +77,10 @@ def fetch_command() -> str:
     tags = ("manylinux_2_28", "manylinux_2_17", "manylinux2014")  # av's wheels are 2_28; pure-Python ones match any
     platforms = " ".join(f"--platform {tag}_{machine}" for tag in tags)
     pins = " ".join(f"{name}=={pin}" for name, pin in WHEELS.items())
-    return (f"python3 -m pip download --no-deps --only-binary=:all: --python-version {version} --implementation cp "
-            f"{platforms} -d .whl {pins}")  # fmt: skip
+    return (
+        f"python3 -m pip download --no-deps --only-binary=:all: --python-version {version} --implementation cp "
+        f"{platforms} -d .whl {pins}"
+    )
 
 
 def install_missing(wheel_dir: Path, site: Path) -> list[str]:
@@ -91,14 +93,29 @@ def install_missing(wheel_dir: Path, site: Path) -> list[str]:
     found, absent = [n for n in missing if n in wheels], [n for n in missing if n not in wheels]
     lines = []
     if found:
-        command = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--find-links", str(wheel_dir),
-                   "--no-deps", "--no-compile", "--target", str(site), *found]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-index",
+            "--find-links",
+            str(wheel_dir),
+            "--no-deps",
+            "--no-compile",
+            "--target",
+            str(site),
+            *found,
+        ]
         completed = subprocess.run(command, capture_output=True, text=True)
         outcome = "installed" if completed.returncode == 0 else f"pip failed: {completed.stderr.strip()[-300:]}"
         lines.append(f"{', '.join(found)} from {wheel_dir}: {outcome}")
     if absent:
-        lines.append(f"missing {', '.join(absent)} and no wheel for them in {wheel_dir}; on a networked machine, in "
-                     f"the repository's root: {fetch_command()}")  # fmt: skip
+        lines.append(
+            f"missing {', '.join(absent)} and no wheel for them in {wheel_dir}; on a networked machine, in "
+            f"the repository's root: {fetch_command()}"
+        )
     return lines
 
 
@@ -237,9 +254,12 @@ def pytest_collection_modifyitems(config, items):
 def videos_command(*video_sets: tuple[Path, int, dict]) -> list:
     """One process that generates each (folder, seed, sizes) set of videos of a moving object, with their motion masks
     and an index.csv (adamae_hf.data.generate_sample_videos)."""
-    calls = [f"generate_sample_videos({json.dumps(str(folder))}, index_file=\"index.csv\", seed={seed}, "
-             + ", ".join(f"{name}={value}" for name, value in sizes.items()) + ")"
-             for folder, seed, sizes in video_sets]  # fmt: skip
+    calls = [
+        f'generate_sample_videos({json.dumps(str(folder))}, index_file="index.csv", seed={seed}, '
+        + ", ".join(f"{name}={value}" for name, value in sizes.items())
+        + ")"
+        for folder, seed, sizes in video_sets
+    ]
     return python("-c", "; ".join(["from adamae_hf.data import generate_sample_videos", *calls]))
 
 
@@ -259,17 +279,69 @@ SMOKE_VIDEOS = {"num_videos": 4, "num_frames": 16, "height": 72, "width": 88}
 def pretraining_commands(smoke: bool, work: Path, run_dir: Path, workers: int) -> list[list[str]]:
     train, held_out = work / "train_videos", work / "held_out_videos"
     videos = SMOKE_VIDEOS if smoke else PRETRAIN_VIDEOS
-    flags = ["--output_dir", run_dir, "--overwrite_output_dir", "true", "--train_index", train / "index.csv",
-             "--report_to", "none", "--seed", 0]  # fmt: skip
+    flags = [
+        "--output_dir",
+        run_dir,
+        "--overwrite_output_dir",
+        "true",
+        "--train_index",
+        train / "index.csv",
+        "--report_to",
+        "none",
+        "--seed",
+        0,
+    ]
     if smoke:  # the demo's tiny model, two steps on the CPU
-        flags += ["--demo", "--max_steps", 2, "--logging_steps", 1, "--dataloader_num_workers", 0, "--use_cpu", "true",
-                  "--visualize", "false"]  # fmt: skip
+        flags += [
+            "--demo",
+            "--max_steps",
+            2,
+            "--logging_steps",
+            1,
+            "--dataloader_num_workers",
+            0,
+            "--use_cpu",
+            "true",
+            "--visualize",
+            "false",
+        ]
     else:
-        flags += ["--num_frames", 16, "--sampling_rate", 2, "--crop_size", 224, "--config_overrides", PRETRAIN_MODEL,
-                  "--norm_pix_loss", "false", "--sampling_loss_weight", 1e-2, "--per_device_train_batch_size", 32,
-                  "--num_sample", 2, "--max_steps", 300, "--warmup_steps", 20, "--learning_rate", 5e-4,
-                  "--warmup_lr", 1e-5, "--min_lr", 5e-5, "--mixed_precision", "bf16", "--dataloader_num_workers",
-                  workers, "--logging_steps", 20, "--save_steps", 10**6]  # fmt: skip
+        flags += [
+            "--num_frames",
+            16,
+            "--sampling_rate",
+            2,
+            "--crop_size",
+            224,
+            "--config_overrides",
+            PRETRAIN_MODEL,
+            "--norm_pix_loss",
+            "false",
+            "--sampling_loss_weight",
+            1e-2,
+            "--per_device_train_batch_size",
+            32,
+            "--num_sample",
+            2,
+            "--max_steps",
+            300,
+            "--warmup_steps",
+            20,
+            "--learning_rate",
+            5e-4,
+            "--warmup_lr",
+            1e-5,
+            "--min_lr",
+            5e-5,
+            "--mixed_precision",
+            "bf16",
+            "--dataloader_num_workers",
+            workers,
+            "--logging_steps",
+            20,
+            "--save_steps",
+            10**6,
+        ]
     held_out_videos = SMOKE_VIDEOS if smoke else HELD_OUT_VIDEOS
     return [videos_command((train, 0, videos), (held_out, 1, held_out_videos)), python("run_pretrain.py", *flags)]
 
@@ -299,9 +371,12 @@ def sampler_evaluation_rows(evaluation_dir: Path) -> Callable[[str], dict]:
         if not results.exists():
             return {}
         evaluation = json.loads(results.read_text())
-        rows = [{"group": group, "measure": measure, **statistic}
-                for group, measures in evaluation["summary"].items() for measure, statistic in measures.items()]
-        return {"rows": rows, "num_clips": evaluation.get("num_clips")}  # fmt: skip
+        rows = [
+            {"group": group, "measure": measure, **statistic}
+            for group, measures in evaluation["summary"].items()
+            for measure, statistic in measures.items()
+        ]
+        return {"rows": rows, "num_clips": evaluation.get("num_clips")}
 
     return collect
 
@@ -315,44 +390,133 @@ def suite_parts(smoke: bool, out_dir: Path, work: Path) -> list[Part]:
     if smoke:
         step += ["--smoke", "--systems", ADAPTIVE, "videomae-tube-0.9"]  # CI's pretrain_step test runs all 7
     run_dir, evaluation_dir = work / "pretraining", out_dir / "sampler_evaluation"
-    evaluate = python("-m", "adamae_hf.sampler_evaluation", "--model", run_dir, "--index",
-                      work / "held_out_videos" / "index.csv", "--output_dir", evaluation_dir, "--seed", 0,
-                      "--max_videos", 2 if smoke else 16, "--device", "cpu" if smoke else "cuda")  # fmt: skip
+    evaluate = python(
+        "-m",
+        "adamae_hf.sampler_evaluation",
+        "--model",
+        run_dir,
+        "--index",
+        work / "held_out_videos" / "index.csv",
+        "--output_dir",
+        evaluation_dir,
+        "--seed",
+        0,
+        "--max_videos",
+        2 if smoke else 16,
+        "--device",
+        "cpu" if smoke else "cuda",
+    )
     parts = [
         # one tiny test today; collecting it imports the test module (transformers, datasets)
-        Part("cuda-tests", "CUDA-only tests", [python("-m", "pytest", "-q", "-p", "benchmarks.gpu_suite", "-p",
-             "no:cacheprovider", *(cuda_test_files() or ["tests"]))], 30, summarize_pytest, needs_cuda=True),
+        Part(
+            "cuda-tests",
+            "CUDA-only tests",
+            [
+                python(
+                    "-m",
+                    "pytest",
+                    "-q",
+                    "-p",
+                    "benchmarks.gpu_suite",
+                    "-p",
+                    "no:cacheprovider",
+                    *(cuda_test_files() or ["tests"]),
+                )
+            ],
+            30,
+            summarize_pytest,
+            needs_cuda=True,
+        ),
         # 7 systems eager at batch 16: model build, FLOP count, 10 + 30 steps of ~50 ms: ~5 s each
-        Part("step-eager", "pretraining step, eager (the paper's memory table)",
-             [step + ["--rows", "eager", "--json", out_dir / "step-eager.json"]], 40, step_rows),
+        Part(
+            "step-eager",
+            "pretraining step, eager (the paper's memory table)",
+            [step + ["--rows", "eager", "--json", out_dir / "step-eager.json"]],
+            40,
+            step_rows,
+        ),
         # 4 compilations of forward + backward (AdaMAE and VideoMAE at batch 16 and at 32 frames), ~20-25 s each
-        Part("step-compiled", "pretraining step, torch.compile",
-             [step + ["--rows", "compiled", "32frames", "--json", out_dir / "step-compiled.json"]], 100, step_rows,
-             needs_cuda=True, full_only=True),  # fmt: skip
+        Part(
+            "step-compiled",
+            "pretraining step, torch.compile",
+            [step + ["--rows", "compiled", "32frames", "--json", out_dir / "step-compiled.json"]],
+            100,
+            step_rows,
+            needs_cuda=True,
+            full_only=True,
+        ),
         # 2 compilations with CUDA graphs at batch 16, the lever on the launch-bound step
-        Part("step-cudagraphs", "pretraining step, torch.compile with CUDA graphs (reduce-overhead)",
-             [step + ["--rows", "compiled", "--compile_mode", "reduce-overhead", "--json",
-                      out_dir / "step-cudagraphs.json"]], 60, step_rows, needs_cuda=True, full_only=True),  # fmt: skip
+        Part(
+            "step-cudagraphs",
+            "pretraining step, torch.compile with CUDA graphs (reduce-overhead)",
+            [
+                step
+                + [
+                    "--rows",
+                    "compiled",
+                    "--compile_mode",
+                    "reduce-overhead",
+                    "--json",
+                    out_dir / "step-cudagraphs.json",
+                ]
+            ],
+            60,
+            step_rows,
+            needs_cuda=True,
+            full_only=True,
+        ),
         # AdaMAE, then VideoMAE, compiled at the first of batch 256/128/64 that fits; 3 + 10 steps of up to ~0.7 s
-        Part("step-largest", "pretraining step, largest batch that fits (MFU)",
-             [step + ["--rows", "largest", "--warmup", 3, "--steps", 10, "--json", out_dir / "step-largest.json"]],
-             50, step_rows, needs_cuda=True, full_only=True),  # fmt: skip
+        Part(
+            "step-largest",
+            "pretraining step, largest batch that fits (MFU)",
+            [step + ["--rows", "largest", "--warmup", 3, "--steps", 10, "--json", out_dir / "step-largest.json"]],
+            50,
+            step_rows,
+            needs_cuda=True,
+            full_only=True,
+        ),
         # AdaMAE and VideoMAE classification at batch 32, eager and compiled (2 forward-only compilations)
-        Part("inference", "classification inference against VideoMAE",
-             [python("benchmarks/inference.py", "--json", out_dir / "inference.json", *smoke_flag)], 45,
-             lambda text: {"rows": json_lines(text, "ms_per_batch")}),  # fmt: skip
+        Part(
+            "inference",
+            "classification inference against VideoMAE",
+            [python("benchmarks/inference.py", "--json", out_dir / "inference.json", *smoke_flag)],
+            45,
+            lambda text: {"rows": json_lines(text, "ms_per_batch")},
+        ),
         # 32 generated 10-second 320p videos (~10 s on all cores), then 3 runs of ~15 s (ViT-B setup, 100 steps of
         # batch 16): synthetic, num_sample 1 and 2
-        Part("end-to-end", "run_pretrain's loop on decoded videos against synthetic clips",
-             [python("benchmarks/end_to_end.py", "--json", out_dir / "end-to-end.json",
-                     *(smoke_flag or ["--workers", workers, "--num_sample", 1, 2]))], 60,
-             end_to_end_rows),  # fmt: skip
+        Part(
+            "end-to-end",
+            "run_pretrain's loop on decoded videos against synthetic clips",
+            [
+                python(
+                    "benchmarks/end_to_end.py",
+                    "--json",
+                    out_dir / "end-to-end.json",
+                    *(smoke_flag or ["--workers", workers, "--num_sample", 1, 2]),
+                )
+            ],
+            60,
+            end_to_end_rows,
+        ),
         # 64 small generated videos (~5 s), setup (~10 s), 300 steps of ~40-60 ms, saving and the mask figure
-        Part("pretraining", "short pretraining on generated videos (16 x 224^2 on a GPU run)",
-             pretraining_commands(smoke, work, run_dir, workers), 60, pretraining_summary(run_dir, out_dir)),
+        Part(
+            "pretraining",
+            "short pretraining on generated videos (16 x 224^2 on a GPU run)",
+            pretraining_commands(smoke, work, run_dir, workers),
+            60,
+            pretraining_summary(run_dir, out_dir),
+        ),
         # 16 held-out clips, 4 mask types, bootstrap intervals
-        Part("sampler-evaluation", "sampler evaluation on held-out generated videos (seed 1)", [evaluate], 20,
-             sampler_evaluation_rows(evaluation_dir), after="pretraining", requires=SAMPLER_EVALUATION_MODULE),
+        Part(
+            "sampler-evaluation",
+            "sampler evaluation on held-out generated videos (seed 1)",
+            [evaluate],
+            20,
+            sampler_evaluation_rows(evaluation_dir),
+            after="pretraining",
+            requires=SAMPLER_EVALUATION_MODULE,
+        ),
     ]
     for part in parts if smoke else ():
         part.budget_s = SMOKE_BUDGET_S
@@ -384,8 +548,9 @@ def run_commands(commands: list[list[str]], log_path: Path, env: dict, budget_s:
         for command in commands:
             log.write(f"$ {shlex.join(command)}\n")
             log.flush()
-            process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                       start_new_session=True)  # fmt: skip
+            process = subprocess.Popen(
+                command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
             try:
                 returncode = process.wait(timeout=max(1.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -410,9 +575,14 @@ def run_part(part: Part, out_dir: Path, env: dict, time_scale: float) -> dict:
     start = time.monotonic()
     returncode = run_commands(part.commands, log_path, env, budget)
     status = {None: "timeout", 0: "ok"}.get(returncode, "failed")
-    result = {"title": part.title, "status": status, "seconds": round(time.monotonic() - start, 1),
-              "budget_s": round(budget), "log": log_path.name,
-              "commands": [shlex.join(command) for command in part.commands]}  # fmt: skip
+    result = {
+        "title": part.title,
+        "status": status,
+        "seconds": round(time.monotonic() - start, 1),
+        "budget_s": round(budget),
+        "log": log_path.name,
+        "commands": [shlex.join(command) for command in part.commands],
+    }
     text = log_path.read_text(errors="replace")
     if part.name == "cuda-tests" and returncode == 5:  # pytest's 'no tests collected'
         result.update(status="skipped", reason="no CUDA-only test was found")
@@ -430,8 +600,13 @@ def child_environment(site: Path) -> dict:
     keeps its log), and no Hub requests (the GPU machine may have no network; nothing here downloads)."""
     paths = [str(site)] if site.is_dir() else []
     paths += [str(REPO)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1",
-            "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(paths),
+        "PYTHONUNBUFFERED": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
 
 
 def clean(value):
@@ -480,18 +655,28 @@ def step_targets(rows: list[dict]) -> list[tuple[str, str, str]]:
     ratios = {mode: long[mode]["clips_per_s"] / base[mode]["clips_per_s"] for mode in long if mode in base}
     with_peak = [row for row in fastest if row["peak_gib"] is not None]
     return [
-        (f"step clips/s, batch {batch}, {frames} frames (>= 650)",
-         "; ".join(f"{r['clips_per_s']:.0f} (compiled: {r['compiled']})" for r in fastest) or "not measured",
-         verdict([r["clips_per_s"] for r in fastest], 650)),
-        ("peak memory of that step (<= 4.5 GiB)", "; ".join(f"{r['peak_gib']:.2f} GiB" for r in with_peak) or "n/a",
-         verdict([r["peak_gib"] for r in with_peak], 4.5, at_most=True)),
-        ("MFU, best batch (>= 35%)", "; ".join(f"{percent(r['mfu'])} (batch {r['batch_size']}, compiled: "
-                                               f"{r['compiled']})" for r in best_mfu) or "n/a",
-         verdict([r["mfu"] for r in best_mfu], 0.35)),
-        (f"{2 * frames} frames / {frames} frames clips/s (>= 0.45x)",
-         ", ".join(f"{ratio:.2f}x (compiled: {mode})" for mode, ratio in ratios.items()) or "not measured",
-         verdict(list(ratios.values()), 0.45)),
-    ]  # fmt: skip
+        (
+            f"step clips/s, batch {batch}, {frames} frames (>= 650)",
+            "; ".join(f"{r['clips_per_s']:.0f} (compiled: {r['compiled']})" for r in fastest) or "not measured",
+            verdict([r["clips_per_s"] for r in fastest], 650),
+        ),
+        (
+            "peak memory of that step (<= 4.5 GiB)",
+            "; ".join(f"{r['peak_gib']:.2f} GiB" for r in with_peak) or "n/a",
+            verdict([r["peak_gib"] for r in with_peak], 4.5, at_most=True),
+        ),
+        (
+            "MFU, best batch (>= 35%)",
+            "; ".join(f"{percent(r['mfu'])} (batch {r['batch_size']}, compiled: {r['compiled']})" for r in best_mfu)
+            or "n/a",
+            verdict([r["mfu"] for r in best_mfu], 0.35),
+        ),
+        (
+            f"{2 * frames} frames / {frames} frames clips/s (>= 0.45x)",
+            ", ".join(f"{ratio:.2f}x (compiled: {mode})" for mode, ratio in ratios.items()) or "not measured",
+            verdict(list(ratios.values()), 0.45),
+        ),
+    ]
 
 
 def inference_target(rows: list[dict]) -> tuple[str, str, str]:
@@ -506,8 +691,13 @@ def inference_target(rows: list[dict]) -> tuple[str, str, str]:
 
 def end_to_end_target(rows: list[dict]) -> tuple[str, str, str]:
     decoded = [row for row in rows if row["input"] != "synthetic" and row.get("vs_synthetic") is not None]
-    measured = ", ".join(f"{100 * row['vs_synthetic']:.0f}% (num_sample {row['num_sample']}, {row['workers']} "
-                         "workers)" for row in decoded) or "not measured"  # fmt: skip
+    measured = (
+        ", ".join(
+            f"{100 * row['vs_synthetic']:.0f}% (num_sample {row['num_sample']}, {row['workers']} workers)"
+            for row in decoded
+        )
+        or "not measured"
+    )
     return "decoded videos vs synthetic clips/s (>= 80%)", measured, verdict([r["vs_synthetic"] for r in decoded], 0.8)
 
 
@@ -550,16 +740,34 @@ def parts_table(report: dict) -> list[str]:
     rows = []
     for name, part in report["parts"].items():
         note = part.get("reason") or part.get("collect_error") or (part["tail"][-1] if part.get("tail") else "")
-        rows.append([name, part["status"], f"{part.get('seconds', 0):.0f} / {part.get('budget_s', '-')}",
-                     note.replace("|", "/")[:160]])  # fmt: skip
+        rows.append(
+            [
+                name,
+                part["status"],
+                f"{part.get('seconds', 0):.0f} / {part.get('budget_s', '-')}",
+                note.replace("|", "/")[:160],
+            ]
+        )
     return table(["part", "status", "seconds / budget", "note"], rows)
 
 
 def step_table(rows: list[dict]) -> list[str]:
     header = ["system", "compiled", "batch", "frames", "ms/step", "clips/s", "peak GiB", "TFLOP/clip", "TFLOP/s"]
-    cells = [[r["system"], r["compiled"], r["batch_size"], r["num_frames"], number(r["ms_per_step"]),
-              number(r["clips_per_s"], ".0f"), number(r["peak_gib"], ".2f"), number(r["tflop_per_clip"], ".3f"),
-              number(r["tflops"], ".0f"), percent(r["mfu"])] for r in rows]  # fmt: skip
+    cells = [
+        [
+            r["system"],
+            r["compiled"],
+            r["batch_size"],
+            r["num_frames"],
+            number(r["ms_per_step"]),
+            number(r["clips_per_s"], ".0f"),
+            number(r["peak_gib"], ".2f"),
+            number(r["tflop_per_clip"], ".3f"),
+            number(r["tflops"], ".0f"),
+            percent(r["mfu"]),
+        ]
+        for r in rows
+    ]
     return table([*header, "MFU"], cells)
 
 
@@ -568,33 +776,66 @@ def inference_table(rows: list[dict]) -> list[str]:
     for row in rows:
         reference = next((r for r in rows if r["system"] == "videomae" and r["compiled"] == row["compiled"]), None)
         ratio = row["clips_per_s"] / reference["clips_per_s"] if reference else None
-        lines.append([row["system"], "yes" if row["compiled"] else "no", row["batch_size"], row["num_frames"],
-                      number(row["ms_per_batch"]), number(row["clips_per_s"], ".0f"), number(ratio, ".2f") + "x",
-                      number(row["peak_gib"], ".2f")])  # fmt: skip
+        lines.append(
+            [
+                row["system"],
+                "yes" if row["compiled"] else "no",
+                row["batch_size"],
+                row["num_frames"],
+                number(row["ms_per_batch"]),
+                number(row["clips_per_s"], ".0f"),
+                number(ratio, ".2f") + "x",
+                number(row["peak_gib"], ".2f"),
+            ]
+        )
     return table(["model", "compiled", "batch", "frames", "ms/batch", "clips/s", "vs VideoMAE", "peak GiB"], lines)
 
 
 def end_to_end_table(rows: list[dict]) -> list[str]:
-    return table(["input", "workers", "num_sample", "transport", "clips/s", "vs synthetic"],
-                 [[r["input"], r["workers"], r["num_sample"], r["transport"], number(r["clips_per_s"]),
-                   percent(r["vs_synthetic"], ".0f")] for r in rows])  # fmt: skip
+    return table(
+        ["input", "workers", "num_sample", "transport", "clips/s", "vs synthetic"],
+        [
+            [
+                r["input"],
+                r["workers"],
+                r["num_sample"],
+                r["transport"],
+                number(r["clips_per_s"]),
+                percent(r["vs_synthetic"], ".0f"),
+            ]
+            for r in rows
+        ],
+    )
 
 
 def sampler_table(rows: list[dict]) -> list[str]:
     """Measures (rows) by group (columns: the sampler's p alone, then each mask type): mean [95% interval]."""
     groups, measures = list(dict.fromkeys(r["group"] for r in rows)), list(dict.fromkeys(r["measure"] for r in rows))
-    cells = {(r["group"], r["measure"]): f"{number(r.get('mean'), '.2f')} [{number(r.get('ci_low'), '.2f')}, "
-             f"{number(r.get('ci_high'), '.2f')}]" for r in rows}  # fmt: skip
+    cells = {
+        (r["group"], r["measure"]): f"{number(r.get('mean'), '.2f')} [{number(r.get('ci_low'), '.2f')}, "
+        f"{number(r.get('ci_high'), '.2f')}]"
+        for r in rows
+    }
     return table(["measure", *groups], [[m, *(cells.get((g, m), "") for g in groups)] for m in measures])
 
 
 def markdown(report: dict) -> str:
     parts = report["parts"]
-    lines = [*header_lines(report), "", *parts_table(report), "", "### Targets", "",
-             *table(["target", "measured", "met"], targets(report))]  # fmt: skip
+    lines = [
+        *header_lines(report),
+        "",
+        *parts_table(report),
+        "",
+        "### Targets",
+        "",
+        *table(["target", "measured", "met"], targets(report)),
+    ]
     sections = [
-        ("### Pretraining step (benchmarks/pretrain_step.py --plan issue)", part_rows(report, *STEP_PARTS),
-         step_table),
+        (
+            "### Pretraining step (benchmarks/pretrain_step.py --plan issue)",
+            part_rows(report, *STEP_PARTS),
+            step_table,
+        ),
         ("### Classification inference (benchmarks/inference.py)", part_rows(report, "inference"), inference_table),
         ("### End to end (benchmarks/end_to_end.py)", part_rows(report, "end-to-end"), end_to_end_table),
     ]
@@ -603,13 +844,26 @@ def markdown(report: dict) -> str:
             lines += ["", title, "", *make_table(rows)]
     last = part_rows(report, "pretraining")
     if last:
-        lines += ["", "### Short pretraining on generated videos (run_pretrain.py): the last logged scalars", "",
-                  *table(["scalar", "value"], [[key, number(value, ".4g") if isinstance(value, float) else value]
-                                                for key, value in last[-1].items()])]  # fmt: skip
+        lines += [
+            "",
+            "### Short pretraining on generated videos (run_pretrain.py): the last logged scalars",
+            "",
+            *table(
+                ["scalar", "value"],
+                [
+                    [key, number(value, ".4g") if isinstance(value, float) else value]
+                    for key, value in last[-1].items()
+                ],
+            ),
+        ]
     evaluation = parts.get("sampler-evaluation", {})
     if evaluation.get("rows"):
-        lines += ["", f"### Sampler evaluation: {evaluation.get('num_clips')} held-out clips, mean [95% bootstrap "
-                  "interval]", "", *sampler_table(evaluation["rows"])]  # fmt: skip
+        lines += [
+            "",
+            f"### Sampler evaluation: {evaluation.get('num_clips')} held-out clips, mean [95% bootstrap interval]",
+            "",
+            *sampler_table(evaluation["rows"]),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -621,15 +875,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir", help="Results folder (created): logs, results.json, results.md.")
     parser.add_argument("--smoke", action="store_true", help="Every part tiny on the CPU; GPU-only parts skipped.")
-    parser.add_argument("--wheels", default=os.environ.get("ADAMAE_WHEELS", str(REPO / ".whl")),
-                        help="Folder of wheel files for what is missing (default: $ADAMAE_WHEELS, else .whl/ in the "
-                        "repository's root).")  # fmt: skip
-    parser.add_argument("--work_dir", help="Scratch folder for videos, models and wheels, kept (default: a temporary "
-                        "folder, deleted at the end).")  # fmt: skip
+    parser.add_argument(
+        "--wheels",
+        default=os.environ.get("ADAMAE_WHEELS", str(REPO / ".whl")),
+        help="Folder of wheel files for what is missing (default: $ADAMAE_WHEELS, else .whl/ in the "
+        "repository's root).",
+    )
+    parser.add_argument(
+        "--work_dir",
+        help="Scratch folder for videos, models and wheels, kept (default: a temporary folder, deleted at the end).",
+    )
     parser.add_argument("--parts", nargs="+", help="Run only these parts (names as in results.md).")
     parser.add_argument("--jobs", type=int, default=1, help="Parts run at once (above 1 only with --smoke).")
-    parser.add_argument("--time_scale", type=float, default=1.0,
-                        help="Multiply every part's time budget (e.g. 2 on a slower GPU, or to let every row finish).")
+    parser.add_argument(
+        "--time_scale",
+        type=float,
+        default=1.0,
+        help="Multiply every part's time budget (e.g. 2 on a slower GPU, or to let every row finish).",
+    )
     return parser.parse_args(argv)
 
 
@@ -654,8 +917,11 @@ def run_chain(chain: list[Part], args, has_cuda: bool, out_dir: Path, env: dict)
             try:
                 results[part.name] = run_part(part, out_dir, env, args.time_scale)
             except Exception as error:  # the suite's own mistake in one part must not lose the others' numbers
-                results[part.name] = {"title": part.title, "status": "failed",
-                                       "reason": f"gpu_suite: {type(error).__name__}: {error}"}  # fmt: skip
+                results[part.name] = {
+                    "title": part.title,
+                    "status": "failed",
+                    "reason": f"gpu_suite: {type(error).__name__}: {error}",
+                }
         result = results[part.name]
         print(f"[gpu_suite] {part.name}: {result['status']} {result.get('reason', '')}".rstrip(), flush=True)
     return results
@@ -682,9 +948,14 @@ def run_suite(args, command: str, out_dir: Path, work: Path) -> dict:
         done = {}
         for results in pool.map(lambda chain: run_chain(chain, args, machine["cuda_available"], out_dir, env), chains):
             done.update(results)
-    report = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "smoke": args.smoke,
-              "command": command, "seconds": time.monotonic() - start, "machine": machine,
-              "parts": {part.name: done[part.name] for part in parts if part.name in done}}  # fmt: skip
+    report = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "smoke": args.smoke,
+        "command": command,
+        "seconds": time.monotonic() - start,
+        "machine": machine,
+        "parts": {part.name: done[part.name] for part in parts if part.name in done},
+    }
     report["targets"] = [dict(zip(("target", "measured", "met"), row)) for row in targets(report)]
     return report
 

@@ -45,8 +45,15 @@ def measure(system, compiled, batch_size, num_frames, device, dtype, warmup, ste
         seconds, logits = time_steps(lambda frames: model(frames).logits, warmup, steps, device, pixel_values)
     assert torch.isfinite(logits.float()).all()
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
-    return dict(system=system, compiled=compiled, batch_size=batch_size, num_frames=num_frames,
-                ms_per_batch=1e3 * seconds, clips_per_s=batch_size / seconds, peak_gib=peak)  # fmt: skip
+    return dict(
+        system=system,
+        compiled=compiled,
+        batch_size=batch_size,
+        num_frames=num_frames,
+        ms_per_batch=1e3 * seconds,
+        clips_per_s=batch_size / seconds,
+        peak_gib=peak,
+    )
 
 
 def main(argv=None):
@@ -67,8 +74,9 @@ def main(argv=None):
     results = []
     for compiled in {"no": [False], "yes": [True], "both": [False, True]}[args.compile]:
         for system in ("adamae", "videomae"):
-            result = measure(system, compiled, args.batch_size, args.num_frames, device, dtype, args.warmup,
-                             args.steps, args.smoke)  # fmt: skip
+            result = measure(
+                system, compiled, args.batch_size, args.num_frames, device, dtype, args.warmup, args.steps, args.smoke
+            )
             print(json.dumps(result), flush=True)
             results.append(result)
     print(f"\n{environment(device)}; {str(dtype).removeprefix('torch.')}\n")

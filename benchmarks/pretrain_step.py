@@ -49,10 +49,18 @@ SYSTEMS = {
 }
 
 TINY = dict(
-    image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-    decoder_hidden_size=16, decoder_num_hidden_layers=1, decoder_num_attention_heads=2, decoder_intermediate_size=32,
+    image_size=32,
+    patch_size=8,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    decoder_hidden_size=16,
+    decoder_num_hidden_layers=1,
+    decoder_num_attention_heads=2,
+    decoder_intermediate_size=32,
     sampler_num_attention_heads=2,
-)  # fmt: skip
+)
 
 
 @dataclass
@@ -153,8 +161,20 @@ def profile(step, pixel_values, device, rows: int = 25):
     print(profiler.key_averages().table(sort_by=sort_by, row_limit=rows), flush=True)
 
 
-def measure(system, compiled, batch_size, num_frames, device, dtype, warmup, steps, smoke, peak_tflops,
-            show_profile=False, compile_mode="default") -> Result:  # fmt: skip
+def measure(
+    system,
+    compiled,
+    batch_size,
+    num_frames,
+    device,
+    dtype,
+    warmup,
+    steps,
+    smoke,
+    peak_tflops,
+    show_profile=False,
+    compile_mode="default",
+) -> Result:
     torch.manual_seed(0)
     model, config = build(system, num_frames, smoke)
     model.to(device).train()
@@ -209,13 +229,25 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in str(error).lower()
 
 
-def measure_largest_batch(system, compiled, candidates, num_frames, device, dtype, warmup, steps, smoke, peak_tflops,
-                          compile_mode="default") -> Result:  # fmt: skip
+def measure_largest_batch(
+    system, compiled, candidates, num_frames, device, dtype, warmup, steps, smoke, peak_tflops, compile_mode="default"
+) -> Result:
     """`measure` at the first of `candidates` (largest first) that fits in the GPU's memory."""
     for batch_size in candidates:
         try:
-            return measure(system, compiled, batch_size, num_frames, device, dtype, warmup, steps, smoke,
-                           peak_tflops, compile_mode=compile_mode)  # fmt: skip
+            return measure(
+                system,
+                compiled,
+                batch_size,
+                num_frames,
+                device,
+                dtype,
+                warmup,
+                steps,
+                smoke,
+                peak_tflops,
+                compile_mode=compile_mode,
+            )
         except RuntimeError as error:
             if not is_out_of_memory(error):
                 raise
@@ -296,16 +328,32 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="tiny config on the CPU, 2 steps: checks the script runs")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--profile", action="store_true", help="print the top operators of every measured step")
-    parser.add_argument("--compile_mode", default="default",
-                        help="torch.compile mode: default, reduce-overhead (CUDA graphs), max-autotune, ...")
-    parser.add_argument("--sdpa_backend", choices=["auto", "flash", "cudnn", "efficient", "math"], default="auto",
-                        help="restrict scaled_dot_product_attention to one backend")
-    parser.add_argument("--plan", choices=["flags", "issue"], default="flags",
-                        help="'flags': the systems x batch sizes x frames x compile given; 'issue': the performance "
-                        "issue's set (every mask type at batch 16, compiled headline rows at 16, at the largest batch "
-                        "that fits and at 32 frames)")  # fmt: skip
-    parser.add_argument("--rows", nargs="+", choices=ISSUE_ROWS, default=list(ISSUE_ROWS),
-                        help="with --plan issue: only these groups of rows (--systems also filters them)")
+    parser.add_argument(
+        "--compile_mode",
+        default="default",
+        help="torch.compile mode: default, reduce-overhead (CUDA graphs), max-autotune, ...",
+    )
+    parser.add_argument(
+        "--sdpa_backend",
+        choices=["auto", "flash", "cudnn", "efficient", "math"],
+        default="auto",
+        help="restrict scaled_dot_product_attention to one backend",
+    )
+    parser.add_argument(
+        "--plan",
+        choices=["flags", "issue"],
+        default="flags",
+        help="'flags': the systems x batch sizes x frames x compile given; 'issue': the performance "
+        "issue's set (every mask type at batch 16, compiled headline rows at 16, at the largest batch "
+        "that fits and at 32 frames)",
+    )
+    parser.add_argument(
+        "--rows",
+        nargs="+",
+        choices=ISSUE_ROWS,
+        default=list(ISSUE_ROWS),
+        help="with --plan issue: only these groups of rows (--systems also filters them)",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.warmup, args.steps, args.dtype = 1, 2, "fp32"
@@ -319,8 +367,13 @@ def planned_runs(args) -> list[tuple[str, bool, int | tuple[int, ...], int]]:
     if args.plan == "issue":
         return issue_plan(args.smoke, args.rows, args.systems)
     compile_modes = {"no": [False], "yes": [True], "both": [False, True]}[args.compile]
-    return [(system, compiled, batch_size, num_frames) for num_frames in args.num_frames
-            for batch_size in args.batch_sizes for system in args.systems for compiled in compile_modes]  # fmt: skip
+    return [
+        (system, compiled, batch_size, num_frames)
+        for num_frames in args.num_frames
+        for batch_size in args.batch_sizes
+        for system in args.systems
+        for compiled in compile_modes
+    ]
 
 
 def main(argv=None):
@@ -332,8 +385,12 @@ def main(argv=None):
     if args.sdpa_backend != "auto":
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
-        backend = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
-                   "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}[args.sdpa_backend]  # fmt: skip
+        backend = {
+            "flash": SDPBackend.FLASH_ATTENTION,
+            "cudnn": SDPBackend.CUDNN_ATTENTION,
+            "efficient": SDPBackend.EFFICIENT_ATTENTION,
+            "math": SDPBackend.MATH,
+        }[args.sdpa_backend]
         sdpa_kernel(backend).__enter__()  # for the whole run
         env += f"; sdpa backend {args.sdpa_backend}"
     print(json.dumps({"environment": env, "peak_tflops": peak}), flush=True)  # first: a cut-short run still has it
@@ -341,17 +398,41 @@ def main(argv=None):
     results = []
     for system, compiled, batch_size, num_frames in planned_runs(args):
         if isinstance(batch_size, tuple):
-            result = measure_largest_batch(system, compiled, batch_size, num_frames, device, dtype, args.warmup,
-                                           args.steps, args.smoke, peak, args.compile_mode)  # fmt: skip
+            result = measure_largest_batch(
+                system,
+                compiled,
+                batch_size,
+                num_frames,
+                device,
+                dtype,
+                args.warmup,
+                args.steps,
+                args.smoke,
+                peak,
+                args.compile_mode,
+            )
         else:
-            result = measure(system, compiled, batch_size, num_frames, device, dtype, args.warmup, args.steps,
-                             args.smoke, peak, args.profile, args.compile_mode)  # fmt: skip
+            result = measure(
+                system,
+                compiled,
+                batch_size,
+                num_frames,
+                device,
+                dtype,
+                args.warmup,
+                args.steps,
+                args.smoke,
+                peak,
+                args.profile,
+                args.compile_mode,
+            )
         print(json.dumps(asdict(result)), flush=True)
         results.append(result)
     print_table(results, peak, env)
     if args.json:
-        Path(args.json).write_text(json.dumps({"environment": env, "peak_tflops": peak,
-                                               "results": [asdict(r) for r in results]}, indent=2))  # fmt: skip
+        Path(args.json).write_text(
+            json.dumps({"environment": env, "peak_tflops": peak, "results": [asdict(r) for r in results]}, indent=2)
+        )
     return results
 
 

@@ -96,9 +96,20 @@ def train_and_evaluate(
         run(train, work_dir / f"{slug}.train.log")
     evaluation_dir = run_dir / "sampler_evaluation"
     evaluate = [
-        sys.executable, "-m", "adamae_hf.sampler_evaluation", "--model", str(run_dir), "--index", str(index),
-        "--output_dir", str(evaluation_dir), "--seed", "0", "--num_bootstrap", "200" if smoke else "2000",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "adamae_hf.sampler_evaluation",
+        "--model",
+        str(run_dir),
+        "--index",
+        str(index),
+        "--output_dir",
+        str(evaluation_dir),
+        "--seed",
+        "0",
+        "--num_bootstrap",
+        "200" if smoke else "2000",
+    ]
     if smoke:
         evaluate += ["--max_videos", "4"]
     run(evaluate, work_dir / f"{slug}.evaluate.log")
@@ -146,9 +157,11 @@ def main(argv=None) -> None:
     import torch
     import transformers
 
-    print(f"\nHeld-out: {HELD_OUT['num_videos']} generated videos (seed {HELD_OUT['seed']}); "
-          f"torch {torch.__version__}, "
-          f"transformers {transformers.__version__}; mean [95% bootstrap interval] over clips:\n")  # fmt: skip
+    print(
+        f"\nHeld-out: {HELD_OUT['num_videos']} generated videos (seed {HELD_OUT['seed']}); "
+        f"torch {torch.__version__}, "
+        f"transformers {transformers.__version__}; mean [95% bootstrap interval] over clips:\n"
+    )
     print(table(results))
 
 

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+from fake_hub import hub  # noqa: F401  (a fixture of test_hub and test_run_finetune: a local Hub)
 
 from adamae_hf.data import generate_sample_videos, render_motion_clip
 

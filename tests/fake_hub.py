@@ -94,8 +94,14 @@ class FakeHub:
                         return self._reply(200 if writable else 403, {"error": "no write access"})
                     if action == "preupload":
                         files = json.loads(body)["files"]
-                        return self._reply(200, {"files": [{"path": f["path"], "uploadMode": "regular",
-                                                            "shouldIgnore": False} for f in files]})  # fmt: skip
+                        return self._reply(
+                            200,
+                            {
+                                "files": [
+                                    {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files
+                                ]
+                            },
+                        )
                     if action == "commit":
                         if hub.commit_status is not None:
                             return self._reply(hub.commit_status)
@@ -105,8 +111,14 @@ class FakeHub:
                             if entry["key"] == "file":
                                 files[entry["value"]["path"]] = base64.b64decode(entry["value"]["content"])
                         hub.commits.setdefault(repo_id, []).append(files)
-                        return self._reply(200, {"commitUrl": f"{hub.endpoint}/{repo_id}/commit/1",
-                                                 "commitOid": "1" * 40, "success": True})  # fmt: skip
+                        return self._reply(
+                            200,
+                            {
+                                "commitUrl": f"{hub.endpoint}/{repo_id}/commit/1",
+                                "commitOid": "1" * 40,
+                                "success": True,
+                            },
+                        )
                 return self._reply(404, {"error": f"no route {method} {path}"})
 
         return Handler

@@ -121,10 +121,11 @@ def write_checkpoints(argv: list[str]) -> None:
                 time.sleep(1.0)
 
     checkpoint._fsync_tree = fsync_then_pause_before_checkpoint_2
+    from tiny_configs import tiny_config
+
     from adamae_hf.optim import build_adamw, warmup_cosine_schedule
     from adamae_hf.training import build_accelerator
     from modeling_adamae import AdaMaeForPreTraining
-    from tiny_configs import tiny_config
 
     output_dir = Path(argv[0])
     accelerator = build_accelerator(output_dir, report_to="none", use_cpu=True)

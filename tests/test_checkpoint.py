@@ -9,7 +9,9 @@ import time
 
 import pytest
 import torch
+from pretrain_helpers import REPO_ROOT, state_dict_of
 from safetensors.torch import load_file
+from tiny_configs import tiny_config
 
 from adamae_hf.checkpoint import (
     LATEST_FILE,
@@ -23,8 +25,6 @@ from adamae_hf.checkpoint import (
 from adamae_hf.optim import build_adamw, warmup_cosine_schedule
 from adamae_hf.training import build_accelerator, reset_accelerate_state
 from modeling_adamae import AdaMaeForPreTraining
-from pretrain_helpers import REPO_ROOT, state_dict_of
-from tiny_configs import tiny_config
 
 
 @pytest.fixture

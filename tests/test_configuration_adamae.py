@@ -1,7 +1,7 @@
 import pytest
+from tiny_configs import tiny_config
 
 from configuration_adamae import AdaMaeConfig
-from tiny_configs import tiny_config
 
 
 def test_defaults_are_the_papers_vit_b_setting():

@@ -10,17 +10,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import VideoMAEForPreTraining, VideoMAEForVideoClassification
-from transformers.models.videomae.modeling_videomae import get_sinusoid_encoding_table
-
-from adamae_hf.convert import (
-    ConversionError,
-    convert_authors_checkpoint,
-    convert_videomae_to_adamae,
-    export_to_videomae,
-    main,
-    resolve_attention_heads,
-)
 from checkpoint_builders import (
     DECODER_DEPTH,
     DECODER_HEADS,
@@ -35,8 +24,19 @@ from checkpoint_builders import (
     save_authors_checkpoint,
     tiny_videomae_config,
 )
-from modeling_adamae import AdaMaeForPreTraining, AdaMaeForVideoClassification
 from tiny_configs import tiny_config
+from transformers import VideoMAEForPreTraining, VideoMAEForVideoClassification
+from transformers.models.videomae.modeling_videomae import get_sinusoid_encoding_table
+
+from adamae_hf.convert import (
+    ConversionError,
+    convert_authors_checkpoint,
+    convert_videomae_to_adamae,
+    export_to_videomae,
+    main,
+    resolve_attention_heads,
+)
+from modeling_adamae import AdaMaeForPreTraining, AdaMaeForVideoClassification
 
 
 TINY_CLIP_FLAGS = ["--num_frames", "8", "--image_size", "32"]  # the clip of checkpoint_builders' tiny checkpoints

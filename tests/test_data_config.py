@@ -80,14 +80,21 @@ def test_parses_from_command_line_arguments():
 
 
 def test_clip_config_file_round_trips_and_gives_back_the_geometry_only(tmp_path):
-    config = VideoClipConfig(num_frames=8, sampling_rate=2, sampling_mode="segment", crop_size=32, short_side_size=40,
-                             rand_augment="rand-m7-n4-mstd0.5-inc1")  # fmt: skip
+    config = VideoClipConfig(
+        num_frames=8,
+        sampling_rate=2,
+        sampling_mode="segment",
+        crop_size=32,
+        short_side_size=40,
+        rand_augment="rand-m7-n4-mstd0.5-inc1",
+    )
     path = save_clip_config(tmp_path / "model", config)
     assert path.name == "clip_config.json" and json.loads(path.read_text()) == config.to_dict()
     geometry = load_clip_geometry(tmp_path / "model")
     assert set(geometry) == set(CLIP_GEOMETRY_FIELDS)  # not rand_augment: augmentation is the next run's choice
-    assert VideoClipConfig(**geometry) == VideoClipConfig(num_frames=8, sampling_rate=2, sampling_mode="segment",
-                                                          crop_size=32, short_side_size=40)  # fmt: skip
+    assert VideoClipConfig(**geometry) == VideoClipConfig(
+        num_frames=8, sampling_rate=2, sampling_mode="segment", crop_size=32, short_side_size=40
+    )
     assert load_clip_geometry(tmp_path) is None  # a folder without one
     (tmp_path / "clip_config.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="must hold a JSON object of clip settings, got a list"):

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from adamae_hf.data import (
-    SkippedVideos,
     EvalTransform,
+    SkippedVideos,
     VideoClipConfig,
     VideoClipDataset,
     VideoReader,

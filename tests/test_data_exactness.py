@@ -8,6 +8,7 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
+from pretrain_helpers import state_dict_of, tiny_argv
 
 from adamae_hf.data import (
     VideoClipConfig,
@@ -23,7 +24,6 @@ from adamae_hf.data.dataset import video_views
 from adamae_hf.pretrain_arguments import parse_pretraining_args
 from adamae_hf.pretrain_run import run_pretraining
 from adamae_hf.training import reset_accelerate_state
-from pretrain_helpers import state_dict_of, tiny_argv
 
 
 # 13-frame windows: on the truncated file (about 20 real frames, 48 claimed) most draws for the claimed length run
@@ -39,8 +39,9 @@ def awkward_index(tmp_path_factory):
     import numpy as np
 
     folder = tmp_path_factory.mktemp("exactness")
-    good = generate_sample_videos(folder, num_videos=6, num_frames=24, height=48, width=64, seed=2, gop_size=4,
-                                  save_masks=False)  # fmt: skip
+    good = generate_sample_videos(
+        folder, num_videos=6, num_frames=24, height=48, width=64, seed=2, gop_size=4, save_masks=False
+    )
     frames, _ = render_motion_clip("move_left", 48, 48, 64, np.random.default_rng(3))
     full = write_video(folder / "full.mp4", frames, options={"g": "4"}, container_options={"movflags": "faststart"})
     data = Path(full).read_bytes()
@@ -62,8 +63,12 @@ def epoch_items(dataset, num_workers, epochs=(0, 1)):
     for epoch in epochs:
         dataset.set_epoch(epoch)
         batches = list(loader)
-        results.append((torch.cat([batch["pixel_values"] for batch in batches]),
-                        torch.cat([batch["video_index"] for batch in batches])))  # fmt: skip
+        results.append(
+            (
+                torch.cat([batch["pixel_values"] for batch in batches]),
+                torch.cat([batch["video_index"] for batch in batches]),
+            )
+        )
     return results
 
 
@@ -120,10 +125,16 @@ def test_pretraining_weights_do_not_depend_on_workers_or_a_resume(awkward_index,
 
     runs = {}
     for num_workers in (0, 2):
-        runs[num_workers] = pretrain(tiny_argv(tmp_path / f"workers{num_workers}", max_steps=8, save_steps=4,
-                                               dataloader_num_workers=num_workers), dataset())  # fmt: skip
+        runs[num_workers] = pretrain(
+            tiny_argv(
+                tmp_path / f"workers{num_workers}", max_steps=8, save_steps=4, dataloader_num_workers=num_workers
+            ),
+            dataset(),
+        )
     checkpoint = tmp_path / "workers2" / "checkpoint-4"
-    resumed = pretrain(tiny_argv(tmp_path / "resumed", max_steps=8, dataloader_num_workers=1,
-                                 resume_from_checkpoint=checkpoint), dataset())  # fmt: skip
+    resumed = pretrain(
+        tiny_argv(tmp_path / "resumed", max_steps=8, dataloader_num_workers=1, resume_from_checkpoint=checkpoint),
+        dataset(),
+    )
     for name, expected in runs[0].items():
         assert torch.equal(runs[2][name], expected) and torch.equal(resumed[name], expected), name

@@ -101,11 +101,18 @@ def test_video_classification_pipeline_preprocesses_like_our_eval_transform(tmp_
     from transformers import VideoMAEConfig, VideoMAEForVideoClassification, pipeline
 
     model_config = VideoMAEConfig(
-        image_size=32, patch_size=16, num_frames=4, tubelet_size=2, hidden_size=32, num_hidden_layers=1,
-        num_attention_heads=2, intermediate_size=37, num_labels=3,
+        image_size=32,
+        patch_size=16,
+        num_frames=4,
+        tubelet_size=2,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=37,
+        num_labels=3,
         id2label={0: "move_left", 1: "move_right", 2: "move_up"},
         label2id={"move_left": 0, "move_right": 1, "move_up": 2},
-    )  # fmt: skip
+    )
     torch.manual_seed(0)
     VideoMAEForVideoClassification(model_config).save_pretrained(tmp_path)
     save_video_processor(tmp_path, CONFIG)

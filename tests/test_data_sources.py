@@ -52,9 +52,22 @@ def sources(**flags) -> DataSourceArguments:
 
 def test_the_flags_parse_the_same_in_every_script():
     (args,) = ArgumentParser(DataSourceArguments).parse_args_into_dataclasses(
-        ["--train_index", "user/k400", "--dataset_config_name", "full", "--streaming", "--video_column", "clip",
-         "--label_column", "action", "--max_train_videos", "8", "--shuffle_buffer_size", "64"]
-    )  # fmt: skip
+        [
+            "--train_index",
+            "user/k400",
+            "--dataset_config_name",
+            "full",
+            "--streaming",
+            "--video_column",
+            "clip",
+            "--label_column",
+            "action",
+            "--max_train_videos",
+            "8",
+            "--shuffle_buffer_size",
+            "64",
+        ]
+    )
     assert (args.train_index, args.dataset_config_name, args.streaming) == ("user/k400", "full", True)
     columns_and_sizes = (args.video_column, args.label_column, args.max_train_videos, args.shuffle_buffer_size)
     assert columns_and_sizes == ("clip", "action", 8, 64)

@@ -89,15 +89,23 @@ def uneven_shards(tmp_path_factory, videos):
 def streamed(source: str, *, train: bool = True, videos_per_batch: int = 1, **kwargs) -> StreamingVideoClipDataset:
     split = open_video_split(DataSourceArguments(train_index=source, streaming=True, shuffle_buffer_size=3), "train")
     return StreamingVideoClipDataset(
-        split.stream, CONFIG, train=train, seed=7, normalize=False, videos_per_batch=videos_per_batch,
-        shuffle_buffer_size=split.shuffle_buffer_size, **kwargs,
-    )  # fmt: skip
+        split.stream,
+        CONFIG,
+        train=train,
+        seed=7,
+        normalize=False,
+        videos_per_batch=videos_per_batch,
+        shuffle_buffer_size=split.shuffle_buffer_size,
+        **kwargs,
+    )
 
 
 def run_epoch(dataset, epoch: int, num_workers: int, state_every_batch: bool = False):
     """The epoch's batches, and the dataset's state_dict after each batch (taken mid-run, as a checkpoint would)."""
     dataset.set_epoch(epoch)
-    loader = DataLoader(dataset, batch_size=dataset.videos_per_batch, collate_fn=collate_clips, num_workers=num_workers)
+    loader = DataLoader(
+        dataset, batch_size=dataset.videos_per_batch, collate_fn=collate_clips, num_workers=num_workers
+    )
     batches, states = [], {}
     for batch in loader:
         batches.append(batch)

@@ -131,8 +131,10 @@ def test_a_panning_camera_slides_the_background_and_keeps_the_object_mask(pan):
         # Frame t+1 at (y, x) shows frame t at (y + rows, x + cols) wherever neither frame shows the object there.
         later = frames[t + 1][max(0, -rows) : 40 - max(0, rows), max(0, -cols) : 48 - max(0, cols)]
         earlier = frames[t][max(0, rows) : 40 + min(0, rows), max(0, cols) : 48 + min(0, cols)]
-        background = ~(mask[t + 1][max(0, -rows) : 40 - max(0, rows), max(0, -cols) : 48 - max(0, cols)]
-                       | mask[t][max(0, rows) : 40 + min(0, rows), max(0, cols) : 48 + min(0, cols)])  # fmt: skip
+        background = ~(
+            mask[t + 1][max(0, -rows) : 40 - max(0, rows), max(0, -cols) : 48 - max(0, cols)]
+            | mask[t][max(0, rows) : 40 + min(0, rows), max(0, cols) : 48 + min(0, cols)]
+        )
         np.testing.assert_array_equal(later[background], earlier[background])
         assert not np.array_equal(frames[t + 1][~mask[t + 1]], frames[t][~mask[t + 1]])  # the background moved
 

@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from adamae_hf.data import EvalTransform, TrainTransform, VideoClipConfig, VideoRandAugment, normalize, unnormalize
-from adamae_hf.data import write_video
+from adamae_hf.data import (
+    EvalTransform,
+    TrainTransform,
+    VideoClipConfig,
+    VideoRandAugment,
+    normalize,
+    unnormalize,
+    write_video,
+)
 from adamae_hf.data.dataset import read_clips
 from adamae_hf.data.transforms import (
     as_uint8_video,
@@ -163,8 +170,9 @@ def test_normalize_then_unnormalize_round_trips():
 @pytest.mark.parametrize("train", [True, False])
 def test_uint8_output_normalised_later_equals_the_normalised_output(train):
     # The pretraining loop normalises uint8 batches where they land (--normalize_on_device): bit for bit the same.
-    config = VideoClipConfig(crop_size=32, short_side_size=36, num_crops=3, horizontal_flip=True,
-                             rand_augment="rand-m7-n4-mstd0.5-inc1")  # fmt: skip
+    config = VideoClipConfig(
+        crop_size=32, short_side_size=36, num_crops=3, horizontal_flip=True, rand_augment="rand-m7-n4-mstd0.5-inc1"
+    )
     frames = random_frames(height=48, width=64)
     transforms = [(TrainTransform if train else EvalTransform)(config, normalize=flag) for flag in (True, False)]
     normalised, raw = (transform(frames, np.random.default_rng(3)) for transform in transforms)
@@ -239,10 +247,17 @@ def test_decode_short_side_keeps_every_crop_at_least_crop_size():
 def uhd_video(tmp_path_factory):
     """A 3-frame 3840x2160 H.264 clip."""
     rows, cols = np.mgrid[0:2160, 0:3840]
-    frames = np.stack([np.stack([(cols * 200 // 3840 + 5 * t) % 256, rows * 200 // 2160, (rows + cols + 40 * t) % 256],
-                                axis=-1).astype(np.uint8) for t in range(3)])  # fmt: skip
-    return write_video(tmp_path_factory.mktemp("uhd") / "uhd.mp4", frames, options={"preset": "ultrafast"},
-                       deterministic=False)  # fmt: skip
+    frames = np.stack(
+        [
+            np.stack(
+                [(cols * 200 // 3840 + 5 * t) % 256, rows * 200 // 2160, (rows + cols + 40 * t) % 256], axis=-1
+            ).astype(np.uint8)
+            for t in range(3)
+        ]
+    )
+    return write_video(
+        tmp_path_factory.mktemp("uhd") / "uhd.mp4", frames, options={"preset": "ultrafast"}, deterministic=False
+    )
 
 
 def test_a_4k_clip_is_decoded_at_the_size_the_transform_needs(uhd_video):
@@ -262,7 +277,14 @@ def test_a_4k_clip_is_decoded_at_the_size_the_transform_needs(uhd_video):
         " normalize=True)\n"
         "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"
     )
-    growth_mb = int(subprocess.run([sys.executable, "-c", program], check=True, capture_output=True, text=True,
-                                   cwd=Path(__file__).resolve().parents[1]).stdout)  # fmt: skip
+    growth_mb = int(
+        subprocess.run(
+            [sys.executable, "-c", program],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parents[1],
+        ).stdout
+    )
     # (full-size RGB frames grew it by ~580 MB: 16 x 3840 x 2160 x 3 bytes = 398 MB for the stack alone)
     assert growth_mb < 200

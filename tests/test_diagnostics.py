@@ -8,6 +8,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tiny_configs import tiny_config
 
 from adamae_hf.data import normalize, render_motion_clip
 from adamae_hf.diagnostics import (
@@ -23,7 +24,6 @@ from adamae_hf.diagnostics import (
 )
 from adamae_hf.training import build_accelerator, reset_accelerate_state
 from modeling_adamae import AdaMaeForPreTraining
-from tiny_configs import tiny_config
 
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

@@ -31,8 +31,10 @@ def tiny_clip_config(**overrides):
 def test_clip_config_has_the_recipe_defaults_and_only_one_view():
     config = tiny_clip_config()
     assert (config.train_crop, config.rand_augment, config.random_erasing_prob) == (
-        "random_resized", "rand-m7-n4-mstd0.5-inc1", 0.25,
-    )  # fmt: skip
+        "random_resized",
+        "rand-m7-n4-mstd0.5-inc1",
+        0.25,
+    )
     with pytest.raises(ValueError, match="--test_num_clips"):
         tiny_clip_config(num_clips=5)
 
@@ -60,13 +62,18 @@ def test_a_hub_model_gives_its_clip_geometry_and_a_missing_file_gives_none(tmp_p
     assert saved_clip_geometry("someone/no-clip-config") == {}
     (tmp_path / "weights.pth").write_bytes(b"")
     assert saved_clip_geometry(str(tmp_path / "weights.pth")) == {}  # a checkpoint file: nothing to look for
-    assert downloads == [("someone/adamae", "clip_config.json", "v1"), ("someone/no-clip-config", "clip_config.json",
-                                                                          None)]  # fmt: skip
+    assert downloads == [
+        ("someone/adamae", "clip_config.json", "v1"),
+        ("someone/no-clip-config", "clip_config.json", None),
+    ]
 
 
 @pytest.mark.parametrize(
     "name, base_lr, epochs, test_clips, sampling",
-    [("finetune_k400.yaml", 1e-3, 100, 5, ("dense", 4, True)), ("finetune_ssv2.yaml", 5e-4, 50, 2, ("segment", 4, False))],
+    [
+        ("finetune_k400.yaml", 1e-3, 100, 5, ("dense", 4, True)),
+        ("finetune_ssv2.yaml", 5e-4, 50, 2, ("segment", 4, False)),
+    ],
 )
 def test_example_configs_parse_with_the_recipe(name, base_lr, epochs, test_clips, sampling, tmp_path):
     path = os.path.join(REPO_ROOT, "configs", name)
@@ -75,7 +82,11 @@ def test_example_configs_parse_with_the_recipe(name, base_lr, epochs, test_clips
         ["--config", path, "--use_cpu", "--save_total_limit", "7"]
     )
     assert recipe_args.base_learning_rate == base_lr and isinstance(recipe_args.base_learning_rate, float)
-    assert (training_args.num_train_epochs, recipe_args.warmup_epochs, training_args.save_total_limit) == (epochs, 5, 7)
+    assert (training_args.num_train_epochs, recipe_args.warmup_epochs, training_args.save_total_limit) == (
+        epochs,
+        5,
+        7,
+    )
     assert (clip_config.sampling_mode, clip_config.sampling_rate, clip_config.horizontal_flip) == sampling
     assert (recipe_args.layer_decay, model_args.drop_path_rate) == (0.75, 0.1)
     assert training_args.label_smoothing_factor == 0.1 and training_args.bf16
@@ -85,7 +96,9 @@ def test_example_configs_parse_with_the_recipe(name, base_lr, epochs, test_clips
     assert training_args.learning_rate is None  # derived from base_learning_rate x clips per step / 256
     # the lone-file form reads a file the same way (YAML's 1e-3 is a string to PyYAML: argparse converts it)
     settings = {**yaml.safe_load(open(path)), "use_cpu": True}
-    (tmp_path / "run.yaml").write_text(yaml.safe_dump(settings).replace(f"base_learning_rate: {base_lr}", "base_learning_rate: 1e-3"))
+    (tmp_path / "run.yaml").write_text(
+        yaml.safe_dump(settings).replace(f"base_learning_rate: {base_lr}", "base_learning_rate: 1e-3")
+    )
     assert parse_arguments([str(tmp_path / "run.yaml")])[2].base_learning_rate == 1e-3
 
 

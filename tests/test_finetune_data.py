@@ -58,13 +58,15 @@ def test_label_set_comes_from_names_then_training_index_then_checkpoint(sample_i
 
 
 def test_the_cards_datasets_are_the_hub_datasets_among_the_sources(sample_index_file, tmp_path, monkeypatch):
-    arguments = DataArguments(train_index="someone/motion-videos", validation_index=sample_index_file,
-                              test_index="someone/motion-videos")  # fmt: skip
+    arguments = DataArguments(
+        train_index="someone/motion-videos", validation_index=sample_index_file, test_index="someone/motion-videos"
+    )
     assert hub_dataset_names(arguments) == ["someone/motion-videos"]
     # index files, shards, URLs, globs and local folders are not Hub datasets, even when they read like "a/b"
     (tmp_path / "data" / "k400").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
-    local = DataArguments(train_index="k400/train.csv", validation_index="s3://bucket/shards",
-                          test_index="shards/shard-*.tar")  # fmt: skip
+    local = DataArguments(
+        train_index="k400/train.csv", validation_index="s3://bucket/shards", test_index="shards/shard-*.tar"
+    )
     assert hub_dataset_names(local) == []
     assert hub_dataset_names(DataArguments(train_index="data/k400")) == []  # a local folder

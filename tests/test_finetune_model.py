@@ -4,6 +4,8 @@ import logging
 
 import pytest
 import torch
+from checkpoint_builders import authors_finetuned_state_dict, tiny_videomae_config  # the authors' layout, tiny
+from tiny_configs import tiny_config
 from transformers import VideoMAEForPreTraining
 from transformers.utils import logging as transformers_logging
 
@@ -12,8 +14,6 @@ from adamae_hf.errors import UserError
 from adamae_hf.finetune_arguments import FinetuningClipConfig, ModelArguments
 from adamae_hf.finetune_model import build_model
 from modeling_adamae import AdaMaeForPreTraining, AdaMaeForVideoClassification
-from checkpoint_builders import authors_finetuned_state_dict, tiny_videomae_config  # the authors' layout, tiny
-from tiny_configs import tiny_config
 
 
 CLASSES = ["move_left", "move_right", "move_up"]
@@ -30,8 +30,10 @@ def test_model_from_an_adamae_pretraining_folder_gets_the_labels_and_recipe(tmp_
     assert model.config.id2label == dict(enumerate(CLASSES)) and model.config.label2id["move_up"] == 2
     assert model.config.problem_type == "single_label_classification"  # soft targets -> soft cross-entropy
     assert model.config.drop_path_rate == 0.1
-    torch.testing.assert_close(model.videomae.embeddings.patch_embeddings.projection.weight,
-                               pretraining.videomae.embeddings.patch_embeddings.projection.weight)  # fmt: skip
+    torch.testing.assert_close(
+        model.videomae.embeddings.patch_embeddings.projection.weight,
+        pretraining.videomae.embeddings.patch_embeddings.projection.weight,
+    )
     with pytest.raises(UserError, match=r"takes 8 frames of 32x32.*--num_frames 8 --crop_size 32"):
         build_model(ModelArguments(str(tmp_path / "pretrained")), CLASSES, tiny_clip_config(num_frames=16))
 
@@ -43,8 +45,9 @@ def test_head_size_mismatch_is_an_error_unless_told_to_reinitialise(tmp_path, ca
     transformers_logging.enable_propagation()
     try:
         with caplog.at_level(logging.WARNING):
-            model = build_model(ModelArguments(str(tmp_path / "four"), ignore_mismatched_sizes=True), CLASSES,
-                                tiny_clip_config())  # fmt: skip
+            model = build_model(
+                ModelArguments(str(tmp_path / "four"), ignore_mismatched_sizes=True), CLASSES, tiny_clip_config()
+            )
     finally:
         transformers_logging.disable_propagation()
     assert model.classifier.out_features == 3
@@ -65,8 +68,11 @@ def test_model_from_an_authors_checkpoint_keeps_a_matching_head(tmp_path):
 
 def test_an_authors_checkpoint_of_unknown_head_count_says_to_convert_it_first(tmp_path):
     torch.save({"model": authors_finetuned_state_dict(num_classes=3, width=128)}, tmp_path / "authors.pth")
-    with pytest.raises(UnknownHeadCountError, match=r"128 wide.*convert it first with `adamae-convert authors .*"
-                       r"--num_attention_heads N`"):  # fmt: skip
+    with pytest.raises(
+        UnknownHeadCountError,
+        match=r"128 wide.*convert it first with `adamae-convert authors .*"
+        r"--num_attention_heads N`",
+    ):
         build_model(ModelArguments(str(tmp_path / "authors.pth")), CLASSES, tiny_clip_config())
 
 
@@ -74,6 +80,7 @@ def test_model_from_a_videomae_checkpoint_keeps_its_encoder(tmp_path):
     videomae = VideoMAEForPreTraining(tiny_videomae_config(use_mean_pooling=False))
     videomae.save_pretrained(tmp_path / "videomae")
     model = build_model(ModelArguments(str(tmp_path / "videomae")), CLASSES, tiny_clip_config())
-    torch.testing.assert_close(model.videomae.encoder.layer[1].output.dense.weight,
-                               videomae.videomae.encoder.layer[1].output.dense.weight)  # fmt: skip
+    torch.testing.assert_close(
+        model.videomae.encoder.layer[1].output.dense.weight, videomae.videomae.encoder.layer[1].output.dense.weight
+    )
     assert model.classifier.out_features == 3

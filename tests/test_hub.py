@@ -5,6 +5,7 @@ import sys
 
 import pytest
 from huggingface_hub import ModelCard
+from tiny_configs import tiny_config
 
 from adamae_hf.errors import UserError
 from adamae_hf.hub import (
@@ -18,15 +19,18 @@ from adamae_hf.hub import (
     retry_upload_command,
     save_model_card,
 )
-from fake_hub import hub  # noqa: F401  (the fixture)
-from tiny_configs import tiny_config
 
 
 def test_pretraining_card_parses_back_with_its_metadata(tmp_path):
     card = build_model_card(
-        "pretraining", "someone/adamae-tiny", tiny_config(), settings={"epochs": 800, "lr": 1.5e-4},
-        results={"loss": 0.52, "reconstruction_loss": 0.51}, datasets=["someone/videos"], visualization="masks.gif",
-    )  # fmt: skip
+        "pretraining",
+        "someone/adamae-tiny",
+        tiny_config(),
+        settings={"epochs": 800, "lr": 1.5e-4},
+        results={"loss": 0.52, "reconstruction_loss": 0.51},
+        datasets=["someone/videos"],
+        visualization="masks.gif",
+    )
     path = save_model_card(card, tmp_path)
     loaded = ModelCard.load(path)
     metadata = loaded.data.to_dict()
@@ -35,9 +39,14 @@ def test_pretraining_card_parses_back_with_its_metadata(tmp_path):
     assert metadata["datasets"] == ["someone/videos"]
     assert "pipeline_tag" not in metadata or metadata["pipeline_tag"] is None
     text = loaded.text
-    for expected in ("AutoModelForPreTraining.from_pretrained(\"someone/adamae-tiny\"", "| epochs | 800 |",
-                     "| reconstruction_loss | 0.51 |", "![AdaMAE masks](masks.gif)", "Bandara_2023_CVPR",
-                     "adaptive, ratio 0.75"):  # fmt: skip
+    for expected in (
+        'AutoModelForPreTraining.from_pretrained("someone/adamae-tiny"',
+        "| epochs | 800 |",
+        "| reconstruction_loss | 0.51 |",
+        "![AdaMAE masks](masks.gif)",
+        "Bandara_2023_CVPR",
+        "adaptive, ratio 0.75",
+    ):
         assert expected in text, expected
 
 
@@ -48,25 +57,38 @@ def test_classification_card_lists_metrics_as_eval_results(tmp_path):
     loaded = ModelCard.load(save_model_card(card, tmp_path))
     assert loaded.data.pipeline_tag == "video-classification"
     parsed = {r.metric_name: (r.metric_type, r.metric_value) for r in loaded.data.eval_results}
-    assert parsed == {"top1_accuracy": ("accuracy", 0.7), "top5_accuracy": ("top5_accuracy", 0.95),
-                      "mean_class_accuracy": ("mean_class_accuracy", 0.68)}  # fmt: skip
+    assert parsed == {
+        "top1_accuracy": ("accuracy", 0.7),
+        "top5_accuracy": ("top5_accuracy", 0.95),
+        "mean_class_accuracy": ("mean_class_accuracy", 0.68),
+    }
     assert all(r.dataset_name == "toy" and r.task_type == "video-classification" for r in loaded.data.eval_results)
     assert 'pipeline("video-classification"' in loaded.text and "| classes | 3 |" in loaded.text
 
 
 def test_classification_card_separates_headline_results_from_the_rest_and_documents_frame_sampling(tmp_path):
     card = build_model_card(
-        "video-classification", "someone/adamae-k400", tiny_config(num_labels=3), datasets=["someone/k400"],
-        results={"top1_accuracy": 0.81}, extra_results={"top1_accuracy (1 view)": 0.77},
-        results_note="5 clips x 3 crops per video, softmax averaged", frame_sampling_rate=4,
-    )  # fmt: skip
+        "video-classification",
+        "someone/adamae-k400",
+        tiny_config(num_labels=3),
+        datasets=["someone/k400"],
+        results={"top1_accuracy": 0.81},
+        extra_results={"top1_accuracy (1 view)": 0.77},
+        results_note="5 clips x 3 crops per video, softmax averaged",
+        frame_sampling_rate=4,
+    )
     loaded = ModelCard.load(save_model_card(card, tmp_path))
     assert [(r.metric_name, r.metric_value) for r in loaded.data.eval_results] == [("top1_accuracy", 0.81)]
     assert loaded.data.eval_results[0].dataset_type == "someone/k400"
     text = loaded.text
-    for expected in ("5 clips x 3 crops per video", "| top1_accuracy (1 view) | 0.77 |", "frame_sampling_rate=4",
-                     "needs at least 32 frames", "`pipeline_adamae.py`, named in `config.json`'s `custom_pipelines`",
-                     'AutoImageProcessor.from_pretrained("someone/adamae-k400")'):  # fmt: skip
+    for expected in (
+        "5 clips x 3 crops per video",
+        "| top1_accuracy (1 view) | 0.77 |",
+        "frame_sampling_rate=4",
+        "needs at least 32 frames",
+        "`pipeline_adamae.py`, named in `config.json`'s `custom_pipelines`",
+        'AutoImageProcessor.from_pretrained("someone/adamae-k400")',
+    ):
         assert expected in text, expected
     # the folder's processor is a VideoMAE image processor: AutoVideoProcessor would need torchvision
     assert "AutoVideoProcessor.from_pretrained" not in text
@@ -114,7 +136,9 @@ def test_the_card_names_the_model_not_a_local_path(tmp_path):
 def test_preflight_checks_token_endpoint_and_write_access_and_returns_the_full_id(hub):
     assert check_hub_access("adamae-tiny") == "someone/adamae-tiny"
     assert [path for _, path in hub.requests] == [
-        "/api/whoami-v2", "/api/repos/create", "/api/models/someone/adamae-tiny/auth-check/write"
+        "/api/whoami-v2",
+        "/api/repos/create",
+        "/api/models/someone/adamae-tiny/auth-check/write",
     ]
     assert check_hub_access("someone/adamae-tiny", token="hf_good", private=True) == "someone/adamae-tiny"  # exists
 
@@ -194,8 +218,13 @@ def test_a_failed_upload_loses_nothing_and_names_the_command_that_retries_it(hub
     argv = shlex.split(command)
     assert argv[:2] == ["hf", "upload"]
     environment = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_TOKEN": "hf_good", "HF_HUB_DISABLE_TELEMETRY": "1"}
-    completed = subprocess.run([sys.executable, "-m", "huggingface_hub.cli.hf", *argv[1:]], capture_output=True,
-                               text=True, timeout=120, env=environment)  # fmt: skip
+    completed = subprocess.run(
+        [sys.executable, "-m", "huggingface_hub.cli.hf", *argv[1:]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment,
+    )
     assert completed.returncode == 0, completed.stderr
     assert hub.uploaded("someone/adamae-tiny") == files
 
@@ -206,10 +235,12 @@ def test_a_failed_upload_loses_nothing_and_names_the_command_that_retries_it(hub
         # pretraining: step checkpoints, the `latest` pointer, a checkpoint being written
         (PRETRAINING_UPLOAD_IGNORE, ["checkpoint-2/model.safetensors", "latest", ".tmp-checkpoint-3/optimizer.bin"]),
         # fine-tuning: Trainer's checkpoints and TensorBoard runs
-        (FINETUNING_UPLOAD_IGNORE, ["checkpoint-4/model.safetensors", "checkpoint-4/optimizer.pt",
-                                    "runs/Dec01/events.out.tfevents.1"]),
+        (
+            FINETUNING_UPLOAD_IGNORE,
+            ["checkpoint-4/model.safetensors", "checkpoint-4/optimizer.pt", "runs/Dec01/events.out.tfevents.1"],
+        ),
     ],
-)  # fmt: skip
+)
 def test_each_scripts_upload_leaves_out_its_run_files_and_keeps_the_model(hub, tmp_path, ignore, run_files):
     files = write_model_folder(tmp_path / "out")
     for name in run_files:

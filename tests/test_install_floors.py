@@ -7,10 +7,11 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from configuration_adamae import MIN_TRANSFORMERS_VERSION
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
+
+from configuration_adamae import MIN_TRANSFORMERS_VERSION
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

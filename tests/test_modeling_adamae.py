@@ -8,6 +8,7 @@ import textwrap
 import pytest
 import torch
 from safetensors.torch import save_file
+from tiny_configs import TINY, tiny_config
 from transformers import (
     AutoConfig,
     AutoModel,
@@ -18,6 +19,7 @@ from transformers import (
     VideoMAEForVideoClassification,
 )
 from transformers.models.videomae.modeling_videomae import get_sinusoid_encoding_table
+from without_project import run_without_project
 
 import adamae_hf  # noqa: F401  (registers the Auto classes)
 from configuration_adamae import AdaMaeConfig
@@ -28,8 +30,6 @@ from modeling_adamae import (
     gumbel_top_k,
     sinusoid_position_table,
 )
-from tiny_configs import TINY, tiny_config
-from without_project import run_without_project
 
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406])

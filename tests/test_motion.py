@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from tiny_configs import tiny_config
 
 from adamae_hf.data import MOTION_CLASSES, generate_sample_videos, load_eval_clip, normalize, render_motion_clip
 from adamae_hf.motion import (
@@ -12,7 +13,6 @@ from adamae_hf.motion import (
     shift_frames,
     token_motion_energy,
 )
-from tiny_configs import tiny_config
 
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -97,8 +97,10 @@ def test_global_shift_of_a_static_background_is_zero_whatever_the_object_does():
 
 def clips_of_every_class(pan=(0, 0), seed=2):
     """One rendered clip per motion class: both measures `(classes, N)` and the object's tokens `(classes, N)`."""
-    rendered = [render_motion_clip(name, FRAMES, SIDE, SIDE, np.random.default_rng(seed), camera_pan=pan)
-                for name in MOTION_CLASSES]  # fmt: skip
+    rendered = [
+        render_motion_clip(name, FRAMES, SIDE, SIDE, np.random.default_rng(seed), camera_pan=pan)
+        for name in MOTION_CLASSES
+    ]
     pixel_values = torch.cat([as_pixel_values(frames) for frames, _ in rendered])
     plain = token_motion_energy(pixel_values, TUBELET, PATCH, MEAN, STD).numpy()
     compensated = compensated_motion_energy(pixel_values, TUBELET, PATCH, MEAN, STD).numpy()
@@ -128,8 +130,9 @@ def test_under_a_pan_the_plain_measure_moves_everywhere_and_the_compensated_one_
 
 def test_a_rotating_bar_under_a_pan_is_found_only_by_the_compensated_measure():
     # The bar turns in place: its frame difference is no larger than the panned texture's.
-    frames, motion_mask = render_motion_clip("rotate_clockwise", FRAMES, SIDE, SIDE, np.random.default_rng(1),
-                                             camera_pan=(0, 2))  # fmt: skip
+    frames, motion_mask = render_motion_clip(
+        "rotate_clockwise", FRAMES, SIDE, SIDE, np.random.default_rng(1), camera_pan=(0, 2)
+    )
     plain, compensated = measures_of(frames)
     covered = covered_tokens(motion_mask)
     assert area_under_curve(plain, covered) < 0.7
@@ -137,8 +140,16 @@ def test_a_rotating_bar_under_a_pan_is_found_only_by_the_compensated_measure():
 
 
 def test_decoded_panning_videos_keep_the_object_on_top(tmp_path):
-    videos = generate_sample_videos(tmp_path, num_videos=5, num_frames=FRAMES, height=SIDE, width=SIDE, seed=5,
-                                    motion_classes=MOTION_CLASSES, camera_pan=(2, 2))  # fmt: skip
+    videos = generate_sample_videos(
+        tmp_path,
+        num_videos=5,
+        num_frames=FRAMES,
+        height=SIDE,
+        width=SIDE,
+        seed=5,
+        motion_classes=MOTION_CLASSES,
+        camera_pan=(2, 2),
+    )
     plain_areas, compensated_areas = [], []
     for video in videos:
         pixel_values = load_eval_clip(video.path, num_frames=FRAMES, sampling_rate=1, crop_size=SIDE)[None]

@@ -8,7 +8,9 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from tiny_configs import tiny_config
 from transformers import pipeline
+from without_project import run_without_project
 
 import run_finetune
 from adamae_hf.data import (
@@ -22,8 +24,6 @@ from adamae_hf.data import (
 )
 from adamae_hf.data.processor import save_classification_pipeline, save_image_processor
 from modeling_adamae import AdaMaeForPreTraining, AdaMaeForVideoClassification
-from tiny_configs import tiny_config
-from without_project import run_without_project
 
 
 CLASSES = ["move_left", "move_right", "move_up"]
@@ -72,12 +72,27 @@ def predictions(classifier_folder, videos, tmp_path_factory):
     """`run_finetune.py --do_predict` on the three videos: {path: {label: score}}."""
     _, index = videos
     output_dir = tmp_path_factory.mktemp("predict")
-    run_finetune.main([
-        "--model_name_or_path", str(classifier_folder), "--validation_index", str(index), "--output_dir",
-        str(output_dir), "--do_predict", "--test_num_clips", "2", "--test_num_crops", "3",
-        # batches of 2 for 3 videos: the last batch is short, and its videos must still be scored from all 6 views
-        "--per_device_eval_batch_size", "2", "--report_to", "none", "--use_cpu",
-    ])  # fmt: skip
+    run_finetune.main(
+        [
+            "--model_name_or_path",
+            str(classifier_folder),
+            "--validation_index",
+            str(index),
+            "--output_dir",
+            str(output_dir),
+            "--do_predict",
+            "--test_num_clips",
+            "2",
+            "--test_num_crops",
+            "3",
+            # batches of 2 for 3 videos: the last batch is short, and its videos must still be scored from all 6 views
+            "--per_device_eval_batch_size",
+            "2",
+            "--report_to",
+            "none",
+            "--use_cpu",
+        ]
+    )
     # the folder it leaves names the test views, so the pipeline loaded from it scores with them too
     saved_views = json.loads((output_dir / "clip_config.json").read_text())
     assert (saved_views["num_clips"], saved_views["num_crops"]) == (2, 3)
@@ -86,8 +101,15 @@ def predictions(classifier_folder, videos, tmp_path_factory):
 
 
 def test_classifier_folders_carry_the_pipeline_and_pretraining_folders_do_not(classifier_folder, tmp_path):
-    for name in ("pipeline_adamae.py", "video_adamae.py", "modeling_adamae.py", "configuration_adamae.py",
-                 "clip_config.json", "video_preprocessor_config.json", "preprocessor_config.json"):  # fmt: skip
+    for name in (
+        "pipeline_adamae.py",
+        "video_adamae.py",
+        "modeling_adamae.py",
+        "configuration_adamae.py",
+        "clip_config.json",
+        "video_preprocessor_config.json",
+        "preprocessor_config.json",
+    ):
         assert (classifier_folder / name).is_file(), name
     config = json.loads((classifier_folder / "config.json").read_text())
     assert config["custom_pipelines"] == {

@@ -9,17 +9,17 @@ import tarfile
 
 import pytest
 import torch
+from pretrain_helpers import REPO_ROOT, state_dict_of, tiny_argv
 from safetensors.torch import load_file
 
 from adamae_hf.checkpoint import list_checkpoints, read_training_state
+from adamae_hf.data.streaming import StreamingVideoClipDataset
 from adamae_hf.errors import UserError
 from adamae_hf.pretrain_arguments import parse_pretraining_args
 from adamae_hf.pretrain_data import build_train_dataset
 from adamae_hf.pretrain_loop import PretrainingLoop
 from adamae_hf.pretrain_run import run_pretraining
-from adamae_hf.data.streaming import StreamingVideoClipDataset
 from adamae_hf.training import read_scalar_log, reset_accelerate_state
-from pretrain_helpers import REPO_ROOT, state_dict_of, tiny_argv
 
 
 @pytest.fixture(autouse=True)

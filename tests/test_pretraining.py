@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 from huggingface_hub.utils import filter_repo_objects
+from pretrain_helpers import TINY_OVERRIDES, RandomClipDataset, state_dict_of, tiny_argv
+from tiny_configs import tiny_config
 from transformers import Trainer, TrainingArguments
 
 from adamae_hf import pretrain_loop
-from adamae_hf.errors import UserError
 from adamae_hf.checkpoint import LATEST_FILE, latest_checkpoint, list_checkpoints, read_training_state
+from adamae_hf.errors import UserError
 from adamae_hf.pretrain_arguments import DEMO_ARGUMENTS, parse_pretraining_args
 from adamae_hf.pretrain_data import build_train_dataset
 from adamae_hf.pretrain_loop import collects_diagnostic_batch
@@ -33,8 +35,6 @@ from adamae_hf.training import (
     warn_about_launch_mismatch,
 )
 from modeling_adamae import AdaMaeForPreTraining
-from pretrain_helpers import TINY_OVERRIDES, RandomClipDataset, state_dict_of, tiny_argv
-from tiny_configs import tiny_config
 
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

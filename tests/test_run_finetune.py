@@ -20,7 +20,9 @@ import pytest
 import torch
 import transformers
 from huggingface_hub import ModelCard
+from tiny_configs import tiny_config
 from transformers import AutoImageProcessor, VideoMAEForVideoClassification, pipeline
+from without_project import run_without_project
 
 import run_finetune
 from adamae_hf.data import CLIP_CONFIG_NAME, VideoClipConfig, load_eval_clip, save_clip_config
@@ -28,10 +30,7 @@ from adamae_hf.errors import UserError, run_cli
 from adamae_hf.finetune_arguments import FinetuningTrainingArguments, parse_finetuning_args
 from adamae_hf.finetune_run import configure_logging
 from adamae_hf.hub import FINETUNING_UPLOAD_IGNORE, retry_upload_command
-from fake_hub import hub  # noqa: F401  (the fixture)
 from modeling_adamae import AdaMaeForPreTraining, AdaMaeForVideoClassification
-from tiny_configs import tiny_config
-from without_project import run_without_project
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -52,14 +51,43 @@ def finetuned(tmp_path_factory, sample_index_file):
     root = tmp_path_factory.mktemp("finetune")
     AdaMaeForPreTraining(tiny_config()).save_pretrained(root / "pretrained")
     output_dir = root / "finetuned"
-    metrics = run_finetune.main([
-        "--model_name_or_path", str(root / "pretrained"), "--train_index", sample_index_file,
-        "--validation_index", sample_index_file, "--output_dir", str(output_dir),
-        "--do_train", "--do_eval", "--do_predict", "--max_steps", "4", "--per_device_train_batch_size", "3",
-        "--num_sample", "2", "--per_device_eval_batch_size", "2", "--test_num_clips", "2", "--test_num_crops", "3",
-        "--base_learning_rate", "1e-3", "--warmup_epochs", "1", "--seed", "0", "--export_videomae",
-        "--dataset_card_name", "motion toy", *TINY_CLIPS,
-    ])  # fmt: skip
+    metrics = run_finetune.main(
+        [
+            "--model_name_or_path",
+            str(root / "pretrained"),
+            "--train_index",
+            sample_index_file,
+            "--validation_index",
+            sample_index_file,
+            "--output_dir",
+            str(output_dir),
+            "--do_train",
+            "--do_eval",
+            "--do_predict",
+            "--max_steps",
+            "4",
+            "--per_device_train_batch_size",
+            "3",
+            "--num_sample",
+            "2",
+            "--per_device_eval_batch_size",
+            "2",
+            "--test_num_clips",
+            "2",
+            "--test_num_crops",
+            "3",
+            "--base_learning_rate",
+            "1e-3",
+            "--warmup_epochs",
+            "1",
+            "--seed",
+            "0",
+            "--export_videomae",
+            "--dataset_card_name",
+            "motion toy",
+            *TINY_CLIPS,
+        ]
+    )
     return output_dir, metrics
 
 
@@ -80,8 +108,16 @@ def test_the_output_folder_loads_with_its_labels_and_processor(finetuned):
     model = AdaMaeForVideoClassification.from_pretrained(output_dir)
     assert [model.config.id2label[i] for i in range(3)] == CLASSES
     assert model.config.problem_type == "single_label_classification"
-    for name in ("model.safetensors", "config.json", "modeling_adamae.py", "configuration_adamae.py", "README.md",
-                 "preprocessor_config.json", "video_preprocessor_config.json", "pipeline_adamae.py"):  # fmt: skip
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "modeling_adamae.py",
+        "configuration_adamae.py",
+        "README.md",
+        "preprocessor_config.json",
+        "video_preprocessor_config.json",
+        "pipeline_adamae.py",
+    ):
         assert (output_dir / name).is_file(), name
     # the Hub pipeline that scores as --do_predict does, in the model folder and in every checkpoint
     assert "custom_pipelines" in json.loads((output_dir / "config.json").read_text())
@@ -182,12 +218,30 @@ def test_evaluation_only_run_reuses_the_checkpoint_labels_skips_bad_videos_and_p
     monkeypatch.setenv("ACCELERATE_USE_CPU", "true")
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     monkeypatch.setenv("MASTER_PORT", "29500")
-    evaluation = run_finetune.main([
-        "--model_name_or_path", str(output_dir), "--validation_index", str(index),
-        "--output_dir", str(tmp_path / "evaluated"), "--do_eval", "--do_predict", "--per_device_eval_batch_size", "3",
-        "--test_num_clips", "2", "--test_num_crops", "3", "--push_to_hub", "--hub_model_id", "someone/adamae-tiny",
-        "--report_to", "none", "--use_cpu",  # frames, stride and crop: from the folder's clip_config.json
-    ])  # fmt: skip
+    evaluation = run_finetune.main(
+        [
+            "--model_name_or_path",
+            str(output_dir),
+            "--validation_index",
+            str(index),
+            "--output_dir",
+            str(tmp_path / "evaluated"),
+            "--do_eval",
+            "--do_predict",
+            "--per_device_eval_batch_size",
+            "3",
+            "--test_num_clips",
+            "2",
+            "--test_num_crops",
+            "3",
+            "--push_to_hub",
+            "--hub_model_id",
+            "someone/adamae-tiny",
+            "--report_to",
+            "none",
+            "--use_cpu",  # frames, stride and crop: from the folder's clip_config.json
+        ]
+    )
     # The broken file is skipped and counted; its item is filled by the next video, whose views are grouped with that
     # video's own, so the same model on the same 6 videos gives the same results.
     for prefix in ("eval", "test"):
@@ -198,7 +252,9 @@ def test_evaluation_only_run_reuses_the_checkpoint_labels_skips_bad_videos_and_p
     assert sorted(predicted) == sorted(v.path for v in sample_videos)
     # The Hub was asked first (token, repo, write access), and at the end got the folder as it is on disk.
     assert [path for _, path in hub.requests][:3] == [
-        "/api/whoami-v2", "/api/repos/create", "/api/models/someone/adamae-tiny/auth-check/write"
+        "/api/whoami-v2",
+        "/api/repos/create",
+        "/api/models/someone/adamae-tiny/auth-check/write",
     ]
     assert "--push_to_hub: someone/adamae-tiny is writable" in caplog.text  # our INFO lines show by default
     assert "accelerate launch was asked for several processes" in caplog.text  # the launch warning
@@ -221,10 +277,32 @@ def test_skipped_videos_are_counted_over_every_process(finetuned, sample_videos,
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(port), str(REPO_ROOT / "run_finetune.py"), "--model_name_or_path", str(output_dir),
-               "--validation_index", str(tmp_path / "index.csv"), "--output_dir", str(tmp_path / "ddp"), "--do_eval",
-               "--per_device_eval_batch_size", "1", "--ddp_backend", "gloo", "--report_to", "none", "--use_cpu"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(port),
+        str(REPO_ROOT / "run_finetune.py"),
+        "--model_name_or_path",
+        str(output_dir),
+        "--validation_index",
+        str(tmp_path / "index.csv"),
+        "--output_dir",
+        str(tmp_path / "ddp"),
+        "--do_eval",
+        "--per_device_eval_batch_size",
+        "1",
+        "--ddp_backend",
+        "gloo",
+        "--report_to",
+        "none",
+        "--use_cpu",
+    ]
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
     completed = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -245,14 +323,16 @@ def test_a_model_folder_carries_its_clip_geometry_for_the_next_run(finetuned, tm
     (tmp_path / "run.yaml").write_text(f"model_name_or_path: {output_dir}\nsampling_rate: 3\n")
     from_file = parse_arguments(["--config", str(tmp_path / "run.yaml"), "--output_dir", "out"])[3]
     assert (from_file.num_frames, from_file.sampling_rate) == (8, 3)
-    flagged = parse_arguments(["--config", str(tmp_path / "run.yaml"), "--output_dir", "out",
-                                            "--sampling_rate", "4"])[3]  # fmt: skip
+    flagged = parse_arguments(["--config", str(tmp_path / "run.yaml"), "--output_dir", "out", "--sampling_rate", "4"])[
+        3
+    ]
     assert flagged.sampling_rate == 4
     # a clash between a flag and a saved value names where the saved one came from
     save_clip_config(tmp_path / "model", VideoClipConfig(crop_size=32, short_side_size=36))
-    with pytest.raises(ValueError, match=r"crop_size must be <= short_side_size .*clip_config.json: .*short_side_size"):
-        parse_arguments(["--model_name_or_path", str(tmp_path / "model"), "--output_dir", "out",
-                                      "--crop_size", "64"])  # fmt: skip
+    with pytest.raises(
+        ValueError, match=r"crop_size must be <= short_side_size .*clip_config.json: .*short_side_size"
+    ):
+        parse_arguments(["--model_name_or_path", str(tmp_path / "model"), "--output_dir", "out", "--crop_size", "64"])
 
 
 def test_unknown_validation_label_stops_the_run_naming_label_and_line(finetuned, sample_index_file, tmp_path):
@@ -262,11 +342,20 @@ def test_unknown_validation_label_stops_the_run_naming_label_and_line(finetuned,
     bad_index.write_text("\n".join(rows) + "\n")  # line 5 of the file now has an unknown label
     output_dir, _ = finetuned
     with pytest.raises(UserError, match=r"--validation_index: .*val\.csv:5: unknown label 'jump'"):
-        run_finetune.main([
-            "--model_name_or_path", str(output_dir), "--validation_index", str(bad_index),
-            "--data_root", os.path.dirname(sample_index_file), "--output_dir", str(tmp_path / "out"), "--do_eval",
-            *TINY_CLIPS,
-        ])  # fmt: skip
+        run_finetune.main(
+            [
+                "--model_name_or_path",
+                str(output_dir),
+                "--validation_index",
+                str(bad_index),
+                "--data_root",
+                os.path.dirname(sample_index_file),
+                "--output_dir",
+                str(tmp_path / "out"),
+                "--do_eval",
+                *TINY_CLIPS,
+            ]
+        )
 
 
 # --- other sources: a datasets folder with string labels, tar shards streamed --------------------------------------
@@ -279,8 +368,10 @@ def write_tar_shards(folder: Path, videos, per_shard: int = 4) -> Path:
         with tarfile.open(folder / f"shard-{shard:06d}.tar", "w") as tar:
             for number, video in enumerate(videos[start : start + per_shard], start=start):
                 record = json.dumps({"label": video.label, "path": os.path.basename(video.path)}).encode()
-                for name, data in ((f"video{number:04d}.mp4", Path(video.path).read_bytes()),
-                                   (f"video{number:04d}.json", record)):  # fmt: skip
+                for name, data in (
+                    (f"video{number:04d}.mp4", Path(video.path).read_bytes()),
+                    (f"video{number:04d}.json", record),
+                ):
                     member = tarfile.TarInfo(name)
                     member.size = len(data)
                     tar.addfile(member, io.BytesIO(data))
@@ -295,11 +386,29 @@ def test_a_datasets_folder_with_a_video_column_and_string_labels_evaluates_as_it
         {"clip": [v.path for v in sample_videos], "action": [v.label for v in sample_videos]}
     ).cast_column("clip", datasets.Video(decode=False))
     videos.save_to_disk(tmp_path / "videos")
-    evaluation = run_finetune.main([
-        "--model_name_or_path", str(output_dir), "--validation_index", str(tmp_path / "videos"),
-        "--video_column", "clip", "--label_column", "action", "--output_dir", str(tmp_path / "out"), "--do_eval",
-        "--do_predict", "--test_num_clips", "2", "--test_num_crops", "3", "--report_to", "none", "--use_cpu",
-    ])  # fmt: skip
+    evaluation = run_finetune.main(
+        [
+            "--model_name_or_path",
+            str(output_dir),
+            "--validation_index",
+            str(tmp_path / "videos"),
+            "--video_column",
+            "clip",
+            "--label_column",
+            "action",
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--do_eval",
+            "--do_predict",
+            "--test_num_clips",
+            "2",
+            "--test_num_crops",
+            "3",
+            "--report_to",
+            "none",
+            "--use_cpu",
+        ]
+    )
     for prefix in ("eval", "test"):
         assert evaluation[f"{prefix}_num_videos"] == 6
         for name in METRICS:
@@ -311,11 +420,28 @@ def test_a_stream_of_tar_shards_evaluates_as_the_index_and_trains_for_max_steps(
     shards = write_tar_shards(tmp_path / "shards", sample_videos)
     # evaluation of the fine-tuned model, streamed: the same results as from the index; its classes (the stream's
     # labels are names) come from the checkpoint
-    evaluation = run_finetune.main([
-        "--model_name_or_path", str(output_dir), "--validation_index", str(shards), "--streaming",
-        "--output_dir", str(tmp_path / "evaluated"), "--do_eval", "--do_predict", "--per_device_eval_batch_size", "4",
-        "--test_num_clips", "2", "--test_num_crops", "3", "--report_to", "none", "--use_cpu",
-    ])  # fmt: skip
+    evaluation = run_finetune.main(
+        [
+            "--model_name_or_path",
+            str(output_dir),
+            "--validation_index",
+            str(shards),
+            "--streaming",
+            "--output_dir",
+            str(tmp_path / "evaluated"),
+            "--do_eval",
+            "--do_predict",
+            "--per_device_eval_batch_size",
+            "4",
+            "--test_num_clips",
+            "2",
+            "--test_num_crops",
+            "3",
+            "--report_to",
+            "none",
+            "--use_cpu",
+        ]
+    )
     for prefix in ("eval", "test"):
         assert evaluation[f"{prefix}_num_videos"] == 6 and evaluation[f"{prefix}_skipped_videos"] == 0
         for name in METRICS:
@@ -326,11 +452,29 @@ def test_a_stream_of_tar_shards_evaluates_as_the_index_and_trains_for_max_steps(
     # training on the stream, from the pretrained folder: --class_names names the stream's labels
     pretrained = tmp_path / "pretrained"
     AdaMaeForPreTraining(tiny_config()).save_pretrained(pretrained)
-    trained = run_finetune.main([
-        "--model_name_or_path", str(pretrained), "--train_index", str(shards), "--streaming", "--class_names",
-        *CLASSES, "--output_dir", str(tmp_path / "trained"), "--do_train", "--max_steps", "2", "--warmup_steps", "1",
-        "--per_device_train_batch_size", "2", "--shuffle_buffer_size", "3", *TINY_CLIPS,
-    ])  # fmt: skip
+    trained = run_finetune.main(
+        [
+            "--model_name_or_path",
+            str(pretrained),
+            "--train_index",
+            str(shards),
+            "--streaming",
+            "--class_names",
+            *CLASSES,
+            "--output_dir",
+            str(tmp_path / "trained"),
+            "--do_train",
+            "--max_steps",
+            "2",
+            "--warmup_steps",
+            "1",
+            "--per_device_train_batch_size",
+            "2",
+            "--shuffle_buffer_size",
+            "3",
+            *TINY_CLIPS,
+        ]
+    )
     assert trained["train_loss"] > 0 and trained["train_skipped_videos"] == 0
     model = AdaMaeForVideoClassification.from_pretrained(tmp_path / "trained")
     assert [model.config.id2label[i] for i in range(3)] == CLASSES
@@ -342,10 +486,31 @@ def test_a_streamed_fine_tune_resumed_from_a_checkpoint_ends_with_the_uninterrup
     # 6 videos in batches of 2: 3 batches a pass over the stream, so the 4 steps go on into a second, reshuffled pass
     shards = write_tar_shards(tmp_path / "shards", sample_videos)
     AdaMaeForPreTraining(tiny_config()).save_pretrained(tmp_path / "pretrained")
-    arguments = ["--model_name_or_path", str(tmp_path / "pretrained"), "--train_index", str(shards), "--streaming",
-                 "--class_names", *CLASSES, "--do_train", "--max_steps", "4", "--warmup_steps", "1", "--save_steps", "2",
-                 "--per_device_train_batch_size", "2", "--shuffle_buffer_size", "3", "--learning_rate", "1e-2",
-                 "--seed", "1", *TINY_CLIPS]  # fmt: skip
+    arguments = [
+        "--model_name_or_path",
+        str(tmp_path / "pretrained"),
+        "--train_index",
+        str(shards),
+        "--streaming",
+        "--class_names",
+        *CLASSES,
+        "--do_train",
+        "--max_steps",
+        "4",
+        "--warmup_steps",
+        "1",
+        "--save_steps",
+        "2",
+        "--per_device_train_batch_size",
+        "2",
+        "--shuffle_buffer_size",
+        "3",
+        "--learning_rate",
+        "1e-2",
+        "--seed",
+        "1",
+        *TINY_CLIPS,
+    ]
     run_finetune.main([*arguments, "--output_dir", str(tmp_path / "uninterrupted")])
     # a run that stopped after its step-2 checkpoint, started again on the same output folder
     shutil.copytree(tmp_path / "uninterrupted" / "checkpoint-2", tmp_path / "resumed" / "checkpoint-2")
@@ -366,16 +531,46 @@ def test_a_stream_tested_by_two_processes_scores_every_view_once(finetuned, samp
     # videos x 3 views leave an odd last batch, which it pads with rows of the first: they must not count twice
     output_dir, _ = finetuned
     shards = write_tar_shards(tmp_path / "shards", sample_videos)
-    arguments = ["--model_name_or_path", str(output_dir), "--validation_index", str(shards), "--streaming",
-                 "--do_predict", "--max_eval_videos", "5", "--per_device_eval_batch_size", "1", "--test_num_clips", "1",
-                 "--test_num_crops", "3", "--report_to", "none", "--use_cpu"]  # fmt: skip
+    arguments = [
+        "--model_name_or_path",
+        str(output_dir),
+        "--validation_index",
+        str(shards),
+        "--streaming",
+        "--do_predict",
+        "--max_eval_videos",
+        "5",
+        "--per_device_eval_batch_size",
+        "1",
+        "--test_num_clips",
+        "1",
+        "--test_num_crops",
+        "3",
+        "--report_to",
+        "none",
+        "--use_cpu",
+    ]
     run_finetune.main([*arguments, "--output_dir", str(tmp_path / "one")])
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(port), str(REPO_ROOT / "run_finetune.py"), *arguments, "--output_dir",
-               str(tmp_path / "two"), "--ddp_backend", "gloo"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(port),
+        str(REPO_ROOT / "run_finetune.py"),
+        *arguments,
+        "--output_dir",
+        str(tmp_path / "two"),
+        "--ddp_backend",
+        "gloo",
+    ]
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
     completed = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -414,42 +609,76 @@ def mistake(case, pretrained, index, tmp_path):
     (tmp_path / "run.json").write_text('{"layer_decay": 2}')
     model, train = ["--model_name_or_path", pretrained], ["--train_index", index, "--do_train"]
     return {
-        "missing index": ([*model, "--train_index", tmp_path / "missing.csv", "--do_train"],
-                          r"--train_index: no such file or folder: '.*missing\.csv'"),
-        "model folder that does not exist": (["--model_name_or_path", tmp_path / "no" / "model", *train],
-                                             r"--model_name_or_path: expected a model folder or a Hub id .*no such"),
-        "checkpoint file that does not exist": (["--model_name_or_path", tmp_path / "weights.pth", *train],
-                                                r"expected an authors' checkpoint file, got '.*weights\.pth'"),
+        "missing index": (
+            [*model, "--train_index", tmp_path / "missing.csv", "--do_train"],
+            r"--train_index: no such file or folder: '.*missing\.csv'",
+        ),
+        "model folder that does not exist": (
+            ["--model_name_or_path", tmp_path / "no" / "model", *train],
+            r"--model_name_or_path: expected a model folder or a Hub id .*no such",
+        ),
+        "checkpoint file that does not exist": (
+            ["--model_name_or_path", tmp_path / "weights.pth", *train],
+            r"expected an authors' checkpoint file, got '.*weights\.pth'",
+        ),
         "bad value in a YAML config": (["--config", tmp_path / "run.yaml", *model, *train], r"num_frames.*'many'"),
-        "bad value in a JSON config": (["--config", tmp_path / "run.json", *model, *train],
-                                       r"layer_decay must be in \(0, 1\], got 2"),
+        "bad value in a JSON config": (
+            ["--config", tmp_path / "run.json", *model, *train],
+            r"layer_decay must be in \(0, 1\], got 2",
+        ),
         "bad flag value": ([*model, *train, "--num_frames", "many"], r"--num_frames.*: invalid int value: 'many'"),
         "misspelt flag": ([*model, *train, "--num_framez", "8"], r"not used by the HfArgumentParser: .*num_framez"),
-        "index where no video decodes": ([*model, "--train_index", broken / "index.csv", "--do_train"],
-                                         r"--train_index: none of the 2 videos in the index can be decoded"),
-        "absurd crop_size": ([*model, *train, "--crop_size", "1000000000"],
-                             r"crop_size must be at most 4096 pixels, got 1000000000"),
-        "crop_size the model cannot take": ([*model, *train, "--crop_size", "64"],
-                                            r"takes 8 frames of 32x32, but the clips would have 8 frames of 64x64"),
-        "nothing to do": ([*model, "--train_index", index],
-                          r"nothing to do: expected --do_train, --do_eval and/or --do_predict .*nothing was written"),
-        "training on a stream without --max_steps": ([*model, *train, "--streaming"],
-                                                     r"--streaming: training on a stream needs --max_steps"),
-        "a warmup in epochs on a stream": ([*model, *train, "--streaming", "--max_steps", "2"],
-                                           r"--streaming: give the warmup in optimizer steps \(--warmup_steps N"),
-        "--dataset_name": ([*model, *train, "--dataset_name", "Kinetics-400"],
-                           r"--dataset_name is not a flag of run_finetune.py: give a datasets name or path as "
-                           r"--train_index .*--dataset_card_name"),
-    }[case]  # fmt: skip
+        "index where no video decodes": (
+            [*model, "--train_index", broken / "index.csv", "--do_train"],
+            r"--train_index: none of the 2 videos in the index can be decoded",
+        ),
+        "absurd crop_size": (
+            [*model, *train, "--crop_size", "1000000000"],
+            r"crop_size must be at most 4096 pixels, got 1000000000",
+        ),
+        "crop_size the model cannot take": (
+            [*model, *train, "--crop_size", "64"],
+            r"takes 8 frames of 32x32, but the clips would have 8 frames of 64x64",
+        ),
+        "nothing to do": (
+            [*model, "--train_index", index],
+            r"nothing to do: expected --do_train, --do_eval and/or --do_predict .*nothing was written",
+        ),
+        "training on a stream without --max_steps": (
+            [*model, *train, "--streaming"],
+            r"--streaming: training on a stream needs --max_steps",
+        ),
+        "a warmup in epochs on a stream": (
+            [*model, *train, "--streaming", "--max_steps", "2"],
+            r"--streaming: give the warmup in optimizer steps \(--warmup_steps N",
+        ),
+        "--dataset_name": (
+            [*model, *train, "--dataset_name", "Kinetics-400"],
+            r"--dataset_name is not a flag of run_finetune.py: give a datasets name or path as "
+            r"--train_index .*--dataset_card_name",
+        ),
+    }[case]
 
 
 @pytest.mark.parametrize(
     "case",
-    ["missing index", "model folder that does not exist", "checkpoint file that does not exist",
-     "bad value in a YAML config", "bad value in a JSON config", "bad flag value", "misspelt flag",
-     "index where no video decodes", "absurd crop_size", "crop_size the model cannot take", "nothing to do",
-     "training on a stream without --max_steps", "a warmup in epochs on a stream", "--dataset_name"],
-)  # fmt: skip
+    [
+        "missing index",
+        "model folder that does not exist",
+        "checkpoint file that does not exist",
+        "bad value in a YAML config",
+        "bad value in a JSON config",
+        "bad flag value",
+        "misspelt flag",
+        "index where no video decodes",
+        "absurd crop_size",
+        "crop_size the model cannot take",
+        "nothing to do",
+        "training on a stream without --max_steps",
+        "a warmup in epochs on a stream",
+        "--dataset_name",
+    ],
+)
 def test_a_user_mistake_ends_with_one_line_a_nonzero_exit_and_nothing_written(
     case, pretrained, sample_index_file, tmp_path, capsys
 ):
@@ -468,10 +697,22 @@ def test_debug_shows_the_traceback_of_a_user_mistake(pretrained, tmp_path, capsy
 
 
 def test_push_to_hub_is_checked_before_anything_is_trained(pretrained, sample_index_file, tmp_path, hub, capsys):
-    status, lines = run_script([
-        "--model_name_or_path", pretrained, "--train_index", sample_index_file, "--do_train", "--push_to_hub",
-        "--hub_model_id", "someone-else/shared", "--output_dir", tmp_path / "out", *TINY_CLIPS,
-    ], capsys)  # fmt: skip
+    status, lines = run_script(
+        [
+            "--model_name_or_path",
+            pretrained,
+            "--train_index",
+            sample_index_file,
+            "--do_train",
+            "--push_to_hub",
+            "--hub_model_id",
+            "someone-else/shared",
+            "--output_dir",
+            tmp_path / "out",
+            *TINY_CLIPS,
+        ],
+        capsys,
+    )
     assert status == 1 and len(lines) == 1, lines
     assert "--push_to_hub to someone-else/shared: the token may not write there (403 Forbidden" in lines[0]
     assert not (tmp_path / "out").exists() and hub.commits == {}
@@ -483,11 +724,26 @@ def test_a_failed_upload_keeps_every_file_and_prints_the_command_that_retries_it
     output_dir, _ = finetuned
     hub.commit_status = 401  # the token stops working during the run
     out = tmp_path / "evaluated"
-    status, lines = run_script([
-        "--model_name_or_path", output_dir, "--validation_index", sample_index_file, "--do_eval", "--max_eval_videos",
-        "2", "--push_to_hub", "--hub_model_id", "someone/adamae-tiny", "--output_dir", out, "--report_to", "none",
-        "--use_cpu",
-    ], capsys)  # fmt: skip
+    status, lines = run_script(
+        [
+            "--model_name_or_path",
+            output_dir,
+            "--validation_index",
+            sample_index_file,
+            "--do_eval",
+            "--max_eval_videos",
+            "2",
+            "--push_to_hub",
+            "--hub_model_id",
+            "someone/adamae-tiny",
+            "--output_dir",
+            out,
+            "--report_to",
+            "none",
+            "--use_cpu",
+        ],
+        capsys,
+    )
     error = lines[-1]  # after the evaluation's progress bar
     assert status == 1 and error.startswith("error: the upload of") and "Traceback" not in "\n".join(lines)
     assert "refused the token (401 Unauthorized)" in error and f"Nothing is lost: every file is in {out}" in error
@@ -506,8 +762,7 @@ def test_default_logs_show_our_info_lines_but_not_transformers_configuration_dum
         assert transformers.utils.logging.get_verbosity() == logging.WARNING  # its INFO dumps every config it reads
         assert not transformers.utils.logging.is_progress_bar_enabled()  # no loading / shard-writing bars every run
         # --log_level applies to both
-        configure_logging(FinetuningTrainingArguments(output_dir=str(tmp_path), use_cpu=True,
-                                                                   log_level="debug"))  # fmt: skip
+        configure_logging(FinetuningTrainingArguments(output_dir=str(tmp_path), use_cpu=True, log_level="debug"))
         assert logging.getLogger("adamae_hf.finetune_run").getEffectiveLevel() == logging.DEBUG
         assert transformers.utils.logging.get_verbosity() == logging.DEBUG
     finally:

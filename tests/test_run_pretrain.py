@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+from pretrain_helpers import REPO_ROOT, TINY_OVERRIDES, state_dict_of, tiny_argv
 from safetensors.torch import load_file
 
 import run_pretrain
@@ -16,7 +17,6 @@ from adamae_hf.pretrain_arguments import parse_pretraining_args, pretraining_arg
 from adamae_hf.pretrain_run import run_pretraining
 from adamae_hf.training import read_scalar_log, reset_accelerate_state
 from modeling_adamae import AdaMaeForPreTraining
-from pretrain_helpers import REPO_ROOT, TINY_OVERRIDES, state_dict_of, tiny_argv
 
 
 def subprocess_env():

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny_configs import tiny_config
 
 from adamae_hf.data import VideoClipConfig, generate_sample_videos, save_clip_config, write_index_file
 from adamae_hf.motion import compensated_motion_energy, token_motion_energy
@@ -23,7 +24,6 @@ from adamae_hf.sampler_evaluation import (
 )
 from adamae_hf.sampler_evaluation_figure import reference_value
 from modeling_adamae import AdaMaeForPreTraining
-from tiny_configs import tiny_config
 
 
 RATIOS = {"adaptive": 0.75, "random": 0.9, "tube": 0.9, "frame": 0.875}
@@ -129,8 +129,12 @@ def test_a_video_met_twice_counts_once_and_its_noise_follows_the_video():
     ]
     evaluation = evaluate_sampler(tiny_model(), batches, mask_ratios=RATIOS, num_bootstrap=20)
     assert evaluation.clip_ids == [7, 9, 4]
-    alone = evaluate_sampler(tiny_model(), [{"pixel_values": clips[2:], "video_index": torch.tensor([4])}],
-                             mask_ratios=RATIOS, num_bootstrap=20)  # fmt: skip
+    alone = evaluate_sampler(
+        tiny_model(),
+        [{"pixel_values": clips[2:], "video_index": torch.tensor([4])}],
+        mask_ratios=RATIOS,
+        num_bootstrap=20,
+    )
     assert alone.per_clip["adaptive"]["reconstruction_error"][0] == pytest.approx(
         evaluation.per_clip["adaptive"]["reconstruction_error"][2]
     )
@@ -141,8 +145,10 @@ def test_a_baseline_model_has_no_sampler_row_and_only_adaptive_is_an_error():
     evaluation = evaluate_sampler(model, random_clips(2), num_bootstrap=20)
     assert list(evaluation.per_clip) == ["random", "tube", "frame"]
     assert "spearman_p_error" not in evaluation.per_clip["tube"]
-    assert evaluation.visible_tokens == {mask_type: model.config.get_num_visible_tokens(mask_type, ratio)
-                                         for mask_type, ratio in evaluation.mask_ratios.items()}  # fmt: skip
+    assert evaluation.visible_tokens == {
+        mask_type: model.config.get_num_visible_tokens(mask_type, ratio)
+        for mask_type, ratio in evaluation.mask_ratios.items()
+    }
     with pytest.raises(ValueError, match="no sampler"):
         evaluate_sampler(model, random_clips(2), mask_types=["adaptive"])
 
@@ -162,30 +168,69 @@ def model_and_videos(tmp_path_factory):
     root = tmp_path_factory.mktemp("sampler_evaluation")
     tiny_model().save_pretrained(root / "model")
     save_clip_config(root / "model", VideoClipConfig(num_frames=8, sampling_rate=2, crop_size=32))
-    generate_sample_videos(root / "videos", num_videos=4, num_frames=16, height=32, width=40, index_file="index.csv",
-                           camera_pan=(1, 1))  # fmt: skip
+    generate_sample_videos(
+        root / "videos", num_videos=4, num_frames=16, height=32, width=40, index_file="index.csv", camera_pan=(1, 1)
+    )
     return root
 
 
 def test_command_line_writes_json_and_figure_and_prints_the_table(model_and_videos, tmp_path, capsys):
     root = model_and_videos
-    arguments = ["--model", str(root / "model"), "--index", str(root / "videos" / "index.csv"), "--output_dir",
-                 str(tmp_path), "--seed", "0", "--max_videos", "3", "--batch_size", "2", "--num_bootstrap", "100",
-                 "--mask_types", "adaptive", "random", "tube", "frame", "--device", "cpu"]  # fmt: skip
+    arguments = [
+        "--model",
+        str(root / "model"),
+        "--index",
+        str(root / "videos" / "index.csv"),
+        "--output_dir",
+        str(tmp_path),
+        "--seed",
+        "0",
+        "--max_videos",
+        "3",
+        "--batch_size",
+        "2",
+        "--num_bootstrap",
+        "100",
+        "--mask_types",
+        "adaptive",
+        "random",
+        "tube",
+        "frame",
+        "--device",
+        "cpu",
+    ]
     assert main(arguments) == 0
     table = capsys.readouterr().out
     assert "spearman_p_motion_compensated" in table and "tube 0.9" in table and "95% bootstrap" in table
     results = json.loads((tmp_path / "sampler_evaluation.json").read_text())
-    assert {"model", "index", "seed", "num_clips", "num_tokens", "num_bootstrap", "confidence", "mask_ratios",
-            "visible_tokens", "clip_geometry", "motion_measures", "measures", "summary", "per_clip", "clip_ids",
-            "videos"} <= set(results)  # fmt: skip
+    assert {
+        "model",
+        "index",
+        "seed",
+        "num_clips",
+        "num_tokens",
+        "num_bootstrap",
+        "confidence",
+        "mask_ratios",
+        "visible_tokens",
+        "clip_geometry",
+        "motion_measures",
+        "measures",
+        "summary",
+        "per_clip",
+        "clip_ids",
+        "videos",
+    } <= set(results)
     assert results["mask_ratios"] == {"adaptive": 0.75, "random": 0.9, "tube": 0.9, "frame": 0.875}
     assert results["num_clips"] == 3 and len(results["videos"]) == 3
     assert results["clip_geometry"]["sampling_rate"] == 2  # from the model's clip_config.json
     assert set(results["summary"]) == {"sampler", "adaptive", "random", "tube", "frame"}
     assert set(results["summary"]["random"]["visible_motion_ratio_compensated"]) == {
-        "mean", "ci_low", "ci_high", "num_clips"
-    }  # fmt: skip
+        "mean",
+        "ci_low",
+        "ci_high",
+        "num_clips",
+    }
     with Image.open(tmp_path / "sampler_evaluation.png") as figure:
         assert figure.format == "PNG" and figure.width >= 800 and figure.height >= 800
     # The same seed gives the same numbers.
@@ -210,9 +255,21 @@ def test_command_line_user_errors_are_one_line(model_and_videos, tmp_path, capsy
 
 def test_module_runs_as_a_script(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "adamae_hf.sampler_evaluation", "--model", str(tmp_path / "missing"), "--index", "x",
-         "--output_dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": os.getcwd()},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "adamae_hf.sampler_evaluation",
+            "--model",
+            str(tmp_path / "missing"),
+            "--index",
+            "x",
+            "--output_dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("error: --model: expected a model folder")

@@ -7,6 +7,7 @@ import logging
 import numpy as np
 import pytest
 import torch
+from tiny_configs import tiny_config
 from transformers import EvalPrediction
 
 from adamae_hf.data import collate_clips
@@ -19,14 +20,14 @@ from adamae_hf.video_trainer import (
     write_predictions,
 )
 from modeling_adamae import AdaMaeForVideoClassification
-from tiny_configs import tiny_config
 
 
 def test_trainer_optimizer_has_layer_wise_lrs_and_its_schedule_keeps_them(tmp_path):
     model = AdaMaeForVideoClassification(tiny_config(num_labels=3))  # depth 2: layer ids 0 (embeddings) .. 3 (head)
     base, decay, depth = 1e-3, 0.75, 2
-    args = FinetuningTrainingArguments(output_dir=str(tmp_path), learning_rate=base, max_steps=10, warmup_steps=2,
-                                       use_cpu=True, report_to="none")  # fmt: skip
+    args = FinetuningTrainingArguments(
+        output_dir=str(tmp_path), learning_rate=base, max_steps=10, warmup_steps=2, use_cpu=True, report_to="none"
+    )
     trainer = VideoClassificationTrainer(model=model, args=args, layer_decay=decay)
     trainer.create_optimizer_and_scheduler(num_training_steps=10)
     names = {id(p): n for n, p in model.named_parameters()}
@@ -51,12 +52,19 @@ def test_trainer_optimizer_has_layer_wise_lrs_and_its_schedule_keeps_them(tmp_pa
 def test_recipe_schedule_warms_up_for_whole_epochs_of_optimizer_steps_then_follows_the_reference_cosine(tmp_path):
     # 10 batches of 1 video with 4 accumulated per step: Trainer takes ceil(10 / 4) = 3 optimizer steps an epoch
     model = AdaMaeForVideoClassification(tiny_config(num_labels=3))
-    args = FinetuningTrainingArguments(output_dir=str(tmp_path), learning_rate=1e-3, max_steps=12,
-                                       per_device_train_batch_size=1, gradient_accumulation_steps=4, use_cpu=True,
-                                       report_to="none")  # fmt: skip
+    args = FinetuningTrainingArguments(
+        output_dir=str(tmp_path),
+        learning_rate=1e-3,
+        max_steps=12,
+        per_device_train_batch_size=1,
+        gradient_accumulation_steps=4,
+        use_cpu=True,
+        report_to="none",
+    )
     videos = [{"pixel_values": torch.zeros(1, 8, 3, 32, 32)} for _ in range(10)]
-    trainer = VideoClassificationTrainer(model=model, args=args, train_dataset=videos, layer_decay=1.0,
-                                         warmup_epochs=1, warmup_lr=1e-5, min_lr=2e-5)  # fmt: skip
+    trainer = VideoClassificationTrainer(
+        model=model, args=args, train_dataset=videos, layer_decay=1.0, warmup_epochs=1, warmup_lr=1e-5, min_lr=2e-5
+    )
     trainer.create_optimizer_and_scheduler(num_training_steps=12)
     observed = []
     for _ in range(12):
@@ -74,11 +82,26 @@ def test_a_run_that_ends_before_its_warmup_is_warned_about_when_training_starts(
     videos = [{"pixel_values": torch.zeros(1, 8, 3, 32, 32)} for _ in range(3)]
 
     def start(warmup_epochs=5.0, **overrides):
-        args = FinetuningTrainingArguments(**{"output_dir": str(tmp_path), "learning_rate": 1e-3, "max_steps": 4,
-                                              "per_device_train_batch_size": 1, "use_cpu": True, "report_to": "none",
-                                              **overrides})  # fmt: skip
-        trainer = VideoClassificationTrainer(model=model, args=args, train_dataset=videos, layer_decay=1.0,
-                                             warmup_epochs=warmup_epochs, warmup_lr=1e-6, min_lr=1e-6)  # fmt: skip
+        args = FinetuningTrainingArguments(
+            **{
+                "output_dir": str(tmp_path),
+                "learning_rate": 1e-3,
+                "max_steps": 4,
+                "per_device_train_batch_size": 1,
+                "use_cpu": True,
+                "report_to": "none",
+                **overrides,
+            }
+        )
+        trainer = VideoClassificationTrainer(
+            model=model,
+            args=args,
+            train_dataset=videos,
+            layer_decay=1.0,
+            warmup_epochs=warmup_epochs,
+            warmup_lr=1e-6,
+            min_lr=1e-6,
+        )
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="adamae_hf.video_trainer"):
             trainer.create_optimizer_and_scheduler(num_training_steps=4)
@@ -86,10 +109,14 @@ def test_a_run_that_ends_before_its_warmup_is_warned_about_when_training_starts(
 
     reached = 1e-3 * warmup_cosine_factor(3, 15, 4, 1e-3, 1e-6, 1e-6)  # the lr of the last step
     assert reached == pytest.approx(1e-6 + (1e-3 - 1e-6) * 3 / 14)
-    assert (f"4 optimizer steps, 15 warmup steps from --warmup_epochs (5 epochs of 3 steps), so the learning rate "
-            f"rises only to {reached:.3g}, never to its peak 0.001") in start()  # fmt: skip
+    assert (
+        f"4 optimizer steps, 15 warmup steps from --warmup_epochs (5 epochs of 3 steps), so the learning rate "
+        f"rises only to {reached:.3g}, never to its peak 0.001"
+    ) in start()
     assert "ends before its warmup" not in start(warmup_epochs=1)  # 3 warmup steps of 4
-    assert "4 optimizer steps, 10 warmup steps from --warmup_steps" in start(lr_scheduler_type="linear", warmup_steps=10)
+    assert "4 optimizer steps, 10 warmup steps from --warmup_steps" in start(
+        lr_scheduler_type="linear", warmup_steps=10
+    )
 
 
 def test_multi_view_averaging_equals_a_manual_computation(tmp_path):
@@ -152,18 +179,33 @@ class EpochRecordingVideos(torch.utils.data.Dataset):
 
     def __getitem__(self, index):
         self.read_in.append(self.epoch)
-        return {"pixel_values": torch.zeros(1, 8, 3, 32, 32), "labels": torch.zeros(1, dtype=torch.long),
-                "video_index": torch.full((1,), index)}  # fmt: skip
+        return {
+            "pixel_values": torch.zeros(1, 8, 3, 32, 32),
+            "labels": torch.zeros(1, dtype=torch.long),
+            "video_index": torch.full((1,), index),
+        }
 
 
 def test_the_training_videos_learn_each_epoch_even_where_accelerate_does_not_say_it(tmp_path, monkeypatch):
     # accelerate's multi-process loader gives the epoch to its sampler, not to the dataset: mimic it on one process
     monkeypatch.setattr("accelerate.data_loader.DataLoaderShard.set_epoch", lambda loader, epoch: None)
     videos = EpochRecordingVideos()
-    args = FinetuningTrainingArguments(output_dir=str(tmp_path), learning_rate=1e-3, num_train_epochs=3,
-                                       per_device_train_batch_size=2, use_cpu=True, report_to="none",
-                                       save_strategy="no", disable_tqdm=True)  # fmt: skip
-    trainer = VideoClassificationTrainer(model=AdaMaeForVideoClassification(tiny_config(num_labels=3)), args=args,
-                                         train_dataset=videos, data_collator=collate_clips, layer_decay=1.0)  # fmt: skip
+    args = FinetuningTrainingArguments(
+        output_dir=str(tmp_path),
+        learning_rate=1e-3,
+        num_train_epochs=3,
+        per_device_train_batch_size=2,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
+    )
+    trainer = VideoClassificationTrainer(
+        model=AdaMaeForVideoClassification(tiny_config(num_labels=3)),
+        args=args,
+        train_dataset=videos,
+        data_collator=collate_clips,
+        layer_decay=1.0,
+    )
     trainer.train()
     assert videos.read_in == [0] * 4 + [1] * 4 + [2] * 4

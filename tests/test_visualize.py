@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny_configs import tiny_config
 
 from adamae_hf.data import (
     IMAGENET_DEFAULT_MEAN,
@@ -41,7 +42,6 @@ from adamae_hf.mask_figure import (
 )
 from adamae_hf.visualize import main
 from modeling_adamae import AdaMaeForPreTraining, AdaMaeForVideoClassification
-from tiny_configs import tiny_config
 
 
 # tiny_config: 8 frames of 32x32, patch 8, tubelet 2 -> token grid 4 x 4 x 4 = 64 tokens, mask ratio 0.75.

@@ -41,6 +41,10 @@ def run_without_project(script: str, args: list[str], work_dir: Path) -> subproc
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(Path(work_dir) / "modules"))
     return subprocess.run(
-        [sys.executable, str(path), *map(str, args)], cwd=work_dir, env=env, capture_output=True, text=True,
+        [sys.executable, str(path), *map(str, args)],
+        cwd=work_dir,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=300,
-    )  # fmt: skip
+    )

@@ -18,13 +18,18 @@ from transformers.utils.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT
 from configuration_adamae import MAX_IMAGE_SIZE
 
 
-
 SAMPLING_MODES = ("dense", "segment")
 CLIP_CONFIG_NAME = "clip_config.json"
 # What makes a clip the input a model was trained on, as opposed to its augmentation: a model folder carries these,
 # and evaluating or fine-tuning from the folder starts from them (`load_clip_geometry`).
 CLIP_GEOMETRY_FIELDS = (
-    "num_frames", "sampling_rate", "sampling_mode", "crop_size", "short_side_size", "image_mean", "image_std"
+    "num_frames",
+    "sampling_rate",
+    "sampling_mode",
+    "crop_size",
+    "short_side_size",
+    "image_mean",
+    "image_std",
 )
 TRAIN_CROPS = ("multiscale", "random_resized")
 

@@ -214,8 +214,16 @@ def video_views(
         VideoDecodeError: The video cannot be read.
     """
     clips = read_clips(source, config, train, item_generator(seed, epoch, video_key, _SAMPLING_STREAM))
-    return make_views(clips, video_key=video_key, epoch=epoch, seed=seed, config=config, train=train,
-                      normalize=normalize, transform=transform)  # fmt: skip
+    return make_views(
+        clips,
+        video_key=video_key,
+        epoch=epoch,
+        seed=seed,
+        config=config,
+        train=train,
+        normalize=normalize,
+        transform=transform,
+    )
 
 
 class VideoClipDataset(Dataset):
@@ -361,9 +369,16 @@ class VideoClipDataset(Dataset):
     def _load_views(self, video_index: int, item_seed: int, epoch: int) -> torch.Tensor:
         # The same steps as video_views, through read_clip_frames (which the benchmark overrides).
         rng = item_generator(item_seed, epoch, video_index, _SAMPLING_STREAM)
-        return make_views(self.read_clip_frames(video_index, rng), video_key=video_index, epoch=epoch,
-                          seed=item_seed, config=self.config, train=self.train, normalize=self.normalize,
-                          transform=self.transform)  # fmt: skip
+        return make_views(
+            self.read_clip_frames(video_index, rng),
+            video_key=video_index,
+            epoch=epoch,
+            seed=item_seed,
+            config=self.config,
+            train=self.train,
+            normalize=self.normalize,
+            transform=self.transform,
+        )
 
     def _check_some_video_decodes(self) -> None:
         failures = []

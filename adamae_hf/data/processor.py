@@ -147,8 +147,10 @@ def save_classification_pipeline(save_directory: str | os.PathLike) -> list[Path
         ValueError: The folder holds no AdaMAE classifier ``config.json``.
     """
     if not is_adamae_classifier(save_directory):
-        raise ValueError(f"{save_directory} must hold the config.json of an {CLASSIFIER_ARCHITECTURE} (save the model "
-                         "first); the pipeline classifies videos.")  # fmt: skip
+        raise ValueError(
+            f"{save_directory} must hold the config.json of an {CLASSIFIER_ARCHITECTURE} (save the model "
+            "first); the pipeline classifies videos."
+        )
     from pipeline_adamae import AdaMaeVideoClassificationPipeline  # imports transformers' pipelines: only here
 
     files = custom_object_save(AdaMaeVideoClassificationPipeline, save_directory)  # with its relative imports

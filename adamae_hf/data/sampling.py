@@ -33,6 +33,12 @@ def clip_indices(
 ) -> np.ndarray:
     """Indices of one clip under ``config.sampling_mode`` (evaluation clips are numbered up to ``num_clips``)."""
     return sample_clip_indices(
-        config.sampling_mode, num_video_frames, config.num_frames, config.sampling_rate, train, rng, clip_index,
+        config.sampling_mode,
+        num_video_frames,
+        config.num_frames,
+        config.sampling_rate,
+        train,
+        rng,
+        clip_index,
         num_clips=1 if train else config.num_clips,
-    )  # fmt: skip
+    )

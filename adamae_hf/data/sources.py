@@ -63,9 +63,11 @@ class DataSourceArguments:
 
     train_index: str | None = field(
         default=None,
-        metadata={"help": "Training videos: a .csv/.jsonl index, a folder of <class>/<video> folders, tar shards "
-                  "(a folder, glob or URL of .tar files), a save_to_disk folder, or a datasets name/path."},
-    )  # fmt: skip
+        metadata={
+            "help": "Training videos: a .csv/.jsonl index, a folder of <class>/<video> folders, tar shards "
+            "(a folder, glob or URL of .tar files), a save_to_disk folder, or a datasets name/path."
+        },
+    )
     validation_index: str | None = field(default=None, metadata={"help": "Validation videos (as --train_index)."})
     test_index: str | None = field(default=None, metadata={"help": "Test videos (as --train_index)."})
     dataset_config_name: str | None = field(
@@ -76,24 +78,32 @@ class DataSourceArguments:
     test_split: str = field(default="test", metadata={"help": "Split used for testing."})
     streaming: bool = field(
         default=False,
-        metadata={"help": "Stream the videos (datasets.IterableDataset): no full download or cache; sharded by "
-                  "process and DataLoader worker, shuffled through a buffer."},
-    )  # fmt: skip
+        metadata={
+            "help": "Stream the videos (datasets.IterableDataset): no full download or cache; sharded by "
+            "process and DataLoader worker, shuffled through a buffer."
+        },
+    )
     video_column: str | None = field(
         default=None,
-        metadata={"help": "Column holding the videos (a Video column or file paths); default: the Video column, "
-                  "else 'video', 'mp4' or 'path'."},
-    )  # fmt: skip
+        metadata={
+            "help": "Column holding the videos (a Video column or file paths); default: the Video column, "
+            "else 'video', 'mp4' or 'path'."
+        },
+    )
     label_column: str | None = field(
         default=None,
-        metadata={"help": "Column holding the labels (class names or ids); default: the ClassLabel column, else "
-                  "'label' or 'cls' (tar shards: 'cls', else the 'label' of each <key>.json)."},
-    )  # fmt: skip
+        metadata={
+            "help": "Column holding the labels (class names or ids); default: the ClassLabel column, else "
+            "'label' or 'cls' (tar shards: 'cls', else the 'label' of each <key>.json)."
+        },
+    )
     data_root: str | None = field(
         default=None,
-        metadata={"help": "Folder that relative video paths start from (default: the index file's folder; for a "
-                  "datasets source, the working directory)."},
-    )  # fmt: skip
+        metadata={
+            "help": "Folder that relative video paths start from (default: the index file's folder; for a "
+            "datasets source, the working directory)."
+        },
+    )
     max_train_videos: int | None = field(
         default=None, metadata={"help": "Use only the first N training videos (quick experiments)."}
     )
@@ -158,13 +168,15 @@ def open_video_split(args: DataSourceArguments, split: str, label_names: list[st
             videos = first_videos_of_stream(videos, max_videos)
         count = f"first {max_videos} videos, streamed" if max_videos is not None else "streamed"
         description = f"{split}: {what} ({count}, {videos.num_shards} shards{_classes_text(names)})"
-        return VideoSplit(stream=videos, label_names=names, description=description,
-                          shuffle_buffer_size=args.shuffle_buffer_size)  # fmt: skip
+        return VideoSplit(
+            stream=videos, label_names=names, description=description, shuffle_buffer_size=args.shuffle_buffer_size
+        )
     if max_videos is not None:
         videos = videos.select(range(min(max_videos, len(videos))))
     description = f"{split}: {len(videos):,} videos from {what}{_classes_text(names)}"
-    return VideoSplit(index=videos, label_names=names, description=description,
-                      shuffle_buffer_size=args.shuffle_buffer_size)  # fmt: skip
+    return VideoSplit(
+        index=videos, label_names=names, description=description, shuffle_buffer_size=args.shuffle_buffer_size
+    )
 
 
 def clip_dataset(
@@ -185,14 +197,26 @@ def clip_dataset(
     share; both for streams only, where a map-style index is shared by the sampler instead)."""
     if split.index is not None:
         return VideoClipDataset(
-            split.index, config, train=train, seed=seed, normalize=normalize, skipped=skipped,
+            split.index,
+            config,
+            train=train,
+            seed=seed,
+            normalize=normalize,
+            skipped=skipped,
             check_decodable=check_decodable,
-        )  # fmt: skip
+        )
     return StreamingVideoClipDataset(
-        split.stream, config, train=train, seed=seed, normalize=normalize, skipped=skipped,
-        videos_per_batch=videos_per_batch, shuffle_buffer_size=split.shuffle_buffer_size, rank=rank,
+        split.stream,
+        config,
+        train=train,
+        seed=seed,
+        normalize=normalize,
+        skipped=skipped,
+        videos_per_batch=videos_per_batch,
+        shuffle_buffer_size=split.shuffle_buffer_size,
+        rank=rank,
         world_size=world_size,
-    )  # fmt: skip
+    )
 
 
 def first_videos_of_stream(stream: datasets.IterableDataset, count: int) -> datasets.IterableDataset:
@@ -202,9 +226,11 @@ def first_videos_of_stream(stream: datasets.IterableDataset, count: int) -> data
     files may have changed under the same names): ``IterableDataset.take`` would take ``count`` rows from each
     worker's shards instead of ``count`` in all."""
     rows = datasets.Dataset.from_generator(
-        _first_rows, gen_kwargs={"stream": stream, "count": count}, features=stream.features,
+        _first_rows,
+        gen_kwargs={"stream": stream, "count": count},
+        features=stream.features,
         fingerprint=uuid.uuid4().hex,
-    )  # fmt: skip
+    )
     return rows.to_iterable_dataset(num_shards=min(STREAM_SHARDS, len(rows)))
 
 
@@ -230,15 +256,19 @@ def _open_source(args: DataSourceArguments, source: str, split: str, label_names
         raise ValueError(f"{flag}: {source!r} names no .tar shards (a URL or a glob is read as WebDataset shards)")
     if os.path.isfile(source):
         if not source.endswith(INDEX_FILE_EXTENSIONS):
-            raise ValueError(f"{flag}: expected a .csv or .jsonl index, tar shards, a folder or a datasets name, got "
-                             f"the file {source!r}")  # fmt: skip
+            raise ValueError(
+                f"{flag}: expected a .csv or .jsonl index, tar shards, a folder or a datasets name, got "
+                f"the file {source!r}"
+            )
         index = index_from_file(source, data_root=args.data_root, label_names=label_names)
         return _maybe_stream(args, index), _index_label_names(index), f"index file {source}"
     if os.path.isdir(source):
         return _open_folder(args, source, split, split_name, label_names)
     if _looks_like_a_path(source):
-        raise ValueError(f"{flag}: no such file or folder: {source!r} (expected a .csv/.jsonl index, a folder, tar "
-                         "shards or a datasets name)")  # fmt: skip
+        raise ValueError(
+            f"{flag}: no such file or folder: {source!r} (expected a .csv/.jsonl index, a folder, tar "
+            "shards or a datasets name)"
+        )
     dataset = datasets.load_dataset(source, args.dataset_config_name, split=split_name, streaming=args.streaming)
     config = f" ({args.dataset_config_name})" if args.dataset_config_name else ""
     return _from_datasets(args, dataset, label_names) + (f"dataset {source}{config} split {split_name!r}",)
@@ -249,8 +279,9 @@ def _open_folder(args: DataSourceArguments, folder: str, split: str, split_name:
         dataset = datasets.load_from_disk(folder)
         if isinstance(dataset, datasets.DatasetDict):
             if split_name not in dataset:
-                raise ValueError(f"--{split}_index: {folder} holds the splits {list(dataset)}, not {split_name!r} "
-                                 f"(--{split}_split)")  # fmt: skip
+                raise ValueError(
+                    f"--{split}_index: {folder} holds the splits {list(dataset)}, not {split_name!r} (--{split}_split)"
+                )
             dataset = dataset[split_name]
         if args.streaming:
             dataset = dataset.to_iterable_dataset(num_shards=min(STREAM_SHARDS, len(dataset)))
@@ -337,7 +368,9 @@ def read_classes_file(shards: list[str]) -> list[str] | None:
 
 
 def _open_tar_shards(args: DataSourceArguments, source: str, shards: list[str], label_names):
-    dataset = datasets.load_dataset("webdataset", data_files={"train": shards}, split="train", streaming=args.streaming)
+    dataset = datasets.load_dataset(
+        "webdataset", data_files={"train": shards}, split="train", streaming=args.streaming
+    )
     class_names = read_classes_file(shards)
     videos, names = _from_datasets(args, dataset, label_names, class_names=class_names)
     return videos, names, f"{len(shards)} tar shards {source}"
@@ -379,8 +412,9 @@ def _video_column(asked: str | None, features: datasets.Features) -> str:
     videos = [name for name, feature in features.items() if isinstance(feature, datasets.Video)]
     candidates = videos + [name for name in VIDEO_COLUMNS if name in features]
     if not candidates:
-        raise ValueError(f"no video column found among {list(features)}: give --video_column (a Video column or "
-                         "file paths)")  # fmt: skip
+        raise ValueError(
+            f"no video column found among {list(features)}: give --video_column (a Video column or file paths)"
+        )
     return candidates[0]
 
 

@@ -308,8 +308,10 @@ class StreamingVideoClipDataset(torch.utils.data.IterableDataset):
         batches); without it, every worker is taken to have served its round-robin share.
         """
         if batch_size is not None and batch_size != self.videos_per_batch:
-            raise ValueError(f"resume: the batches held {batch_size} videos, this dataset makes batches of "
-                             f"{self.videos_per_batch} (videos_per_batch)")  # fmt: skip
+            raise ValueError(
+                f"resume: the batches held {batch_size} videos, this dataset makes batches of "
+                f"{self.videos_per_batch} (videos_per_batch)"
+            )
         if batches_consumed < 0:
             raise ValueError(f"batches_consumed must be >= 0, got {batches_consumed}")
         self.set_epoch(epoch)
@@ -403,9 +405,15 @@ class StreamingVideoClipDataset(torch.utils.data.IterableDataset):
         try:
             with _opened(row) as source:
                 views = video_views(
-                    source, video_key=key, epoch=epoch, seed=self.seed, config=self.config, train=self.train,
-                    normalize=self.normalize, transform=self.transform,
-                )  # fmt: skip
+                    source,
+                    video_key=key,
+                    epoch=epoch,
+                    seed=self.seed,
+                    config=self.config,
+                    train=self.train,
+                    normalize=self.normalize,
+                    transform=self.transform,
+                )
         except VideoDecodeError as error:
             self.skipped.record(key % self._skip_slots, error.path, error.reason)
             return _Decoded(row, key, None)

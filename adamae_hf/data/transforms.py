@@ -86,10 +86,20 @@ def multiscale_crop_box(
     crop_height, crop_width = min(crop_height, height), min(crop_width, width)
     step_height, step_width = (height - crop_height) // 4, (width - crop_width) // 4
     offsets = [
-        (0, 0), (0, 4), (4, 0), (4, 4), (2, 2),  # corners and centre, as (row quarter, column quarter)
-        (2, 0), (2, 4), (4, 2), (0, 2),  # edge midpoints
-        (1, 1), (1, 3), (3, 1), (3, 3),  # quarter points
-    ]  # fmt: skip
+        (0, 0),
+        (0, 4),
+        (4, 0),
+        (4, 4),
+        (2, 2),  # corners and centre, as (row quarter, column quarter)
+        (2, 0),
+        (2, 4),
+        (4, 2),
+        (0, 2),  # edge midpoints
+        (1, 1),
+        (1, 3),
+        (3, 1),
+        (3, 3),  # quarter points
+    ]
     row_quarter, column_quarter = offsets[int(rng.integers(len(offsets)))]
     return row_quarter * step_height, column_quarter * step_width, crop_height, crop_width
 
@@ -240,9 +250,22 @@ class VideoRandAugment:
     """
 
     _OPS = (
-        "AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize", "SolarizeAdd", "Color",
-        "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel",
-    )  # fmt: skip
+        "AutoContrast",
+        "Equalize",
+        "Invert",
+        "Rotate",
+        "Posterize",
+        "Solarize",
+        "SolarizeAdd",
+        "Color",
+        "Contrast",
+        "Brightness",
+        "Sharpness",
+        "ShearX",
+        "ShearY",
+        "TranslateXRel",
+        "TranslateYRel",
+    )
 
     def __init__(self, spec: str = "rand-m9-n2-mstd0.5", fill=IMAGENET_DEFAULT_MEAN):
         self.magnitude, self.num_ops, self.magnitude_std, self.increasing = 10.0, 2, 0.0, False
@@ -367,7 +390,6 @@ def decode_short_side(config: VideoClipConfig, train: bool) -> int:
     return math.ceil(config.crop_size / smallest_fraction)
 
 
-
 def check_uint8_output(config: VideoClipConfig) -> None:
     """uint8 output leaves normalisation to the consumer, and with it random erasing, which works on normalised
     values; a config that asks for it cannot have uint8 output."""
@@ -437,6 +459,12 @@ class EvalTransform:
         :class:`TrainTransform`."""
         config = self.config
         return evaluation_views(
-            frames, config.crop_size, config.eval_short_side, config.num_crops, config.image_mean, config.image_std,
-            normalized=self.normalize, out=out,
-        )  # fmt: skip
+            frames,
+            config.crop_size,
+            config.eval_short_side,
+            config.num_crops,
+            config.image_mean,
+            config.image_std,
+            normalized=self.normalize,
+            out=out,
+        )
