@@ -1,7 +1,11 @@
 """The README's commands and code are true."""
 
+import math
 import re
 from pathlib import Path
+
+import torch
+
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -34,3 +38,21 @@ def test_readme_has_exactly_the_two_set_up_commands():
     ]
     ci = (README.parent / ".ci" / "run").read_text()
     assert "torch==2.13.0" in ci and '-e ".[test]"' in ci and "python -m pytest" in ci
+
+
+def test_the_plain_trainer_example_trains_and_evaluates(tmp_path, monkeypatch):
+    # The dataset and collate_clips in a plain transformers.Trainer with its default remove_unused_columns=True,
+    # which drops every item's video_index (the model's forward does not take it).
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda *args, **kwargs: str(tmp_path))
+    namespace = {}
+    exec(compile(python_block_after("<!-- plain-trainer"), "README plain Trainer", "exec"), namespace)
+    trainer = namespace["trainer"]
+
+    assert trainer.args.remove_unused_columns  # the Trainer's default, untouched
+    assert math.isfinite(trainer.state.log_history[-1]["eval_loss"])
+    assert math.isfinite(trainer.state.log_history[-2]["train_loss"])
+    batch = next(iter(trainer.get_eval_dataloader()))
+    assert set(batch) == {"pixel_values", "labels"}  # video_index was removed before collating
+    assert batch["pixel_values"].shape == (6, 8, 3, 32, 32) and batch["labels"].dtype == torch.long
