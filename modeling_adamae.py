@@ -10,6 +10,9 @@ compiled.
 The layers are transformers' v5 kind: attention dispatched through `ALL_ATTENTION_FUNCTIONS` (eager, sdpa, flash,
 flex), hidden states and attentions recorded by transformers' output capture, parameter names VideoMAE's.
 
+The method as this file implements it (the sampler, the draw of the visible tokens, both losses with their shapes, the
+initialisation) is written up in docs/method.md of the adamae-hf repository.
+
 This file is also one of the two custom-code files a Hub repository carries: it imports only torch, transformers and
 `configuration_adamae`.
 """

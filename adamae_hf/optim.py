@@ -5,6 +5,8 @@
 - `scaled_learning_rate`: the recipes' lr x total batch / 256.
 - `warmup_cosine_schedule`: per-step linear warmup from `warmup_lr` then cosine to `min_lr`, as the reference's
   `cosine_scheduler`, as a `LambdaLR` (so Accelerate and Trainer save and restore it with the optimizer).
+
+Both recipes, with every number, are tabled in docs/method.md.
 """
 
 from __future__ import annotations

@@ -129,6 +129,7 @@ class PretrainingArguments:
     """How to train. Defaults are the paper's recipe (AdamW betas (0.9, 0.95), weight decay 0.05, lr 1.5e-4 x
     global batch / 256, 40 warmup epochs, cosine to min lr, 800 epochs)."""
 
+    # the recipe, every number, in docs/method.md
     _argument_group_name = "training (defaults: the paper's recipe)"
 
     demo: bool = field(

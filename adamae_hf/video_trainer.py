@@ -3,8 +3,9 @@ multi-view evaluation around it.
 
 - the optimizer: AdamW with layer-wise lr decay (`adamae_hf.optim`), the recipe's per-step warmup + cosine schedule;
 - mixup / cutmix / label smoothing in the training step (`adamae_hf.data.mixup`);
-- `video_index` carried through evaluation, so that `aggregate_views` averages each video's views and
-  `build_compute_metrics` scores videos, not views; `write_predictions` writes one line per test video;
+- `video_index` carried through evaluation, so that `aggregate_views` averages each video's views (the protocol of
+  docs/method.md) and `build_compute_metrics` scores videos, not views; `write_predictions` writes one line per test
+  video;
 - `DatasetEpochCallback`: the training videos learn each epoch, which with the seed picks their augmentation;
 - `skipped_video_total`: the undecodable videos a split skipped, over every process.
 """
