@@ -2,15 +2,14 @@
 and the flags pretraining refuses or needs for a stream."""
 
 import os
-import socket
 import subprocess
-import sys
 import tarfile
 
 import pytest
 import torch
 from pretrain_helpers import REPO_ROOT, state_dict_of, tiny_argv
 from safetensors.torch import load_file
+from two_processes import two_process_command
 
 from adamae_hf.checkpoint import list_checkpoints, read_training_state
 from adamae_hf.data.streaming import StreamingVideoClipDataset
@@ -39,12 +38,6 @@ def tar_shards(sample_videos, tmp_path):
             for number in (2 * shard, 2 * shard + 1):
                 tar.add(sample_videos[number].path, arcname=f"video{number:04d}.mp4")
     return folder
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Killed(Exception):
@@ -156,21 +149,12 @@ def test_two_processes_stream_their_shares_and_resume_exactly(tmp_path, tar_shar
     flags = {"streaming": "true", "max_steps": 3, "save_steps": 2}
 
     def launch(output_dir, params_dir, **extra):
-        command = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_addr",
-            "127.0.0.1",
-            "--master_port",
-            str(free_port()),
+        command = two_process_command(
             str(REPO_ROOT / "tests" / "pretrain_helpers.py"),
             "ddp-train",
             str(params_dir),
             *tiny_argv(output_dir, tar_shards, **flags, **extra),
-        ]
+        )
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
         result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]

@@ -8,9 +8,7 @@ import logging
 import os
 import re
 import shutil
-import socket
 import subprocess
-import sys
 import tarfile
 import textwrap
 from pathlib import Path
@@ -22,6 +20,7 @@ import transformers
 from huggingface_hub import ModelCard
 from tiny_configs import tiny_config
 from transformers import AutoImageProcessor, VideoMAEForVideoClassification, pipeline
+from two_processes import two_process_command
 from without_project import run_without_project
 
 import run_finetune
@@ -274,19 +273,7 @@ def test_skipped_videos_are_counted_over_every_process(finetuned, sample_videos,
     rows = [f"{v.path},{v.label}" for v in sample_videos]
     rows.insert(3, f"{tmp_path / 'broken.mp4'},move_up")
     (tmp_path / "index.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(port),
+    command = two_process_command(
         str(REPO_ROOT / "run_finetune.py"),
         "--model_name_or_path",
         str(output_dir),
@@ -302,7 +289,7 @@ def test_skipped_videos_are_counted_over_every_process(finetuned, sample_videos,
         "--report_to",
         "none",
         "--use_cpu",
-    ]
+    )
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
     completed = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -551,26 +538,14 @@ def test_a_stream_tested_by_two_processes_scores_every_view_once(finetuned, samp
         "--use_cpu",
     ]
     run_finetune.main([*arguments, "--output_dir", str(tmp_path / "one")])
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(port),
+    command = two_process_command(
         str(REPO_ROOT / "run_finetune.py"),
         *arguments,
         "--output_dir",
         str(tmp_path / "two"),
         "--ddp_backend",
         "gloo",
-    ]
+    )
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
     completed = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
     assert completed.returncode == 0, completed.stderr[-3000:]

@@ -2,7 +2,6 @@
 process."""
 
 import os
-import socket
 import subprocess
 import sys
 
@@ -10,6 +9,7 @@ import pytest
 import torch
 from pretrain_helpers import REPO_ROOT, TINY_OVERRIDES, state_dict_of, tiny_argv
 from safetensors.torch import load_file
+from two_processes import two_process_command
 
 import run_pretrain
 from adamae_hf.errors import run_cli
@@ -96,32 +96,20 @@ def test_the_demo_finishes_and_writes_a_loadable_model(tmp_path):
     } <= set(records[-1])
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, sample_index_file):
     # Sampler dropout off: dropout masks are the one thing drawn per process rather than per clip.
     overrides = TINY_OVERRIDES + ",sampler_dropout_prob=0.0"
     ddp_argv = tiny_argv(
         tmp_path / "ddp", sample_index_file, per_device_train_batch_size=2, config_overrides=overrides, max_steps=3
     )
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(free_port()),
-        str(REPO_ROOT / "tests" / "pretrain_helpers.py"),
-        "ddp-train",
-        str(tmp_path / "params"),
-    ] + ddp_argv
+    command = (
+        two_process_command(
+            str(REPO_ROOT / "tests" / "pretrain_helpers.py"),
+            "ddp-train",
+            str(tmp_path / "params"),
+        )
+        + ddp_argv
+    )
     result = subprocess.run(command, cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
 

@@ -1,10 +1,10 @@
 """adamae_hf.training helpers that only show their worth with several processes."""
 
-import socket
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
+
+from two_processes import two_process_command
 
 from adamae_hf.errors import UserError
 from adamae_hf.training import on_every_process
@@ -58,21 +58,9 @@ def test_a_check_that_fails_on_one_process_stops_every_process(tmp_path):
         Path({str(tmp_path)!r}, f"rank{{accelerator.process_index}}.txt").write_text(outcome)
     """)
     )
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(port),
+    command = two_process_command(
         str(script),
-    ]
+    )
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     for rank in (0, 1):
