@@ -56,3 +56,8 @@ def test_the_plain_trainer_example_trains_and_evaluates(tmp_path, monkeypatch):
     batch = next(iter(trainer.get_eval_dataloader()))
     assert set(batch) == {"pixel_values", "labels"}  # video_index was removed before collating
     assert batch["pixel_values"].shape == (6, 8, 3, 32, 32) and batch["labels"].dtype == torch.long
+
+
+def test_the_readme_names_the_ruff_version_ci_checks_with():
+    pinned = re.search(r"^RUFF_VERSION=(\S+)$", (README.parent / ".ci" / "run").read_text(), flags=re.M).group(1)
+    assert f"pip install ruff=={pinned} && ruff check . && ruff format --check ." in README.read_text()
