@@ -236,7 +236,7 @@ class AdaMaeConfig(PretrainedConfig):
         self._validate()
 
     # ----------------------------------------------------------------------------------------------------------------
-    # Derived sizes
+    # Derived sizes (the token shapes are §1 of docs/method.md in the adamae-hf repository)
 
     @property
     def frame_size(self) -> tuple[int, int]:
@@ -265,7 +265,8 @@ class AdaMaeConfig(PretrainedConfig):
     def get_num_visible_tokens(self, mask_type: str | None = None, mask_ratio: float | None = None) -> int:
         """Number of visible tokens K for a mask type and ratio (the config's when not given).
 
-        Each mask type rounds as its reference implementation does:
+        Each mask type rounds as its reference implementation does (§2 of docs/method.md in the adamae-hf
+        repository):
         - `adaptive`: K = int(N * (1 - ratio)) (AdaMAE; 78 of 1568 at 0.95);
         - `random`: int(ratio * N) tokens masked (VideoMAE's random masking);
         - `tube`: int(ratio * h * w) patches masked in every time slice (VideoMAE's tube masking);
@@ -307,11 +308,14 @@ class AdaMaeConfig(PretrainedConfig):
     # Validation
 
     def _validate(self):
-        def require_positive_int(name):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        self._validate_layer_sizes()
+        self._validate_clip_geometry()
+        self._validate_head_widths()
+        self._validate_rates_and_normalisation()
+        self.check_mask()
 
+    def _validate_layer_sizes(self):
+        """Every size is a positive integer."""
         for name in (
             "patch_size",
             "num_channels",
@@ -330,8 +334,12 @@ class AdaMaeConfig(PretrainedConfig):
             "sampler_num_attention_heads",
             "sampler_intermediate_size",
         ):
-            require_positive_int(name)
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
 
+    def _validate_clip_geometry(self):
+        """The clip cuts into whole patches and tubelets, and gives at most `MAX_NUM_PATCHES` tokens."""
         image_size = self.image_size
         sizes = image_size if isinstance(image_size, (list, tuple)) else [image_size]
         if len(sizes) not in (1, 2) or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes):
@@ -351,6 +359,9 @@ class AdaMaeConfig(PretrainedConfig):
                 f"(token grid t x h x w = {self.token_grid}); at most {MAX_NUM_PATCHES} are supported. Use fewer "
                 "frames, smaller frames, or a larger patch_size / tubelet_size."
             )
+
+    def _validate_head_widths(self):
+        """Each width splits evenly into its attention heads."""
         for width_name, heads_name in (
             ("hidden_size", "num_attention_heads"),
             ("decoder_hidden_size", "decoder_num_attention_heads"),
@@ -359,6 +370,9 @@ class AdaMaeConfig(PretrainedConfig):
             width, heads = getattr(self, width_name), getattr(self, heads_name)
             if width % heads != 0:
                 raise ValueError(f"{width_name} ({width}) must be divisible by {heads_name} ({heads}).")
+
+    def _validate_rates_and_normalisation(self):
+        """Dropout rates in [0, 1), one mean and one positive std per channel, a non-negative sampling loss weight."""
         for name in (
             "hidden_dropout_prob",
             "attention_probs_dropout_prob",
@@ -376,7 +390,6 @@ class AdaMaeConfig(PretrainedConfig):
             raise ValueError(f"image_std must be positive, got {self.image_std}.")
         if not isinstance(self.sampling_loss_weight, (int, float)) or self.sampling_loss_weight < 0:
             raise ValueError(f"sampling_loss_weight must be >= 0, got {self.sampling_loss_weight!r}.")
-        self.check_mask()
 
 
 AdaMaeConfig.register_for_auto_class()
