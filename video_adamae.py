@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import av
@@ -430,89 +431,67 @@ class VideoReader:
         Returns None (after a seek only) when the seek is not trustworthy: no frame came out, or the first frame
         is later than the first wanted index.
         """
+        assembly = _WantedFrames(self, wanted)
+        try:
+            for frame in self._decode_forward(wanted):
+                index = assembly.index_of(frame)
+                if after_seek and assembly.previous_frame is None and index > wanted[0]:
+                    return None
+                assembly.add(frame, index)
+                if assembly.complete:
+                    return assembly.frames_by_index
+        finally:
+            self._stream.codec_context.skip_frame = "DEFAULT"
+        return self._finish_at_end_of_stream(assembly, after_seek)
+
+    def _decode_forward(self, wanted: list[int]) -> Iterator[av.VideoFrame]:
+        """Decoded frames from the current position on, skipping packets the decoder fails on (up to
+        `_MAX_CONSECUTIVE_DECODE_ERRORS` in a row) and stopping a stream that never reaches `wanted[-1]`."""
         codec_context = self._stream.codec_context
         wanted_set = set(wanted)
         # Dropping a non-reference frame that is not wanted is exact when every frame has its own grid slot
         # (constant frame rate); with variable frame rate a dropped frame could be the one on screen at a wanted
         # time, so nothing is dropped.
         drop_unwanted = self.skip_unneeded_frames and self._constant_frame_rate
-        frames_by_index: dict[int, np.ndarray] = {}
-        output_size: tuple[int, int] | None = None
-        last_conversion: tuple[object, np.ndarray] | None = None  # (frame, RGB): a held frame converts once
-        previous_frame = None
-        previous_index = -1
-        next_wanted = 0  # position in `wanted` of the first index still unassigned
-        decoded_count = 0
-        consecutive_errors = 0
         # Variable frame rate can put several frames in one grid slot, hence the factor.
         frame_budget = 4 * (wanted[-1] + 1) + _DECODE_SLACK_FRAMES
+        decoded_count = 0
+        consecutive_errors = 0
+        for packet in self._container.demux(self._stream):
+            if packet.pts is None:
+                codec_context.skip_frame = "DEFAULT"
+            elif drop_unwanted:
+                keep = self._index_of(packet.pts) in wanted_set
+                codec_context.skip_frame = "DEFAULT" if keep else "NONREF"
+            try:
+                decoded = packet.decode()
+                consecutive_errors = 0
+            except (av.FFmpegError, ValueError) as error:
+                consecutive_errors += 1
+                if consecutive_errors >= _MAX_CONSECUTIVE_DECODE_ERRORS:
+                    raise VideoDecodeError(self.path, f"decoder keeps failing ({_describe(error)})") from None
+                continue
+            for frame in decoded:
+                decoded_count += 1
+                if decoded_count > frame_budget:
+                    raise VideoDecodeError(
+                        self.path, f"decoded {decoded_count} frames without reaching frame {wanted[-1]}"
+                    )
+                yield frame
 
-        def to_rgb(frame) -> np.ndarray:
-            nonlocal output_size, last_conversion
-            if last_conversion is not None and last_conversion[0] is frame:
-                return last_conversion[1]
-            if output_size is None:
-                output_size = self._output_size(frame.width, frame.height)
-                self.rotation = frame.rotation
-            width, height = output_size
-            # Reformatting to the first frame's size keeps the stack rectangular if a stream changes size.
-            rgb = frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA")
-            last_conversion = (frame, rgb)
-            return rgb
-
-        try:
-            for packet in self._container.demux(self._stream):
-                if packet.pts is None:
-                    codec_context.skip_frame = "DEFAULT"
-                elif drop_unwanted:
-                    keep = self._index_of(packet.pts) in wanted_set
-                    codec_context.skip_frame = "DEFAULT" if keep else "NONREF"
-                try:
-                    decoded = packet.decode()
-                    consecutive_errors = 0
-                except (av.FFmpegError, ValueError) as error:
-                    consecutive_errors += 1
-                    if consecutive_errors >= _MAX_CONSECUTIVE_DECODE_ERRORS:
-                        raise VideoDecodeError(self.path, f"decoder keeps failing ({_describe(error)})") from None
-                    continue
-                for frame in decoded:
-                    decoded_count += 1
-                    if decoded_count > frame_budget:
-                        raise VideoDecodeError(
-                            self.path, f"decoded {decoded_count} frames without reaching frame {wanted[-1]}"
-                        )
-                    timestamp = frame.pts if frame.pts is not None else frame.dts
-                    index = self._index_of(timestamp) if timestamp is not None else previous_index + 1
-                    index = max(index, previous_index)  # garbled timestamps must not run backwards
-                    if after_seek and previous_frame is None and index > wanted[0]:
-                        return None
-                    # Wanted indices before this frame's slot fall in a gap: they show the previous frame.
-                    while next_wanted < len(wanted) and wanted[next_wanted] < index:
-                        held = previous_frame if previous_frame is not None else frame
-                        frames_by_index[wanted[next_wanted]] = to_rgb(held)
-                        next_wanted += 1
-                    if next_wanted < len(wanted) and wanted[next_wanted] == index:
-                        frames_by_index[index] = to_rgb(frame)
-                        next_wanted += 1
-                    if next_wanted == len(wanted):
-                        return frames_by_index
-                    previous_frame, previous_index = frame, index
-        finally:
-            codec_context.skip_frame = "DEFAULT"
-
-        # End of stream before the last wanted index.
-        if previous_frame is None:
+    def _finish_at_end_of_stream(self, assembly: _WantedFrames, after_seek: bool) -> dict[int, np.ndarray] | None:
+        """The stream ended before the last wanted index: the rest show the last frame, and the frame count
+        shrinks to what was decoded when the header promised more."""
+        if assembly.previous_frame is None:
             if after_seek:
                 return None
             raise VideoDecodeError(self.path, "no frame could be decoded")
-        last_frame = to_rgb(previous_frame)
-        for index in wanted[next_wanted:]:
-            frames_by_index[index] = last_frame
-        true_count = previous_index + 1
+        assembly.fill_remaining_with_last_frame()
+        true_count = assembly.previous_index + 1
         if true_count < self._num_frames:
             self._num_frames = true_count
             self._frame_count_source = "decoded"
-        return frames_by_index
+        return assembly.frames_by_index
 
     # ------------------------------------------------------------------------------------------------ lifetime
 
@@ -527,6 +506,60 @@ class VideoReader:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+class _WantedFrames:
+    """One forward decoding pass's bookkeeping: which wanted frame index gets which decoded frame (the frame on screen
+    at its time), converting each frame to RGB at most once, at the first frame's output size."""
+
+    def __init__(self, reader: VideoReader, wanted: list[int]):
+        self.reader = reader
+        self.wanted = wanted
+        self.frames_by_index: dict[int, np.ndarray] = {}
+        self.next_wanted = 0  # position in `wanted` of the first index still unassigned
+        self.previous_frame = None
+        self.previous_index = -1
+        self._output_size: tuple[int, int] | None = None
+        self._last_conversion: tuple[object, np.ndarray] | None = None  # (frame, RGB): a held frame converts once
+
+    @property
+    def complete(self) -> bool:
+        return self.next_wanted == len(self.wanted)
+
+    def index_of(self, frame) -> int:
+        """The frame's slot on the frame grid; garbled timestamps must not run backwards."""
+        timestamp = frame.pts if frame.pts is not None else frame.dts
+        index = self.reader._index_of(timestamp) if timestamp is not None else self.previous_index + 1
+        return max(index, self.previous_index)
+
+    def add(self, frame, index: int) -> None:
+        # Wanted indices before this frame's slot fall in a gap: they show the previous frame.
+        while self.next_wanted < len(self.wanted) and self.wanted[self.next_wanted] < index:
+            held = self.previous_frame if self.previous_frame is not None else frame
+            self.frames_by_index[self.wanted[self.next_wanted]] = self.to_rgb(held)
+            self.next_wanted += 1
+        if self.next_wanted < len(self.wanted) and self.wanted[self.next_wanted] == index:
+            self.frames_by_index[index] = self.to_rgb(frame)
+            self.next_wanted += 1
+        self.previous_frame, self.previous_index = frame, index
+
+    def fill_remaining_with_last_frame(self) -> None:
+        last_frame = self.to_rgb(self.previous_frame)
+        for index in self.wanted[self.next_wanted :]:
+            self.frames_by_index[index] = last_frame
+
+    def to_rgb(self, frame) -> np.ndarray:
+        """uint8 (H, W, 3) at the first frame's output size."""
+        if self._last_conversion is not None and self._last_conversion[0] is frame:
+            return self._last_conversion[1]
+        if self._output_size is None:
+            self._output_size = self.reader._output_size(frame.width, frame.height)
+            self.reader.rotation = frame.rotation
+        width, height = self._output_size
+        # Reformatting to the first frame's size keeps the stack rectangular if a stream changes size.
+        rgb = frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA")
+        self._last_conversion = (frame, rgb)
+        return rgb
 
 
 def probe_video(source) -> VideoInfo:
@@ -638,7 +671,9 @@ def sample_clip_indices(
     clip_index: int = 0,
     num_clips: int = 1,
 ) -> np.ndarray:
-    """Indices of one clip in ``sampling_mode`` ("dense" or "segment"; ``sampling_rate`` is used by dense only)."""
+    """Indices of one clip in ``sampling_mode`` ("dense" or "segment"; ``sampling_rate`` is used by dense only).
+
+    The evaluation views these give are §7 of docs/method.md in the adamae-hf repository."""
     if sampling_mode == "dense":
         return dense_clip_indices(num_video_frames, num_frames, sampling_rate, train, rng, clip_index, num_clips)
     if sampling_mode == "segment":
