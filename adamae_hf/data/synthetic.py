@@ -15,7 +15,7 @@ import csv
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -112,51 +112,15 @@ def render_motion_clip(
     object_colour = rng.uniform(0, 255, size=3).astype(np.float32)
     stripe_colour = 255.0 - object_colour
     stripe_period = max(2, min(height, width) // 8)
-    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
-
     if motion_class == "rotate_clockwise":
-        centre_row, centre_col = (height - 1) / 2, (width - 1) / 2
-        half_length = 0.42 * min(height, width)
-        half_thickness = max(1.0, 0.09 * min(height, width))
-        start_angle = rng.uniform(0, math.pi)
-        # A quarter to a half turn over the clip, whatever its length.
-        angular_speed = rng.uniform(0.5, 1.0) * (math.pi / 2) / max(num_frames - 1, 1)
+        object_at = _rotating_bar(num_frames, height, width, stripe_period, rng)
     else:
-        side = max(2, min(height, width) // 3)
-        direction = {"move_left": (0, -1), "move_right": (0, 1), "move_up": (-1, 0), "move_down": (1, 0)}
-        step_row, step_col = direction[motion_class]
-        travel_rows, travel_cols = height - side, width - side
-        # The object crosses 60-100% of the free space along its axis and stays fully in view.
-        fraction = rng.uniform(0.6, 1.0)
-        speed_rows = fraction * travel_rows / max(num_frames - 1, 1)
-        speed_cols = fraction * travel_cols / max(num_frames - 1, 1)
-        # Start anywhere in the space the motion leaves free, at the end the object moves away from.
-        if step_col != 0:
-            offset = rng.uniform(0, (1 - fraction) * travel_cols)
-            first_col = offset if step_col > 0 else travel_cols - offset
-            first_row = rng.uniform(0, travel_rows)
-        else:
-            offset = rng.uniform(0, (1 - fraction) * travel_rows)
-            first_row = offset if step_row > 0 else travel_rows - offset
-            first_col = rng.uniform(0, travel_cols)
+        object_at = _sliding_square(motion_class, num_frames, height, width, stripe_period, rng)
 
     frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)
     masks = np.empty((num_frames, height, width), dtype=bool)
     for t in range(num_frames):
-        if motion_class == "rotate_clockwise":
-            # Rows grow downwards, so a growing angle turns the bar from pointing right to pointing down: clockwise.
-            angle = start_angle + angular_speed * t
-            along = (cols - centre_col) * math.cos(angle) + (rows - centre_row) * math.sin(angle)
-            across = -(cols - centre_col) * math.sin(angle) + (rows - centre_row) * math.cos(angle)
-            mask = (np.abs(along) <= half_length) & (np.abs(across) <= half_thickness)
-            stripes = (np.floor((along + half_length) / stripe_period) % 2).astype(bool)
-        else:
-            top = int(round(first_row + step_row * speed_rows * t))
-            left = int(round(first_col + step_col * speed_cols * t))
-            mask = np.zeros((height, width), dtype=bool)
-            mask[top : top + side, left : left + side] = True
-            # Stripes move with the object, so every covered pixel changes from frame to frame.
-            stripes = (np.floor((cols - left + rows - top) / stripe_period) % 2).astype(bool)
+        mask, stripes = object_at(t)
         top_of_view, left_of_view = view_top + round(pan_rows * t), view_left + round(pan_cols * t)
         frame = background[top_of_view : top_of_view + height, left_of_view : left_of_view + width].copy()
         frame[mask & stripes] = stripe_colour
@@ -166,6 +130,65 @@ def render_motion_clip(
         frames[t] = np.clip(frame, 0, 255).astype(np.uint8)
         masks[t] = mask
     return frames, masks
+
+
+# An object's silhouette and stripes in frame t: two bool (H, W) arrays.
+ObjectAt = Callable[[int], tuple[np.ndarray, np.ndarray]]
+
+
+def _rotating_bar(num_frames: int, height: int, width: int, stripe_period: int, rng: np.random.Generator) -> ObjectAt:
+    """A striped bar turning clockwise around the frame's centre, a quarter to a half turn over the clip."""
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+    centre_row, centre_col = (height - 1) / 2, (width - 1) / 2
+    half_length = 0.42 * min(height, width)
+    half_thickness = max(1.0, 0.09 * min(height, width))
+    start_angle = rng.uniform(0, math.pi)
+    angular_speed = rng.uniform(0.5, 1.0) * (math.pi / 2) / max(num_frames - 1, 1)
+
+    def object_at(t: int) -> tuple[np.ndarray, np.ndarray]:
+        # Rows grow downwards, so a growing angle turns the bar from pointing right to pointing down: clockwise.
+        angle = start_angle + angular_speed * t
+        along = (cols - centre_col) * math.cos(angle) + (rows - centre_row) * math.sin(angle)
+        across = -(cols - centre_col) * math.sin(angle) + (rows - centre_row) * math.cos(angle)
+        mask = (np.abs(along) <= half_length) & (np.abs(across) <= half_thickness)
+        stripes = (np.floor((along + half_length) / stripe_period) % 2).astype(bool)
+        return mask, stripes
+
+    return object_at
+
+
+def _sliding_square(
+    motion_class: str, num_frames: int, height: int, width: int, stripe_period: int, rng: np.random.Generator
+) -> ObjectAt:
+    """A striped square moving in a straight line (``move_*``) across 60-100% of the free space, always in view."""
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+    side = max(2, min(height, width) // 3)
+    direction = {"move_left": (0, -1), "move_right": (0, 1), "move_up": (-1, 0), "move_down": (1, 0)}
+    step_row, step_col = direction[motion_class]
+    travel_rows, travel_cols = height - side, width - side
+    fraction = rng.uniform(0.6, 1.0)
+    speed_rows = fraction * travel_rows / max(num_frames - 1, 1)
+    speed_cols = fraction * travel_cols / max(num_frames - 1, 1)
+    # Start anywhere in the space the motion leaves free, at the end the object moves away from.
+    if step_col != 0:
+        offset = rng.uniform(0, (1 - fraction) * travel_cols)
+        first_col = offset if step_col > 0 else travel_cols - offset
+        first_row = rng.uniform(0, travel_rows)
+    else:
+        offset = rng.uniform(0, (1 - fraction) * travel_rows)
+        first_row = offset if step_row > 0 else travel_rows - offset
+        first_col = rng.uniform(0, travel_cols)
+
+    def object_at(t: int) -> tuple[np.ndarray, np.ndarray]:
+        top = int(round(first_row + step_row * speed_rows * t))
+        left = int(round(first_col + step_col * speed_cols * t))
+        mask = np.zeros((height, width), dtype=bool)
+        mask[top : top + side, left : left + side] = True
+        # Stripes move with the object, so every covered pixel changes from frame to frame.
+        stripes = (np.floor((cols - left + rows - top) / stripe_period) % 2).astype(bool)
+        return mask, stripes
+
+    return object_at
 
 
 def write_video(
