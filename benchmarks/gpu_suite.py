@@ -276,72 +276,50 @@ HELD_OUT_VIDEOS = {"num_videos": 16, "num_frames": 32, "height": 128, "width": 1
 SMOKE_VIDEOS = {"num_videos": 4, "num_frames": 16, "height": 72, "width": 88}
 
 
+# run_pretrain's flags for the smoke run (the demo's tiny model, two steps on the CPU) and for the GPU run; the number
+# of DataLoader workers is added to the GPU run's.
+SMOKE_PRETRAIN_FLAGS = {
+    "max_steps": 2,
+    "logging_steps": 1,
+    "dataloader_num_workers": 0,
+    "use_cpu": "true",
+    "visualize": "false",
+}
+PRETRAIN_FLAGS = {
+    "num_frames": 16,
+    "sampling_rate": 2,
+    "crop_size": 224,
+    "config_overrides": PRETRAIN_MODEL,
+    "norm_pix_loss": "false",
+    "sampling_loss_weight": 1e-2,
+    "per_device_train_batch_size": 32,
+    "num_sample": 2,
+    "max_steps": 300,
+    "warmup_steps": 20,
+    "learning_rate": 5e-4,
+    "warmup_lr": 1e-5,
+    "min_lr": 5e-5,
+    "mixed_precision": "bf16",
+}
+
+
+def cli_flags(values: dict) -> list:
+    """`{"seed": 0}` -> `["--seed", 0]`, in the dict's order."""
+    return [item for name, value in values.items() for item in (f"--{name}", value)]
+
+
 def pretraining_commands(smoke: bool, work: Path, run_dir: Path, workers: int) -> list[list[str]]:
+    """Generate the training and held-out videos, then run run_pretrain.py on the training ones."""
     train, held_out = work / "train_videos", work / "held_out_videos"
     videos = SMOKE_VIDEOS if smoke else PRETRAIN_VIDEOS
-    flags = [
-        "--output_dir",
-        run_dir,
-        "--overwrite_output_dir",
-        "true",
-        "--train_index",
-        train / "index.csv",
-        "--report_to",
-        "none",
-        "--seed",
-        0,
-    ]
-    if smoke:  # the demo's tiny model, two steps on the CPU
-        flags += [
-            "--demo",
-            "--max_steps",
-            2,
-            "--logging_steps",
-            1,
-            "--dataloader_num_workers",
-            0,
-            "--use_cpu",
-            "true",
-            "--visualize",
-            "false",
-        ]
+    flags = cli_flags({"output_dir": run_dir, "overwrite_output_dir": "true", "train_index": train / "index.csv"})
+    flags += cli_flags({"report_to": "none", "seed": 0})
+    if smoke:
+        flags += ["--demo", *cli_flags(SMOKE_PRETRAIN_FLAGS)]
     else:
-        flags += [
-            "--num_frames",
-            16,
-            "--sampling_rate",
-            2,
-            "--crop_size",
-            224,
-            "--config_overrides",
-            PRETRAIN_MODEL,
-            "--norm_pix_loss",
-            "false",
-            "--sampling_loss_weight",
-            1e-2,
-            "--per_device_train_batch_size",
-            32,
-            "--num_sample",
-            2,
-            "--max_steps",
-            300,
-            "--warmup_steps",
-            20,
-            "--learning_rate",
-            5e-4,
-            "--warmup_lr",
-            1e-5,
-            "--min_lr",
-            5e-5,
-            "--mixed_precision",
-            "bf16",
-            "--dataloader_num_workers",
-            workers,
-            "--logging_steps",
-            20,
-            "--save_steps",
-            10**6,
-        ]
+        flags += cli_flags(
+            {**PRETRAIN_FLAGS, "dataloader_num_workers": workers, "logging_steps": 20, "save_steps": 10**6}
+        )
     held_out_videos = SMOKE_VIDEOS if smoke else HELD_OUT_VIDEOS
     return [videos_command((train, 0, videos), (held_out, 1, held_out_videos)), python("run_pretrain.py", *flags)]
 
@@ -385,53 +363,37 @@ def suite_parts(smoke: bool, out_dir: Path, work: Path) -> list[Part]:
     """The parts in the order they run, with their budgets in seconds on one H100 (they add up to 7.75 minutes: the
     suite's own setup, the wheels and the versions, takes seconds)."""
     workers = max(1, (os.cpu_count() or 2) - 2)  # every core but the training process's and its pin-memory thread's
-    smoke_flag = ["--smoke"] if smoke else []
+    parts = [cuda_tests_part(), *step_parts(smoke, out_dir), *workload_parts(smoke, out_dir, work, workers)]
+    for part in parts if smoke else ():
+        part.budget_s = SMOKE_BUDGET_S
+    return parts
+
+
+def cuda_tests_part() -> Part:
+    """One tiny test today; collecting it imports the test module (transformers, datasets)."""
+    pytest = ["-m", "pytest", "-q", "-p", "benchmarks.gpu_suite", "-p", "no:cacheprovider"]
+    command = python(*pytest, *(cuda_test_files() or ["tests"]))
+    return Part("cuda-tests", "CUDA-only tests", [command], 30, summarize_pytest, needs_cuda=True)
+
+
+def step_parts(smoke: bool, out_dir: Path) -> list[Part]:
+    """benchmarks/pretrain_step.py: eager, compiled, with CUDA graphs, and at the largest batch that fits."""
     step = python("benchmarks/pretrain_step.py", "--plan", "issue")
     if smoke:
         step += ["--smoke", "--systems", ADAPTIVE, "videomae-tube-0.9"]  # CI's pretrain_step test runs all 7
-    run_dir, evaluation_dir = work / "pretraining", out_dir / "sampler_evaluation"
-    evaluate = python(
-        "-m",
-        "adamae_hf.sampler_evaluation",
-        "--model",
-        run_dir,
-        "--index",
-        work / "held_out_videos" / "index.csv",
-        "--output_dir",
-        evaluation_dir,
-        "--seed",
-        0,
-        "--max_videos",
-        2 if smoke else 16,
-        "--device",
-        "cpu" if smoke else "cuda",
-    )
-    parts = [
-        # one tiny test today; collecting it imports the test module (transformers, datasets)
-        Part(
-            "cuda-tests",
-            "CUDA-only tests",
-            [
-                python(
-                    "-m",
-                    "pytest",
-                    "-q",
-                    "-p",
-                    "benchmarks.gpu_suite",
-                    "-p",
-                    "no:cacheprovider",
-                    *(cuda_test_files() or ["tests"]),
-                )
-            ],
-            30,
-            summarize_pytest,
-            needs_cuda=True,
-        ),
+
+    def rows(*arguments) -> list[list]:
+        return [step + ["--rows", *arguments]]
+
+    gpu_only = dict(needs_cuda=True, full_only=True)
+    cudagraphs = ["compiled", "--compile_mode", "reduce-overhead", "--json", out_dir / "step-cudagraphs.json"]
+    largest = ["largest", "--warmup", 3, "--steps", 10, "--json", out_dir / "step-largest.json"]
+    return [
         # 7 systems eager at batch 16: model build, FLOP count, 10 + 30 steps of ~50 ms: ~5 s each
         Part(
             "step-eager",
             "pretraining step, eager (the paper's memory table)",
-            [step + ["--rows", "eager", "--json", out_dir / "step-eager.json"]],
+            rows("eager", "--json", out_dir / "step-eager.json"),
             40,
             step_rows,
         ),
@@ -439,47 +401,45 @@ def suite_parts(smoke: bool, out_dir: Path, work: Path) -> list[Part]:
         Part(
             "step-compiled",
             "pretraining step, torch.compile",
-            [step + ["--rows", "compiled", "32frames", "--json", out_dir / "step-compiled.json"]],
+            rows("compiled", "32frames", "--json", out_dir / "step-compiled.json"),
             100,
             step_rows,
-            needs_cuda=True,
-            full_only=True,
+            **gpu_only,
         ),
         # 2 compilations with CUDA graphs at batch 16, the lever on the launch-bound step
         Part(
             "step-cudagraphs",
             "pretraining step, torch.compile with CUDA graphs (reduce-overhead)",
-            [
-                step
-                + [
-                    "--rows",
-                    "compiled",
-                    "--compile_mode",
-                    "reduce-overhead",
-                    "--json",
-                    out_dir / "step-cudagraphs.json",
-                ]
-            ],
+            rows(*cudagraphs),
             60,
             step_rows,
-            needs_cuda=True,
-            full_only=True,
+            **gpu_only,
         ),
         # AdaMAE, then VideoMAE, compiled at the first of batch 256/128/64 that fits; 3 + 10 steps of up to ~0.7 s
         Part(
             "step-largest",
             "pretraining step, largest batch that fits (MFU)",
-            [step + ["--rows", "largest", "--warmup", 3, "--steps", 10, "--json", out_dir / "step-largest.json"]],
+            rows(*largest),
             50,
             step_rows,
-            needs_cuda=True,
-            full_only=True,
+            **gpu_only,
         ),
+    ]
+
+
+def workload_parts(smoke: bool, out_dir: Path, work: Path, workers: int) -> list[Part]:
+    """Inference against VideoMAE, the end-to-end loop, a short pretraining and the evaluation of its sampler."""
+    smoke_flag = ["--smoke"] if smoke else []
+    run_dir, evaluation_dir = work / "pretraining", out_dir / "sampler_evaluation"
+    inference = python("benchmarks/inference.py", "--json", out_dir / "inference.json", *smoke_flag)
+    end_to_end_flags = smoke_flag or ["--workers", workers, "--num_sample", 1, 2]
+    end_to_end = python("benchmarks/end_to_end.py", "--json", out_dir / "end-to-end.json", *end_to_end_flags)
+    return [
         # AdaMAE and VideoMAE classification at batch 32, eager and compiled (2 forward-only compilations)
         Part(
             "inference",
             "classification inference against VideoMAE",
-            [python("benchmarks/inference.py", "--json", out_dir / "inference.json", *smoke_flag)],
+            [inference],
             45,
             lambda text: {"rows": json_lines(text, "ms_per_batch")},
         ),
@@ -488,14 +448,7 @@ def suite_parts(smoke: bool, out_dir: Path, work: Path) -> list[Part]:
         Part(
             "end-to-end",
             "run_pretrain's loop on decoded videos against synthetic clips",
-            [
-                python(
-                    "benchmarks/end_to_end.py",
-                    "--json",
-                    out_dir / "end-to-end.json",
-                    *(smoke_flag or ["--workers", workers, "--num_sample", 1, 2]),
-                )
-            ],
+            [end_to_end],
             60,
             end_to_end_rows,
         ),
@@ -511,16 +464,20 @@ def suite_parts(smoke: bool, out_dir: Path, work: Path) -> list[Part]:
         Part(
             "sampler-evaluation",
             "sampler evaluation on held-out generated videos (seed 1)",
-            [evaluate],
+            [sampler_evaluation_command(smoke, run_dir, work / "held_out_videos" / "index.csv", evaluation_dir)],
             20,
             sampler_evaluation_rows(evaluation_dir),
             after="pretraining",
             requires=SAMPLER_EVALUATION_MODULE,
         ),
     ]
-    for part in parts if smoke else ():
-        part.budget_s = SMOKE_BUDGET_S
-    return parts
+
+
+def sampler_evaluation_command(smoke: bool, run_dir: Path, index: Path, evaluation_dir: Path) -> list:
+    """adamae_hf.sampler_evaluation on the short pretraining's model and the held-out videos."""
+    flags = {"model": run_dir, "index": index, "output_dir": evaluation_dir, "seed": 0}
+    flags.update(max_videos=2 if smoke else 16, device="cpu" if smoke else "cuda")
+    return python("-m", "adamae_hf.sampler_evaluation", *cli_flags(flags))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
