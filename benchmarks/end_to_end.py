@@ -209,45 +209,47 @@ def main(argv=None) -> list[dict]:
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         paths = make_videos(args, Path(args.video_dir) if args.video_dir else scratch / "videos")
-        clips_per_run = args.batch_size * (args.steps + 1)
-        synthetic = SyntheticClips(clips_per_run, args.num_frames, args.crop_size)
-        rate = measure(args, scratch / "synthetic", train_dataset=synthetic, workers=args.synthetic_workers)
-        rows = [
-            {
-                "input": "synthetic",
-                "workers": args.synthetic_workers,
-                "num_sample": 1,
-                "transport": "uint8",
-                "clips_per_s": rate,
-            }
-        ]
-        print(json.dumps(rows[-1]), flush=True)
-        for num_sample in args.num_sample:
-            index_file = write_index(paths, -(-clips_per_run // num_sample), scratch / f"index-{num_sample}.csv")
-            for workers in args.workers:
-                for transport in args.transport:
-                    name = f"videos-w{workers}-n{num_sample}-{transport}"
-                    rate = measure(
-                        args,
-                        scratch / name,
-                        index_file=str(index_file),
-                        workers=workers,
-                        num_sample=num_sample,
-                        transport=transport,
-                    )
-                    rows.append(
-                        {
-                            "input": "decoded videos",
-                            "workers": workers,
-                            "num_sample": num_sample,
-                            "transport": transport,
-                            "clips_per_s": rate,
-                        }
-                    )
-                    print(json.dumps(rows[-1]), flush=True)
+        rows = measure_rows(args, paths, scratch)
     for row in rows:
         row["vs_synthetic"] = row["clips_per_s"] / rows[0]["clips_per_s"]
+    print_report(args, device, rows)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"environment": environment(device), "rows": rows}, indent=2))
+    return rows
 
+
+def measure_rows(args, paths: list[str], scratch: Path) -> list[dict]:
+    """The synthetic-clip run, then one run per (num_sample, workers, transport) on the decoded videos; each row is
+    printed as a JSON line as soon as it is measured."""
+    clips_per_run = args.batch_size * (args.steps + 1)
+    synthetic = SyntheticClips(clips_per_run, args.num_frames, args.crop_size)
+    rate = measure(args, scratch / "synthetic", train_dataset=synthetic, workers=args.synthetic_workers)
+    rows = [_row("synthetic", args.synthetic_workers, 1, "uint8", rate)]
+    for num_sample in args.num_sample:
+        index_file = write_index(paths, -(-clips_per_run // num_sample), scratch / f"index-{num_sample}.csv")
+        for workers in args.workers:
+            for transport in args.transport:
+                name = f"videos-w{workers}-n{num_sample}-{transport}"
+                run = dict(workers=workers, num_sample=num_sample, transport=transport)
+                rate = measure(args, scratch / name, index_file=str(index_file), **run)
+                rows.append(_row("decoded videos", workers, num_sample, transport, rate))
+    return rows
+
+
+def _row(source: str, workers: int, num_sample: int, transport: str, clips_per_s: float) -> dict:
+    row = {
+        "input": source,
+        "workers": workers,
+        "num_sample": num_sample,
+        "transport": transport,
+        "clips_per_s": clips_per_s,
+    }
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def print_report(args, device: str, rows: list[dict]):
+    """The setup in one paragraph and the rows as a markdown table."""
     compiled = f"torch.compile ({args.torch_compile_mode or 'default'})" if args.torch_compile else "eager"
     print(f"\n{environment(device)}")
     print(
@@ -263,9 +265,6 @@ def main(argv=None) -> list[dict]:
             f"| {row['input']} | {row['workers']} | {row['num_sample']} | {row['transport']} "
             f"| {row['clips_per_s']:.1f} | {100 * row['vs_synthetic']:.0f}% |"
         )
-    if args.json:
-        Path(args.json).write_text(json.dumps({"environment": environment(device), "rows": rows}, indent=2))
-    return rows
 
 
 if __name__ == "__main__":
