@@ -381,51 +381,16 @@ def main(argv=None):
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
     peak = matmul_peak_tflops(device, torch.bfloat16)
-    env = environment(device)
-    if args.sdpa_backend != "auto":
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
-        backend = {
-            "flash": SDPBackend.FLASH_ATTENTION,
-            "cudnn": SDPBackend.CUDNN_ATTENTION,
-            "efficient": SDPBackend.EFFICIENT_ATTENTION,
-            "math": SDPBackend.MATH,
-        }[args.sdpa_backend]
-        sdpa_kernel(backend).__enter__()  # for the whole run
-        env += f"; sdpa backend {args.sdpa_backend}"
+    env = environment(device) + force_sdpa_backend(args.sdpa_backend)
     print(json.dumps({"environment": env, "peak_tflops": peak}), flush=True)  # first: a cut-short run still has it
-
+    # The arguments after (system, compiled, batch size, frames) that measure and measure_largest_batch share.
+    settings = (device, dtype, args.warmup, args.steps, args.smoke, peak)
     results = []
     for system, compiled, batch_size, num_frames in planned_runs(args):
         if isinstance(batch_size, tuple):
-            result = measure_largest_batch(
-                system,
-                compiled,
-                batch_size,
-                num_frames,
-                device,
-                dtype,
-                args.warmup,
-                args.steps,
-                args.smoke,
-                peak,
-                args.compile_mode,
-            )
+            result = measure_largest_batch(system, compiled, batch_size, num_frames, *settings, args.compile_mode)
         else:
-            result = measure(
-                system,
-                compiled,
-                batch_size,
-                num_frames,
-                device,
-                dtype,
-                args.warmup,
-                args.steps,
-                args.smoke,
-                peak,
-                args.profile,
-                args.compile_mode,
-            )
+            result = measure(system, compiled, batch_size, num_frames, *settings, args.profile, args.compile_mode)
         print(json.dumps(asdict(result)), flush=True)
         results.append(result)
     print_table(results, peak, env)
@@ -434,6 +399,23 @@ def main(argv=None):
             json.dumps({"environment": env, "peak_tflops": peak, "results": [asdict(r) for r in results]}, indent=2)
         )
     return results
+
+
+def force_sdpa_backend(name: str) -> str:
+    """Pin scaled-dot-product attention to one backend for the whole run (unless "auto"); returns the note the
+    environment line gets."""
+    if name == "auto":
+        return ""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    backend = {
+        "flash": SDPBackend.FLASH_ATTENTION,
+        "cudnn": SDPBackend.CUDNN_ATTENTION,
+        "efficient": SDPBackend.EFFICIENT_ATTENTION,
+        "math": SDPBackend.MATH,
+    }[name]
+    sdpa_kernel(backend).__enter__()  # for the whole run
+    return f"; sdpa backend {name}"
 
 
 if __name__ == "__main__":
