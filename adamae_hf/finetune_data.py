@@ -86,7 +86,15 @@ def open_split(data_args: DataArguments, split: str, label_names: Sequence[str] 
 def split_class_names(data_args: DataArguments, split: str) -> list[str] | None:
     """The classes of a split's videos, in the ids the sources give them (None when the source does not say: no
     labels, or a stream of class names)."""
-    return open_split(data_args, split).label_names
+    # Only a probe: a stream of class names gets its classes afterwards (--class_names or the checkpoint's) or the
+    # run stops saying so, so the stream's warning that it would leave its labels out does not apply here.
+    stream_logger = logging.getLogger(StreamingVideoClipDataset.__module__)
+    level = stream_logger.level
+    stream_logger.setLevel(logging.ERROR)
+    try:
+        return open_split(data_args, split).label_names
+    finally:
+        stream_logger.setLevel(level)
 
 
 def resolve_label_names(data_args: DataArguments, checkpoint_labels: list[str] | None) -> tuple[list[str], str]:

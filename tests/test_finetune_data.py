@@ -1,8 +1,10 @@
 """adamae_hf.finetune_data: the class list and the indexes checked against it."""
 
+import logging
 import os
 
 import pytest
+from tar_shards import write_tar_shards
 
 from adamae_hf.finetune_arguments import DataArguments
 from adamae_hf.finetune_data import hub_dataset_names, load_video_index, resolve_label_names
@@ -55,6 +57,17 @@ def test_label_set_comes_from_names_then_training_index_then_checkpoint(sample_i
     assert resolve_label_names(DataArguments(validation_index=sample_index_file), reordered)[0] == reordered
     with pytest.raises(ValueError, match="No classes to fine-tune on"):
         resolve_label_names(DataArguments(), None)
+
+
+def test_a_stream_of_class_names_takes_the_checkpoints_classes_without_warning(sample_videos, tmp_path, caplog):
+    # The stream's labels are names, so its classes are unknown until read whole: the checkpoint's classes name them,
+    # and the probe that found this does not warn that labels would be left out.
+    shards = write_tar_shards(tmp_path / "shards", sample_videos)
+    reordered = ["move_up", "move_left", "move_right"]
+    with caplog.at_level(logging.WARNING):
+        names, source = resolve_label_names(DataArguments(train_index=str(shards), streaming=True), reordered)
+    assert names == reordered and source == "the checkpoint's id2label"
+    assert "left out" not in caplog.text
 
 
 def test_the_cards_datasets_are_the_hub_datasets_among_the_sources(sample_index_file, tmp_path, monkeypatch):

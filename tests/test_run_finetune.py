@@ -2,14 +2,12 @@
 validation, multi-view testing and predictions, the published folder (model, processor, card), the stock VideoMAE
 export, `pipeline("video-classification")` from a fresh process without the project, and an evaluation-only run."""
 
-import io
 import json
 import logging
 import os
 import re
 import shutil
 import subprocess
-import tarfile
 import textwrap
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import pytest
 import torch
 import transformers
 from huggingface_hub import ModelCard
+from tar_shards import write_tar_shards
 from tiny_configs import tiny_config
 from transformers import AutoImageProcessor, VideoMAEForVideoClassification, pipeline
 from two_processes import two_process_command
@@ -346,23 +345,6 @@ def test_unknown_validation_label_stops_the_run_naming_label_and_line(finetuned,
 
 
 # --- other sources: a datasets folder with string labels, tar shards streamed --------------------------------------
-
-
-def write_tar_shards(folder: Path, videos, per_shard: int = 4) -> Path:
-    """The videos as WebDataset tar shards (`<key>.mp4` + `<key>.json` holding the class name, no ids)."""
-    folder.mkdir(parents=True)
-    for shard, start in enumerate(range(0, len(videos), per_shard)):
-        with tarfile.open(folder / f"shard-{shard:06d}.tar", "w") as tar:
-            for number, video in enumerate(videos[start : start + per_shard], start=start):
-                record = json.dumps({"label": video.label, "path": os.path.basename(video.path)}).encode()
-                for name, data in (
-                    (f"video{number:04d}.mp4", Path(video.path).read_bytes()),
-                    (f"video{number:04d}.json", record),
-                ):
-                    member = tarfile.TarInfo(name)
-                    member.size = len(data)
-                    tar.addfile(member, io.BytesIO(data))
-    return folder
 
 
 def test_a_datasets_folder_with_a_video_column_and_string_labels_evaluates_as_its_csv_index(
