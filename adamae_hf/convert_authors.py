@@ -27,6 +27,7 @@ from .convert_common import (
 )
 
 
+# A checkpoint's tensors do not store the attention head count. These are the standard ViT widths and their heads:
 # ViT-Ti/S/B/L/H (192/3, 384/6, 768/12, 1024/16, 1280/16), VideoMAE V2's ViT-g (1408/16) and the MAE decoders (192/3,
 # 384/6, 512/8, and ViT-H's 640/8, not 640 / 64). Any other width needs the head count from the checkpoint's training
 # arguments or the command line.
