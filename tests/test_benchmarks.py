@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import end_to_end, gpu_suite, inference, pretrain_step
+from benchmarks import end_to_end, gpu_suite, gpu_suite_report, inference, pretrain_step
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,14 +130,14 @@ def test_gpu_suite_targets_read_the_right_rows():
     ]))["rows"]  # fmt: skip
     report = {"parts": {"step-compiled": {"rows": rows}, "inference": {"rows": inference},
                         "end-to-end": {"rows": end_to_end}}}  # fmt: skip
-    found = {target.split(" (")[0]: (measured, met) for target, measured, met in gpu_suite.targets(report)}
+    found = {target.split(" (")[0]: (measured, met) for target, measured, met in gpu_suite_report.targets(report)}
     assert found["step clips/s, batch 16, 16 frames"] == ("700 (compiled: default)", "yes")
     assert found["peak memory of that step"] == ("4.06 GiB", "yes")
     assert found["MFU, best batch"] == ("36.0% (batch 128, compiled: default)", "yes")
     assert found["32 frames / 16 frames clips/s"] == ("0.40x (compiled: default)", "no")
     assert found["inference clips/s vs VideoMAE"] == ("1.10x (eager)", "yes")
     assert found["decoded videos vs synthetic clips/s"][1] == "no"  # 75% with num_sample 1
-    assert gpu_suite.targets({"parts": {}})[0][1:] == ("not measured", "not measured")
+    assert gpu_suite_report.targets({"parts": {}})[0][1:] == ("not measured", "not measured")
 
 
 def test_gpu_suite_keeps_the_rows_a_benchmark_printed_before_it_stopped(tmp_path):
@@ -194,7 +194,7 @@ def test_gpu_suite_full_run_asks_for_the_issues_measurements(tmp_path):
     parts = {part.name: part for part in gpu_suite.suite_parts(False, tmp_path / "out", tmp_path / "work")}
     assert sum(part.budget_s for part in parts.values()) <= 7.75 * 60  # 8 minutes on one H100, setup included
     runs, step_args = {}, {}
-    for name in gpu_suite.STEP_PARTS:
+    for name in gpu_suite_report.STEP_PARTS:
         [command] = parts[name].commands
         step_args[name] = pretrain_step.parse_args(command[2:])
         runs[name] = pretrain_step.planned_runs(step_args[name])
