@@ -1,7 +1,7 @@
 """`pipeline("video-classification")` for AdaMAE classifiers that scores a video as the evaluation protocol does.
 
-Every AdaMAE classifier folder carries this file and ``video_adamae.py``, and its ``config.json`` names the class in
-``custom_pipelines``, so that::
+Every AdaMAE classifier folder carries this file, ``video_adamae.py`` and ``video_clips_adamae.py``, and its
+``config.json`` names the class in ``custom_pipelines``, so that::
 
     from transformers import pipeline
 
@@ -25,9 +25,11 @@ from transformers.utils.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT
 
 
 try:
-    from .video_adamae import VideoReader, evaluation_views, read_evaluation_clips
-except ImportError:  # imported as an installed top-level module rather than as Hub remote code
-    from video_adamae import VideoReader, evaluation_views, read_evaluation_clips
+    from .video_adamae import VideoReader
+    from .video_clips_adamae import evaluation_views, read_evaluation_clips
+except ImportError:  # imported as installed top-level modules rather than as Hub remote code
+    from video_adamae import VideoReader
+    from video_clips_adamae import evaluation_views, read_evaluation_clips
 
 
 logger = logging.get_logger(__name__)

@@ -21,7 +21,11 @@ def test_benchmark_smoke_run(smoke_run):
     result, table = smoke_run
     rows = result["pipelines"]
     assert [row["pipeline"] for row in rows] == [
-        "naive (decode from start)", "seek", "seek, uint8", "seek, num_sample=2", "seek, num_sample=2, uint8"
+        "naive (decode from start)",
+        "seek",
+        "seek, uint8",
+        "seek, num_sample=2",
+        "seek, num_sample=2, uint8",
     ]
     assert all(row["clips_per_s"] > 0 for row in rows)
     assert "| seek, num_sample=2" in table and "clips/s" in table

@@ -104,6 +104,7 @@ def test_classifier_folders_carry_the_pipeline_and_pretraining_folders_do_not(cl
     for name in (
         "pipeline_adamae.py",
         "video_adamae.py",
+        "video_clips_adamae.py",
         "modeling_adamae.py",
         "configuration_adamae.py",
         "clip_config.json",

@@ -10,7 +10,14 @@ import textwrap
 from pathlib import Path
 
 
-PROJECT_MODULES = ("adamae_hf", "configuration_adamae", "modeling_adamae", "pipeline_adamae", "video_adamae")
+PROJECT_MODULES = (
+    "adamae_hf",
+    "configuration_adamae",
+    "modeling_adamae",
+    "pipeline_adamae",
+    "video_adamae",
+    "video_clips_adamae",
+)
 
 BLOCK_PROJECT_MODULES = textwrap.dedent(
     f"""

@@ -2,9 +2,9 @@
 video sources (index files, class folders, tar shards, ``datasets`` names, streaming), repeated sampling, the
 inference processors and Hub pipeline, and generated sample videos.
 
-The reader, the samplers and the evaluation views are implemented once, in the top-level Hub file
-``video_adamae.py`` that classifier folders carry for their pipeline (``pipeline_adamae.py``); this package
-re-exports them.
+The reader, the samplers and the evaluation views are implemented once, in the top-level Hub files
+``video_adamae.py`` (the reader) and ``video_clips_adamae.py`` (samplers, evaluation views) that classifier folders
+carry for their pipeline (``pipeline_adamae.py``); this package re-exports them.
 
 Typical use::
 

@@ -8,10 +8,10 @@ pipeline that runs the evaluation protocol.
 * ``preprocessor_config.json``: a VideoMAE *image* processor (``VideoMAEImageProcessor`` with torchvision,
   ``VideoMAEImageProcessorPil`` with Pillow alone), what older folders have and what the pipeline falls back to;
 * ``clip_config.json`` (given a config): every clip setting, including the evaluation views;
-* in an AdaMAE *classifier* folder, ``pipeline_adamae.py`` and ``video_adamae.py`` and a ``custom_pipelines`` entry
-  in ``config.json``: ``pipeline("video-classification", model=folder, trust_remote_code=True)`` then decodes with
-  our reader and averages the ``num_clips x num_crops`` views of ``clip_config.json``, as ``run_finetune.py
-  --do_predict`` does.
+* in an AdaMAE *classifier* folder, ``pipeline_adamae.py`` (with ``video_adamae.py`` and ``video_clips_adamae.py``)
+  and a ``custom_pipelines`` entry in ``config.json``: ``pipeline("video-classification", model=folder,
+  trust_remote_code=True)`` then decodes with our reader and averages the ``num_clips x num_crops`` views of
+  ``clip_config.json``, as ``run_finetune.py --do_predict`` does.
 
 Both processors resize the short side to ``config.eval_short_side`` (bilinear), cut a ``crop_size`` centre crop,
 rescale by 1/255 and normalise with the config's mean/std, i.e. :class:`adamae_hf.data.transforms.EvalTransform`
@@ -137,8 +137,8 @@ def is_adamae_classifier(save_directory: str | os.PathLike) -> bool:
 
 def save_classification_pipeline(save_directory: str | os.PathLike) -> list[Path]:
     """Put the Hub pipeline into an AdaMAE classifier folder: ``pipeline_adamae.py`` with the files it imports
-    (``video_adamae.py``, the model's files) and the ``custom_pipelines`` entry in ``config.json``. Call it after the
-    model's ``save_pretrained``, which rewrites ``config.json``.
+    (``video_adamae.py``, ``video_clips_adamae.py``, the model's files) and the ``custom_pipelines`` entry in
+    ``config.json``. Call it after the model's ``save_pretrained``, which rewrites ``config.json``.
 
     Returns:
         The Python files written.

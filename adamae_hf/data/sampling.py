@@ -8,15 +8,15 @@
   ``num_clips > 1``).
 
 All functions return int64 arrays of frame indices in ``[0, num_video_frames)``, in temporal order. The samplers
-live in the top-level ``video_adamae.py``, shared with the Hub pipeline (``pipeline_adamae.py``); :func:`clip_indices`
-applies them to a :class:`~adamae_hf.data.config.VideoClipConfig`.
+live in the top-level ``video_clips_adamae.py``, shared with the Hub pipeline (``pipeline_adamae.py``);
+:func:`clip_indices` applies them to a :class:`~adamae_hf.data.config.VideoClipConfig`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from video_adamae import dense_clip_indices, sample_clip_indices, segment_clip_indices
+from video_clips_adamae import dense_clip_indices, sample_clip_indices, segment_clip_indices
 
 from .config import VideoClipConfig
 

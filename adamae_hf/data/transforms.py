@@ -9,7 +9,8 @@ Training (:class:`TrainTransform`): VideoMAE's multi-scale crop (pretraining) or
 (fine-tuning), optional flip, optional RandAugment, normalisation, optional random erasing.
 Evaluation (:class:`EvalTransform`): short-side resize, then a centre crop or three crops along the long side,
 normalisation. Frames smaller than the crop are resized up. The evaluation views, the resizes and crops they use and
-:func:`normalize` live in the top-level ``video_adamae.py``, which the Hub pipeline (``pipeline_adamae.py``) shares.
+:func:`normalize` live in the top-level ``video_clips_adamae.py``, which the Hub pipeline (``pipeline_adamae.py``)
+shares.
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from video_adamae import (
+from video_adamae import short_side_resize_shape
+from video_clips_adamae import (
     as_uint8_video,
     center_crop,
     evaluation_views,
     normalize,
     resize,
     resize_short_side,
-    short_side_resize_shape,
     three_crops,
 )
 
