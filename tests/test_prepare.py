@@ -286,8 +286,10 @@ def test_user_mistakes_are_one_line(class_folder, tmp_path, capsys, flags, messa
 def test_a_missing_index_is_one_line(tmp_path, capsys):
     assert run_prepare(tmp_path / "nothing.csv", tmp_path / "out") == 1
     error = capsys.readouterr().err.strip()
-    assert error == f"error: --index: expected a .csv / .jsonl index or a folder of class folders, got " \
+    assert (
+        error == f"error: --index: expected a .csv / .jsonl index or a folder of class folders, got "
         f"'{tmp_path / 'nothing.csv'}': no such file."
+    )
 
 
 def frame_times(video: bytes, tmp_path: Path) -> list[float]:
