@@ -142,6 +142,8 @@ class PretrainingLoop:
             dynamic_ncols=True,
         )
         self.model.train()
+        # Once here and after each update, never at an epoch's start: a stream's epoch can end inside a step.
+        self.start_optimizer_step()
         try:
             while self.step < self.schedule.total_steps:
                 self.train_epoch()
@@ -151,7 +153,6 @@ class PretrainingLoop:
 
     def train_epoch(self) -> None:
         """The rest of the current epoch (all of it, or what a resume left), or up to the last step."""
-        self.start_optimizer_step()
         for batch in self.batches.epoch_batches(self.step):
             self.train_micro_batch(batch)
             if self.accelerator.sync_gradients:

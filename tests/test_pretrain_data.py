@@ -96,6 +96,24 @@ def test_a_killed_streaming_run_resumes_bit_for_bit(tmp_path, tar_shards, monkey
         )
 
 
+def test_an_accumulated_step_may_straddle_a_streams_epochs(tmp_path, tar_shards, monkeypatch):
+    # 6 videos, 2 a micro-batch: an epoch of the stream is 3 micro-batches, so with 2 per step the second step takes
+    # the last of epoch 0 and the first of epoch 1. It must stay one step: the micro-batch after the epoch's end is
+    # its second (its own rows of the step's mask noise, the step's non-finite flag kept), not a new step's first.
+    flags = {"streaming": "true", "max_steps": 3, "gradient_accumulation_steps": 2}
+    positions = []
+    real_micro_batch = PretrainingLoop.train_micro_batch
+
+    def recording_micro_batch(loop, batch):
+        positions.append(loop.batch_in_step)
+        real_micro_batch(loop, batch)
+
+    monkeypatch.setattr(PretrainingLoop, "train_micro_batch", recording_micro_batch)
+    result = run_pretraining(*parse_pretraining_args(tiny_argv(tmp_path / "run", tar_shards, **flags)))
+    assert result.step == 3
+    assert positions == [0, 1, 0, 1, 0, 1]
+
+
 def test_a_stream_is_read_by_each_process_and_the_old_flags_are_aliases(tmp_path, tar_shards, sample_index_file):
     _, data_args, clip_config, training_args = parse_pretraining_args(
         [
