@@ -34,6 +34,8 @@ import sys
 import tarfile
 from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -332,14 +334,22 @@ def prepared_videos(
         for row in rows:
             yield prepare_video(row.row, row.path, settings)
         return
-    with multiprocessing.get_context().Pool(num_workers) as pool:
+    # An executor, not a Pool: a worker killed mid-video (out of memory, a crash in FFmpeg) breaks the executor with
+    # an error, where a Pool would wait forever for the lost task.
+    with ProcessPoolExecutor(num_workers, mp_context=multiprocessing.get_context()) as executor:
         pending = deque()
-        for row in rows:
-            pending.append(pool.apply_async(prepare_video, (row.row, row.path, settings)))
-            if len(pending) >= 2 * num_workers:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
+        try:
+            for row in rows:
+                pending.append(executor.submit(prepare_video, row.row, row.path, settings))
+                if len(pending) >= 2 * num_workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        except BrokenProcessPool:
+            raise UserError(
+                "a worker process died (killed, out of memory?) while preparing videos; the finished shards are kept: "
+                "run the same command again to continue, with fewer --num_workers if memory ran out"
+            ) from None
 
 
 def write_shards(

@@ -16,6 +16,7 @@ import pytest
 from adamae_hf import prepare as prepare_module
 from adamae_hf.data import VideoReader, generate_sample_videos, render_motion_clip, write_video
 from adamae_hf.prepare import main
+from adamae_hf.prepare_video import prepare_video
 
 
 CLASSES = ["move_left", "move_right", "move_up"]
@@ -229,6 +230,29 @@ def test_an_interrupted_run_resumes_after_its_last_finished_shard(class_folder, 
     assert run_prepare(class_folder, out, "--videos_per_shard", "2") == 0
     assert {name: file_states(out)[name] for name in finished} == finished
     assert not list(out.glob(".*.tmp"))
+    assert all_bytes(out) == all_bytes(uninterrupted)
+
+
+def dies_at_row_3(row, path, settings):
+    """A worker process killed while preparing row 3 (as by the out-of-memory killer); a module-level function, so
+    that a forked worker finds it by name."""
+    if row == 3:
+        os._exit(9)
+    return prepare_video(row, path, settings)
+
+
+def test_a_killed_worker_stops_the_run_in_one_line_and_a_rerun_finishes_it(
+    class_folder, tmp_path, capsys, monkeypatch
+):
+    uninterrupted = tmp_path / "uninterrupted"
+    assert run_prepare(class_folder, uninterrupted, "--videos_per_shard", "2") == 0
+    out = tmp_path / "out"
+    monkeypatch.setattr(prepare_module, "prepare_video", dies_at_row_3)
+    assert run_prepare(class_folder, out, "--videos_per_shard", "2", workers=2) == 1  # (a Pool waited forever)
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("error: a worker process died") and "run the same command again" in error
+    monkeypatch.setattr(prepare_module, "prepare_video", prepare_video)
+    assert run_prepare(class_folder, out, "--videos_per_shard", "2", workers=2) == 0
     assert all_bytes(out) == all_bytes(uninterrupted)
 
 
