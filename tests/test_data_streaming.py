@@ -6,6 +6,7 @@ import json
 import os
 import tarfile
 
+import datasets
 import numpy as np
 import pytest
 import torch
@@ -21,7 +22,7 @@ from adamae_hf.data import (
     render_motion_clip,
     write_video,
 )
-from adamae_hf.data.streaming import batches_served_by_worker, stable_video_key
+from adamae_hf.data.streaming import batches_served_by_worker, stream_video_key
 
 
 CLASSES = ("move_left", "move_right")
@@ -69,9 +70,10 @@ def write_video_shards(folder, videos: list[bytes], shard_sizes: list[int], bad_
 
 
 def key_of(shard_key: str) -> int:
-    """The `video_index` that a shard member's items carry (the key hashes its shard's name and member name)."""
-    shard = int(shard_key[1 : shard_key.index("v")])
-    return stable_video_key(f"shard-{shard:06d}.tar/{shard_key}.mp4")
+    """The `video_index` that a shard member's items carry: the key hashes its shard's number, its position in the
+    shard and its path (the shard's name and member name)."""
+    shard, position = (int(number) for number in shard_key[1:].split("v"))
+    return stream_video_key(shard, position, f"shard-{shard:06d}.tar/{shard_key}.mp4")
 
 
 @pytest.fixture(scope="module")
@@ -233,3 +235,35 @@ def test_round_robin_accounting_of_worker_batches():
 def test_resume_checks_the_batch_size(uneven_shards):
     with pytest.raises(ValueError, match="batches of 1"):
         streamed(uneven_shards[0]).resume(0, 2, batch_size=4)
+
+
+def test_rows_of_the_same_path_or_of_none_are_each_their_own_video(tmp_path, videos):
+    """Hub datasets may hold bytes without a path, or basenames only: every row still gets its own key, the same
+    with any shuffle or number of workers, and its own name in the predictions."""
+    names = [None, None, None, "clip.mp4", "clip.mp4"]
+    rows = [{"bytes": videos[number % len(videos)], "path": name} for number, name in enumerate(names)]
+    table = datasets.Dataset.from_dict({"video": rows}, features=datasets.Features({"video": datasets.Video()}))
+    table.save_to_disk(str(tmp_path / "saved"))
+    split = open_video_split(DataSourceArguments(train_index=str(tmp_path / "saved"), streaming=True), "train")
+
+    def keys(train: bool, epoch: int, num_workers: int) -> list[int]:
+        dataset = StreamingVideoClipDataset(split.stream, CONFIG, train=train, seed=7, normalize=False)
+        batches, _ = run_epoch(dataset, epoch=epoch, num_workers=num_workers)
+        return [int(batch["video_index"][0]) for batch in batches]
+
+    in_order = keys(train=False, epoch=0, num_workers=0)
+    assert len(set(in_order)) == len(names)
+    assert sorted(keys(train=True, epoch=1, num_workers=2)) == sorted(in_order)
+    path_of = StreamingVideoClipDataset(split.stream, CONFIG, train=False).video_paths()
+    assert [path_of[key] for key in in_order] == ["<bytes>#1", "<bytes>#2", "<bytes>#3", "clip.mp4#1", "clip.mp4#2"]
+
+
+def test_repeated_rows_of_one_file_are_two_videos_with_their_own_augmentation(tmp_path, videos):
+    """Repeated rows of one file are still two videos, and views of equal rows at the same (seed, epoch) differ."""
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(videos[0])
+    stream = datasets.Dataset.from_dict({"path": [str(path)] * 2}).to_iterable_dataset(num_shards=1)
+    dataset = StreamingVideoClipDataset(stream, CONFIG, train=True, seed=7, normalize=False)
+    first, second = run_epoch(dataset, epoch=0, num_workers=0)[0]
+    assert int(first["video_index"][0]) != int(second["video_index"][0])
+    assert not torch.equal(first["pixel_values"], second["pixel_values"])

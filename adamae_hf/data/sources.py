@@ -23,6 +23,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import tempfile
 import uuid
 from dataclasses import dataclass, field
 
@@ -222,15 +223,19 @@ def clip_dataset(
 def first_videos_of_stream(stream: datasets.IterableDataset, count: int) -> datasets.IterableDataset:
     """The first ``count`` rows of a stream, as a stream of their own cut into shards for workers and processes.
 
-    They are read into ``datasets``' cache (afresh each time: a cached copy could be stale, since the stream's
-    files may have changed under the same names): ``IterableDataset.take`` would take ``count`` rows from each
-    worker's shards instead of ``count`` in all."""
-    rows = datasets.Dataset.from_generator(
-        _first_rows,
-        gen_kwargs={"stream": stream, "count": count},
-        features=stream.features,
-        fingerprint=uuid.uuid4().hex,
-    )
+    They are read into memory, through a temporary folder deleted at once (not ``datasets``' cache: a cached copy
+    could be stale, since the stream's files may change under the same names, and a fresh one each run would pile
+    up there): ``IterableDataset.take`` would take ``count`` rows from each worker's shards instead of ``count`` in
+    all."""
+    with tempfile.TemporaryDirectory(prefix="adamae_first_videos_") as folder:
+        rows = datasets.Dataset.from_generator(
+            _first_rows,
+            gen_kwargs={"stream": stream, "count": count},
+            features=stream.features,
+            cache_dir=folder,
+            keep_in_memory=True,
+            fingerprint=uuid.uuid4().hex,
+        )
     return rows.to_iterable_dataset(num_shards=min(STREAM_SHARDS, len(rows)))
 
 

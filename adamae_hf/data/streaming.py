@@ -9,12 +9,13 @@ items, same views (:func:`~adamae_hf.data.dataset.video_views`), same collate fu
   ``world_size``-th video). Processes and workers thus read disjoint parts that together cover the stream.
 * **Shuffling** (training): the order of each worker's shards and a buffer of ``shuffle_buffer_size`` videos per
   worker, seeded by (seed, epoch) through ``IterableDataset.shuffle(seed=...)`` and ``set_epoch``. A video's
-  augmentation depends on (seed, epoch, video key, view) only, the key being a hash of its path
-  (:func:`stable_video_key`).
+  augmentation depends on (seed, epoch, video key, view) only, the key naming the row itself: a hash of its shard,
+  its position in that shard and its path (:func:`stream_video_key`), so two rows of the same path (or of none)
+  stay two videos, and the key does not change with shuffling, workers or a resume.
 * **Batches as windows.** Each worker cuts its stream into windows of ``videos_per_batch`` videos (the
   DataLoader's ``batch_size``), and every window becomes exactly one batch. In training a last partial window is
   dropped (as ``drop_last``); at evaluation it is kept.
-* **Bad videos** are skipped and counted exactly, once per epoch each (``skipped``, a
+* **Bad videos** (undecodable, or without a known label) are skipped and counted exactly, once per epoch each (``skipped``, a
   :class:`~adamae_hf.data.dataset.SkippedVideos` shared with the workers, warning once per file): the slot of a
   video that does not decode is filled by a good video of the same window (or, if the whole window is bad, of the
   next window holding one), so batches keep their size and windows stay aligned with batches.
@@ -50,7 +51,7 @@ from datasets.distributed import split_dataset_by_node
 from .config import VideoClipConfig
 from .dataset import SkippedVideos, clip_transform, video_views
 from .decoding import VideoDecodeError
-from .index import BYTES_COLUMN, LABEL_COLUMN, PATH_COLUMN, UnknownLabelError
+from .index import BYTES_COLUMN, LABEL_COLUMN, PATH_COLUMN
 
 
 logger = logging.getLogger(__name__)
@@ -62,11 +63,46 @@ MAX_WORKERS = 256
 _SKIP_SLOTS = 1 << 20
 # A label column name meaning the "label" of a tar shard's <key>.json (WebDataset layout).
 WEBDATASET_LABEL = "json.label"
+# A row's key (see stream_video_key), added by keyed_stream.
+VIDEO_KEY_COLUMN = "video_key"
+# Why a row cannot be used (e.g. its label is not a known class), or None: the dataset skips it as a bad video.
+PROBLEM_COLUMN = "problem"
 
 
 def stable_video_key(name: str) -> int:
-    """A non-negative 63-bit integer naming a video, the same in every process and run (a hash of its path)."""
+    """A non-negative 63-bit integer naming a video, the same in every process and run (a hash of ``name``)."""
     return int.from_bytes(hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest(), "big") >> 1
+
+
+def stream_video_key(shard: int, position: int, path: str) -> int:
+    """The key of a stream's row: its shard, its position in that shard and its path. Paths alone may repeat (a Hub
+    dataset keeping basenames, the same member name in two tar shards, rows holding only bytes)."""
+    return stable_video_key(f"{shard}/{position}/{path}")
+
+
+def keyed_stream(stream: datasets.IterableDataset) -> datasets.IterableDataset:
+    """The stream with a ``video_key`` column (:func:`stream_video_key`), and the same shards.
+
+    The rows are numbered per shard before any split or shuffle, so a row's key is the same whatever the shard
+    order, the shuffle buffer, the number of workers and processes, or the resume point."""
+    if stream.features is None:
+        stream = stream._resolve_features()
+    if VIDEO_KEY_COLUMN in stream.features:
+        return stream
+    features = datasets.Features({**stream.features, VIDEO_KEY_COLUMN: datasets.Value("int64")})
+    # A list in gen_kwargs is what datasets shards, shuffles and splits: here the stream's shard numbers.
+    shards = {"stream": stream, "shards": list(range(stream.num_shards))}
+    return datasets.IterableDataset.from_generator(_keyed_rows, features=features, gen_kwargs=shards)
+
+
+def _keyed_rows(stream: datasets.IterableDataset, shards: list[int]) -> Iterator[dict]:
+    for shard in shards:
+        rows = stream.shard(num_shards=stream.num_shards, index=shard, contiguous=True)
+        # IterableDataset.iter reads the shard whole (iterating it in a DataLoader worker would split it again).
+        for position, batch in enumerate(rows.iter(batch_size=1)):
+            row = {name: values[0] for name, values in batch.items()}
+            row[VIDEO_KEY_COLUMN] = stream_video_key(shard, position, row[PATH_COLUMN])
+            yield row
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -131,6 +167,7 @@ class VideoStreamRows:
         if self.label_column is not None:
             names = self.label_names
             columns[LABEL_COLUMN] = datasets.ClassLabel(names=names) if names else datasets.Value("int64")
+            columns[PROBLEM_COLUMN] = datasets.Value("string")
         return datasets.Features(columns)
 
     def apply(self, stream: datasets.IterableDataset) -> datasets.IterableDataset:
@@ -143,7 +180,7 @@ class VideoStreamRows:
         path, data = self._video(example)
         row = {PATH_COLUMN: path, BYTES_COLUMN: data}
         if self.label_column is not None:
-            row[LABEL_COLUMN] = self._label(example, path)
+            row[LABEL_COLUMN], row[PROBLEM_COLUMN] = self._label(example, path)
         return row
 
     def _video(self, example: dict) -> tuple[str, bytes | None]:
@@ -163,27 +200,30 @@ class VideoStreamRows:
             path = os.path.abspath(os.path.join(self.data_root or os.getcwd(), path))
         return path, None
 
-    def _label(self, example: dict, path: str) -> int | None:
+    def _label(self, example: dict, path: str) -> tuple[int | None, str | None]:
+        """(label id, None), or (None, why there is none): the dataset skips such a row as a bad video, since a
+        stream's rows are read hours into a run, where one row must not stop it."""
         if self.label_column == WEBDATASET_LABEL:
             value = (example.get("json") or {}).get("label")
         else:
             value = example[self.label_column]
         if value is None or value == -1:
-            return None  # counted as a bad row by the dataset
+            return None, "no label"
         if isinstance(value, int) and self.source_names is not None:
             if not 0 <= value < len(self.source_names):
-                raise UnknownLabelError(f"{path}: label id {value} is not below the {len(self.source_names)} classes")
+                return None, f"label id {value} is not below the {len(self.source_names)} classes"
             value = self.source_names[value]
         if self.label_names is None:
-            return int(value)
+            return int(value), None
         if isinstance(value, int):
             if 0 <= value < len(self.label_names):
-                return value
+                return value, None
         elif str(value) in self._label_ids:
-            return self._label_ids[str(value)]
+            return self._label_ids[str(value)], None
         shown = ", ".join(map(repr, self.label_names[:10])) + (", ..." if len(self.label_names) > 10 else "")
-        raise UnknownLabelError(
-            f"{path}: unknown label {value!r}: a label must be one of the {len(self.label_names)} label_names ({shown})"
+        return (
+            None,
+            f"unknown label {value!r}: a label must be one of the {len(self.label_names)} label_names ({shown})",
         )
 
 
@@ -214,7 +254,8 @@ class StreamingVideoClipDataset(torch.utils.data.IterableDataset):
         skipped: Share a :class:`SkippedVideos` (default: a new one). Its count is exact; a video is warned about
             once unless its key shares a slot of the tally's table with another bad video.
 
-    Items are those of ``VideoClipDataset``; ``video_index`` holds :func:`stable_video_key` of the video's path.
+    Items are those of ``VideoClipDataset``; ``video_index`` holds the row's key (:func:`stream_video_key`), which
+    :meth:`video_paths` turns back into paths.
     """
 
     def __init__(
@@ -235,7 +276,7 @@ class StreamingVideoClipDataset(torch.utils.data.IterableDataset):
             raise ValueError(f"videos_per_batch must be >= 1, got {videos_per_batch}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
-        self.stream = stream
+        self.stream = keyed_stream(stream)
         self.rank, self.world_size = rank, world_size
         self.shuffle_buffer_size = shuffle_buffer_size
         self.config = config
@@ -264,6 +305,21 @@ class StreamingVideoClipDataset(torch.utils.data.IterableDataset):
     @property
     def epoch(self) -> int:
         return self._epoch.value
+
+    def video_paths(self) -> dict[int, str]:
+        """What each ``video_index`` names: the path of its row (read again, without decoding). A path that several
+        rows share (or rows holding bytes only) is followed by ``#n``, its n-th row in stream order."""
+        paths, seen = {}, collections.Counter()
+        for row in self.stream.select_columns([PATH_COLUMN, VIDEO_KEY_COLUMN]):
+            path = row[PATH_COLUMN]
+            seen[path] += 1
+            paths[row[VIDEO_KEY_COLUMN]] = path
+        repeated = collections.Counter()
+        for key, path in paths.items():
+            if seen[path] > 1:
+                repeated[path] += 1
+                paths[key] = f"{path}#{repeated[path]}"
+        return paths
 
     def set_epoch(self, epoch: int) -> None:
         """The epoch that, with ``seed``, picks the shuffle and the clips; a resume applies to its own epoch only."""
@@ -397,10 +453,12 @@ class StreamingVideoClipDataset(torch.utils.data.IterableDataset):
         return None if window is None else [self._decode(row, epoch) for row in window]
 
     def _decode(self, row: dict, epoch: int) -> _Decoded:
-        path = row[PATH_COLUMN]
-        key = stable_video_key(path)
-        if self.has_labels and row.get(LABEL_COLUMN) is None:
-            self.skipped.record(key % self._skip_slots, path, "no label")
+        path, key = row[PATH_COLUMN], row[VIDEO_KEY_COLUMN]
+        problem = row.get(PROBLEM_COLUMN)
+        if problem is None and self.has_labels and row.get(LABEL_COLUMN) is None:
+            problem = "no label"
+        if problem is not None:
+            self.skipped.record(key % self._skip_slots, path, problem)
             return _Decoded(row, key, None)
         try:
             with _opened(row) as source:
@@ -472,5 +530,7 @@ __all__ = [
     "StreamingVideoClipDataset",
     "VideoStreamRows",
     "batches_served_by_worker",
+    "keyed_stream",
     "stable_video_key",
+    "stream_video_key",
 ]
