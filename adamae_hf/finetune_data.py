@@ -22,9 +22,8 @@ from .data import (
     index_from_file,
     index_from_folder,
 )
-from .data.index import PATH_COLUMN
 from .data.sources import VideoSplit, clip_dataset, open_video_split
-from .data.streaming import StreamingVideoClipDataset, stable_video_key
+from .data.streaming import StreamingVideoClipDataset
 from .errors import UserError
 from .finetune_arguments import DataArguments
 from .hub import HUB_ID_PATTERN
@@ -133,21 +132,19 @@ def evaluation_clip_config(clip_config: VideoClipConfig, num_clips: int = 1, num
 
 @dataclass
 class VideoDatasets:
-    """The clip datasets of one run (None where a split is not used), the classes, and the test split's videos."""
+    """The clip datasets of one run (None where a split is not used) and the classes."""
 
     label_names: list[str]
     train: ClipDataset | None = None
     validation: ClipDataset | None = None
     test: ClipDataset | None = None
-    test_split: VideoSplit | None = None
 
     def test_video_paths(self) -> Sequence[str] | Mapping[int, str]:
-        """What a test item's `video_index` names: its row of the index, or for a stream the key of its path (the
-        stream's paths are read again, without decoding, to name them)."""
+        """What a test item's `video_index` names: its row of the index, or for a stream its row's key (the stream's
+        paths are read again, without decoding; a path that several rows share gets `#n`, its n-th row)."""
         if isinstance(self.test, VideoClipDataset):
             return self.test.paths
-        paths = self.test_split.stream.select_columns([PATH_COLUMN])
-        return {stable_video_key(row[PATH_COLUMN]): row[PATH_COLUMN] for row in paths}
+        return self.test.video_paths()
 
 
 def open_clips(
@@ -213,7 +210,7 @@ def build_video_datasets(
             data_args.test_index or data_args.validation_index, "predict", "--test_index (or --validation_index)"
         )
         test_config = evaluation_clip_config(clip_config, data_args.test_num_clips, data_args.test_num_crops)
-        result.test_split, result.test = open_clips(
+        _, result.test = open_clips(
             data_args,
             split,
             test_config,

@@ -3,11 +3,14 @@
 import logging
 import os
 
+import datasets
 import pytest
 from tar_shards import write_tar_shards
+from transformers import TrainingArguments
 
+from adamae_hf.data import VideoClipConfig
 from adamae_hf.finetune_arguments import DataArguments
-from adamae_hf.finetune_data import hub_dataset_names, load_video_index, resolve_label_names
+from adamae_hf.finetune_data import build_video_datasets, hub_dataset_names, load_video_index, resolve_label_names
 
 
 CLASSES = ["move_left", "move_right", "move_up"]
@@ -83,3 +86,24 @@ def test_the_cards_datasets_are_the_hub_datasets_among_the_sources(sample_index_
     )
     assert hub_dataset_names(local) == []
     assert hub_dataset_names(DataArguments(train_index="data/k400")) == []  # a local folder
+
+
+def test_a_streams_test_videos_each_get_their_own_name(sample_videos, tmp_path):
+    # Hub parquet datasets may hold a video's bytes without its path: each row is still a video of its own in
+    # predictions.jsonl, named by its row.
+    rows = []
+    for video in sample_videos[:3]:
+        with open(video.path, "rb") as handle:
+            rows.append({"bytes": handle.read(), "path": None})
+    labels = datasets.ClassLabel(names=["move_left", "move_right", "move_up"])
+    features = datasets.Features({"video": datasets.Video(), "label": labels})
+    table = datasets.Dataset.from_dict({"video": rows, "label": [0, 1, 2]}, features=features)
+    table.save_to_disk(str(tmp_path / "saved"))
+    data_args = DataArguments(test_index=str(tmp_path / "saved"), streaming=True)
+    training_args = TrainingArguments(output_dir=str(tmp_path / "out"), do_predict=True, per_device_eval_batch_size=1)
+    clips = VideoClipConfig(num_frames=4, sampling_rate=1, crop_size=32, short_side_size=32)
+    videos = build_video_datasets(data_args, clips, labels.names, "the test", training_args)
+    keys = [int(item["video_index"][0]) for item in videos.test]
+    names = videos.test_video_paths()
+    assert len(set(keys)) == 3 and sorted(names) == sorted(keys)
+    assert [names[key] for key in keys] == ["<bytes>#1", "<bytes>#2", "<bytes>#3"]
