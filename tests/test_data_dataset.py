@@ -1,5 +1,6 @@
 """The clip dataset: repeated sampling, multi-view evaluation, collate, and bad videos never stopping an epoch."""
 
+import io
 import logging
 import warnings
 
@@ -346,3 +347,35 @@ def test_rejects_class_names_as_labels(sample_videos):
 def test_the_skip_table_capacity_is_its_size():
     assert SkippedVideos(7).capacity == 7
     assert SkippedVideos(0).capacity == 1
+
+
+class _Unseekable(io.RawIOBase):
+    """A file object that reads but cannot seek (a pipe, a socket): the reader raises io.UnsupportedOperation."""
+
+    def __init__(self, data: bytes):
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        return self._data.readinto(buffer)
+
+
+class _FirstVideoUnseekable(VideoClipDataset):
+    def source(self, video_index: int):
+        source = super().source(video_index)
+        if video_index == 0:
+            with open(source, "rb") as handle:
+                return _Unseekable(handle.read())
+        return source
+
+
+def test_a_file_object_that_cannot_seek_is_a_skipped_video(sample_index, caplog):
+    with caplog.at_level(logging.WARNING, logger="adamae_hf.data.dataset"):
+        dataset = _FirstVideoUnseekable(sample_index, VideoClipConfig(**SMALL), train=False)
+        item = dataset[0]
+    assert item["video_index"].tolist() == [1]  # the next video fills the item
+    assert dataset.skipped.count == 1 and dataset.skipped.skipped_indices() == [0]
+    warnings = [record.getMessage() for record in caplog.records]
+    assert len(warnings) == 1 and sample_index["path"][0] in warnings[0] and "UnsupportedOperation" in warnings[0]

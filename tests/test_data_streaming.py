@@ -17,6 +17,7 @@ from adamae_hf.data import (
     SkippedVideos,
     StreamingVideoClipDataset,
     VideoClipConfig,
+    clip_dataloader,
     collate_clips,
     open_video_split,
     render_motion_clip,
@@ -267,3 +268,11 @@ def test_repeated_rows_of_one_file_are_two_videos_with_their_own_augmentation(tm
     first, second = run_epoch(dataset, epoch=0, num_workers=0)[0]
     assert int(first["video_index"][0]) != int(second["video_index"][0])
     assert not torch.equal(first["pixel_values"], second["pixel_values"])
+
+
+def test_the_dataloader_batches_must_be_the_streams_windows(uneven_shards):
+    dataset = streamed(uneven_shards[0], train=False, videos_per_batch=2)
+    with pytest.raises(ValueError, match=r"batches of 4 videos.*windows of 2 \(videos_per_batch\)"):
+        clip_dataloader(dataset, clips_per_batch=4 * CONFIG.num_eval_views)
+    loader = clip_dataloader(dataset, clips_per_batch=2 * CONFIG.num_eval_views)
+    assert loader.batch_size == 2 and len(list(loader)) == 6

@@ -325,10 +325,10 @@ class VideoClipDataset(Dataset):
         for video_index in self._candidates(index, item_generator(item_seed, epoch, index, _REPLACEMENT_STREAM)):
             try:
                 pixel_values = self._load_views(video_index, item_seed, epoch)
-            except VideoDecodeError as error:
+            except (VideoDecodeError, OSError) as error:  # OSError: e.g. a file object that cannot seek
                 if video_index == index:  # a replacement that fails is counted by its own item
                     # the path column names in-memory videos too (the error would say "<N bytes in memory>")
-                    self.skipped.record(video_index, self.paths[video_index], error.reason)
+                    self.skipped.record(video_index, self.paths[video_index], _reason(error))
                 continue
             num_views = pixel_values.shape[0]
             item = {
@@ -387,10 +387,15 @@ class VideoClipDataset(Dataset):
                 with VideoReader(self.source(video_index), num_threads=1) as reader:
                     reader.read_frames([0])
                 return
-            except VideoDecodeError as error:
-                failures.append(f"{self.paths[video_index]}: {error.reason}")
+            except (VideoDecodeError, OSError) as error:
+                failures.append(f"{self.paths[video_index]}: {_reason(error)}")
         shown = "; ".join(failures[:5]) + (f"; ... ({len(failures) - 5} more)" if len(failures) > 5 else "")
         raise ValueError(f"none of the {len(self.paths)} videos in the index can be decoded: {shown}")
+
+
+def _reason(error: Exception) -> str:
+    """Why a video could not be read, in a few words."""
+    return error.reason if isinstance(error, VideoDecodeError) else f"{type(error).__name__}: {error}"
 
 
 def collate_clips(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -429,10 +434,22 @@ def clip_dataloader(
     """A DataLoader whose batches hold ``clips_per_batch`` clips (shuffled and dropping the last partial batch in
     training by default), with :func:`collate_clips` and persistent workers. Batches are in pinned memory (faster,
     asynchronous copies to the device) when an accelerator is there (``pin_memory=None``); on a CPU-only machine
-    pinning does nothing but make torch warn."""
+    pinning does nothing but make torch warn.
+
+    Raises:
+        ValueError: A stream's windows (its ``videos_per_batch``) are not the batches asked for: every batch must be
+            one window, or a resume would start at the wrong row.
+    """
+    batch_size = videos_per_batch(clips_per_batch, dataset.views_per_video)
+    window = getattr(dataset, "videos_per_batch", batch_size)  # a StreamingVideoClipDataset's
+    if window != batch_size:
+        raise ValueError(
+            f"clips_per_batch={clips_per_batch} makes batches of {batch_size} videos, but the stream's dataset cuts "
+            f"it into windows of {window} (videos_per_batch): give it videos_per_batch={batch_size}"
+        )
     return DataLoader(
         dataset,
-        batch_size=videos_per_batch(clips_per_batch, dataset.views_per_video),
+        batch_size=batch_size,
         # a stream orders itself (seeded shuffle buffer); a DataLoader refuses to shuffle one
         shuffle=(dataset.train and not isinstance(dataset, IterableDataset)) if shuffle is None else shuffle,
         drop_last=dataset.train if drop_last is None else drop_last,
