@@ -276,3 +276,11 @@ def test_the_dataloader_batches_must_be_the_streams_windows(uneven_shards):
         clip_dataloader(dataset, clips_per_batch=4 * CONFIG.num_eval_views)
     loader = clip_dataloader(dataset, clips_per_batch=2 * CONFIG.num_eval_views)
     assert loader.batch_size == 2 and len(list(loader)) == 6
+
+
+def test_the_keyed_stream_keeps_the_splits_size(uneven_shards):
+    # A source that tells its split's size (a Hub dataset's info) still tells it: pretraining counts an epoch by it.
+    stream = open_video_split(DataSourceArguments(train_index=uneven_shards[0], streaming=True), "train").stream
+    stream.info.splits = datasets.SplitDict({"train": datasets.SplitInfo(name="train", num_examples=12)})
+    keyed = StreamingVideoClipDataset(stream, CONFIG, train=True).stream
+    assert keyed.split == stream.split and keyed.info.splits["train"].num_examples == 12

@@ -92,7 +92,11 @@ def keyed_stream(stream: datasets.IterableDataset) -> datasets.IterableDataset:
     features = datasets.Features({**stream.features, VIDEO_KEY_COLUMN: datasets.Value("int64")})
     # A list in gen_kwargs is what datasets shards, shuffles and splits: here the stream's shard numbers.
     shards = {"stream": stream, "shards": list(range(stream.num_shards))}
-    return datasets.IterableDataset.from_generator(_keyed_rows, features=features, gen_kwargs=shards)
+    split = stream.split if stream.split is not None else datasets.Split.TRAIN
+    keyed = datasets.IterableDataset.from_generator(_keyed_rows, features=features, gen_kwargs=shards, split=split)
+    if stream.info is not None and stream.split is not None:
+        keyed.info.splits = stream.info.splits  # the split's size, when the source tells it (an epoch's length)
+    return keyed
 
 
 def _keyed_rows(stream: datasets.IterableDataset, shards: list[int]) -> Iterator[dict]:
