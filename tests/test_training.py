@@ -56,6 +56,9 @@ def test_a_check_that_fails_on_one_process_stops_every_process(tmp_path):
         except UserError as error:
             outcome = "raised: " + str(error)
         Path({str(tmp_path)!r}, f"rank{{accelerator.process_index}}.txt").write_text(outcome)
+        # both leave the process group together: a rank exiting while gloo still talks to it can abort the other
+        accelerator.wait_for_everyone()
+        accelerator.end_training()
     """)
     )
     command = two_process_command(
