@@ -4,7 +4,11 @@ transformers VideoMAE config. Used by test_convert.py and test_finetune_model.py
 import argparse
 
 import torch
+from tiny_configs import TINY
 from transformers import VideoMAEConfig
+
+
+VIDEOMAE_ABSENT = ("sampler_num_attention_heads", "mask_ratio")
 
 
 # The authors' ViT, tiny: 8 frames of 32x32, tubelet 2, patch 8 -> 64 tokens; ViT-Ti's width 192 (3 heads of 64) in
@@ -90,19 +94,6 @@ def save_authors_checkpoint(path, state_dict, **training_arguments):
 
 def tiny_videomae_config(**overrides):
     # layer_norm_eps 1e-5 so that VideoMAE's hard-coded decoder norm eps (1e-5) matches ours
-    return VideoMAEConfig(
-        image_size=32,
-        patch_size=8,
-        num_frames=8,
-        tubelet_size=2,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        decoder_hidden_size=16,
-        decoder_num_hidden_layers=1,
-        decoder_num_attention_heads=2,
-        decoder_intermediate_size=32,
-        layer_norm_eps=1e-5,
-        **overrides,
-    )
+    # the same tiny architecture as the AdaMAE tests' (tiny_configs.TINY), less what VideoMAE has no field for
+    architecture = {name: value for name, value in TINY.items() if name not in VIDEOMAE_ABSENT}
+    return VideoMAEConfig(**{**architecture, "layer_norm_eps": 1e-5, **overrides})
